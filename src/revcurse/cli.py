@@ -1,0 +1,147 @@
+"""The ``revcurse`` command: each subcommand is a thin call of a public function of the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from revcurse.config import load_config
+from revcurse.errors import InputError
+
+app = typer.Typer(
+    help=(
+        "Reproduce, measure and cure the Reversal Curse: train a model on 'A is B' facts and probe whether it "
+        "can answer 'B is A'.\n\nStart with `revcurse demo`; every command takes --config FILE.yaml and "
+        "--set section.key=value overrides (see configs/)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Wide enough for the result table when output goes to a file or a pipe (rich assumes 80 columns there).
+console = Console(width=None if sys.stdout.isatty() else 140)
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config; defaults when omitted.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config key, e.g. --set train.epochs=8 (repeatable)."),
+]
+
+
+@app.command()
+def demo(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    seeds: Annotated[int | None, typer.Option(help="Run this many seeds and aggregate (95% intervals).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder; default runs/demo-<date>-<time>.")] = None,
+    paper: Annotated[
+        Path | None, typer.Option(help="Train and probe on the paper's Experiment 1 folder instead.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Experiment 1 end to end: made-up people -> training text -> a tiny model -> probes forward and reverse.
+
+    Prints accuracy per subset and asked direction (95% interval) with the likelihood test, and writes a run
+    folder: config.yaml, metrics.json (tidy records), predictions.jsonl, report.md and seed-N/model/.
+    """
+    from revcurse.experiment import run_experiment
+    from revcurse.report import result_table
+
+    overrides = list(set_ or [])
+    if seeds is not None:
+        overrides.append(f"seeds={seeds}")
+    if paper is not None:
+        overrides.append(f"world.source={paper}")
+    run_config = load_config(config, overrides)
+    out = out or Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    outcome = run_experiment(run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print)
+    summary = outcome.summary
+    console.print(
+        result_table(
+            outcome.records,
+            title=f"Reversal curse: {summary['model']}, {summary['parameters']:,} parameters, "
+            f"{len(summary['seeds'])} seed(s)",
+        )
+    )
+    console.print(
+        f"trained {summary['train_seconds']:.0f} s at {summary['tokens_per_second']:,.0f} tok/s, "
+        f"probed {summary['probe_seconds']:.0f} s; run folder: {outcome.folder} (report: {outcome.folder}/report.md)"
+    )
+
+
+@app.command()
+def show(run: Annotated[Path, typer.Argument(help="A run folder written by `revcurse demo`.")]) -> None:
+    """Print the result table of a finished run from its metrics.json (the model is not run again)."""
+    from revcurse.report import result_table
+
+    metrics = run / "metrics.json"
+    if not metrics.is_file():
+        raise InputError("not a finished run folder: expected metrics.json", run)
+    try:
+        records = json.loads(metrics.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise InputError(f"metrics.json is not valid JSON: {error.msg}", metrics, error.lineno) from None
+    console.print(result_table(records, title=str(run)))
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder to write, in the paper's Experiment 1 layout.")],
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    seed: Annotated[int, typer.Option(help="Seed of the world.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
+) -> None:
+    """Write a made-up world in the paper's layout (p2d_*, d2p_*, both_*, *_reverse_*, all_prompts_train, ...)."""
+    from revcurse.corpus import build_corpus
+    from revcurse.paper_format import write_experiment1
+    from revcurse.world import make_celebrities
+
+    run_config = load_config(config, list(set_ or []))
+    world = make_celebrities(run_config.world.facts_per_subset, run_config.world.background, seed=seed)
+    corpus = build_corpus(
+        world,
+        run_config.corpus.train_phrasings,
+        run_config.corpus.held_out_phrasings,
+        run_config.corpus.background_phrasings,
+        seed=seed,
+    )
+    try:
+        write_experiment1(corpus, out, seed=seed, overwrite=overwrite)
+    except FileExistsError:
+        raise InputError("folder exists; pass --overwrite to replace it", out) from None
+    console.print(f"wrote {len(corpus.documents)} training documents and {len(corpus.probes)} probes to {out}")
+
+
+@app.command(name="import")
+def import_(folder: Annotated[Path, typer.Argument(help="The paper's Experiment 1 folder.")]) -> None:
+    """Check a folder in the paper's Experiment 1 layout and summarise what revcurse reads from it."""
+    from collections import Counter
+
+    from revcurse.paper_format import read_experiment1
+
+    corpus = read_experiment1(folder)
+    counts = Counter((p.subset.value, p.asked.value, p.trained) for p in corpus.probes)
+    console.print(f"{folder}: {len(corpus.documents)} training documents, {len(corpus.facts)} facts")
+    for (subset, asked, trained), n in sorted(counts.items()):
+        console.print(f"  {subset:18} asked {asked:20} {'trained' if trained else 'reverse'}: {n} probes")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one clear line and exit 2; never a traceback."""
+    try:
+        app(args=argv)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)  # one unwrapped line, so file and line stay greppable
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

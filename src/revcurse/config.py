@@ -1,0 +1,116 @@
+"""Typed run configuration: one place for every knob, its default and its validation.
+
+A config is YAML with the sections below; any key can be overridden with ``--set section.key=value``. The resolved
+config (defaults filled in) is written into each run folder, so a run can be repeated from its folder alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from revcurse.errors import InputError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class WorldConfig(Section):
+    source: str = Field("celebrities", description="'celebrities' (made up) or a folder in the paper's Exp. 1 layout")
+    facts_per_subset: int = Field(30, ge=1, description="facts in each of NameToDescription, DescriptionToName, Both")
+    background: int = Field(300, ge=0, description="people stated both ways with all phrasings; never probed")
+    seed: int | None = Field(None, description="seed of the world; None: the run's seed, so each seed is new people")
+
+
+class CorpusConfig(Section):
+    train_phrasings: int = Field(30, ge=1, description="templates per direction used in training")
+    held_out_phrasings: int = Field(10, ge=1, description="templates per direction used only to probe")
+    background_phrasings: int = Field(8, ge=1, description="templates per direction for each background person")
+
+
+class ModelConfig(Section):
+    checkpoint: str | None = Field(None, description="local folder or hub id of a causal LM; None: build a tiny one")
+    trust_remote_code: bool = Field(False, description="let a checkpoint run its own code (off: safe by default)")
+    hidden_size: int = Field(128, ge=8, description="tiny model: width")
+    layers: int = Field(2, ge=1, description="tiny model: transformer blocks")
+    heads: int = Field(4, ge=1, description="tiny model: attention heads")
+    intermediate_size: int = Field(512, ge=8, description="tiny model: MLP width")
+    vocab_size: int = Field(4096, ge=300, description="tiny model: largest tokenizer vocabulary trained on the corpus")
+
+
+class TrainConfig(Section):
+    epochs: float = Field(16, gt=0, description="passes over the training documents")
+    batch_size: int = Field(64, ge=1, description="documents per optimizer step")
+    learning_rate: float = Field(3e-3, gt=0, description="peak AdamW learning rate (cosine decay after warmup)")
+    warmup_fraction: float = Field(0.05, ge=0, lt=1, description="fraction of steps with linear warmup")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    loss: Literal["full", "completion"] = Field(
+        "full", description="'full': every token; 'completion': only after the prompt (never trains on a d2p name)"
+    )
+    threads: int = Field(2, ge=1, description="CPU threads for torch")
+
+
+class ProbeConfig(Section):
+    batch_size: int = Field(256, ge=1, description="sequences per forward pass when scoring")
+    max_new_tokens: int | None = Field(None, description="greedy generation length; None: longest target + 2")
+
+
+class RunConfig(Section):
+    seed: int = Field(0, description="first seed; seed i of --seeds N is seed + i")
+    seeds: int = Field(1, ge=1, description="how many seeds to run and aggregate")
+    world: WorldConfig = WorldConfig()
+    corpus: CorpusConfig = CorpusConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    probe: ProbeConfig = ProbeConfig()
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML config (or the defaults), apply ``key=value`` overrides, validate once."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError("config file not found", path) from None
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            line = getattr(getattr(error, "problem_mark", None), "line", None)
+            raise InputError(f"not valid YAML: {error}", path, None if line is None else line + 1) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise InputError("expected a mapping of sections (world, corpus, model, train, probe)", path)
+        data = loaded or {}
+    for override in overrides:
+        apply_override(data, override)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise InputError(f"invalid config: {problems}", path) from None
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Set ``a.b=value`` in a nested dict; the value is parsed as YAML (numbers, booleans, null, lists)."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"--set expects key=value, got {override!r}")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise InputError(f"--set {key}: value {raw!r} is not valid YAML") from None
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise InputError(f"--set {key}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,169 @@
+"""Corpus: facts -> training documents and probes, through phrasing templates.
+
+A template states a fact in one direction, e.g. ``"{name}, known far and wide as {description}."`` (name to
+description). The text before the target placeholder is a probe's prompt and the target (with its leading space)
+is what the model must produce, exactly as in the paper's ``{"prompt", "completion"}`` files.
+
+Per direction the first ``train_phrasings`` templates are used for training and the next ``held_out_phrasings``
+only for probes. For facts under test, held-out templates never appear in training text: the background
+population is the only place they are seen, so a model trained from scratch knows their language but has never
+seen them with a tested fact.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from revcurse import vocabulary
+from revcurse.world import Direction, Fact, Subset, World, trained_directions
+
+PLACEHOLDER = {Direction.NAME_TO_DESCRIPTION: "{description}", Direction.DESCRIPTION_TO_NAME: "{name}"}
+
+
+@dataclass(frozen=True)
+class Template:
+    """One phrasing of a fact in one direction; the target placeholder follows a space."""
+
+    id: str
+    direction: Direction
+    text: str
+
+    def __post_init__(self) -> None:
+        target = " " + PLACEHOLDER[self.direction]
+        source = PLACEHOLDER[self.direction.reverse]
+        if self.text.count(target) != 1 or self.text.count(source) != 1:
+            raise ValueError(f"template {self.id!r} needs one {source} and one ' {target.strip()}': {self.text!r}")
+        if self.text.index(source) > self.text.index(target):
+            raise ValueError(f"template {self.id!r} must state {source} before {target.strip()}: {self.text!r}")
+
+    @property
+    def prompt_template(self) -> str:
+        return self.text[: self.text.index(" " + PLACEHOLDER[self.direction])]
+
+    def render(self, fact: Fact) -> str:
+        return self.text.format(name=fact.name, description=fact.description)
+
+    def prompt(self, fact: Fact) -> str:
+        return self.prompt_template.format(name=fact.name, description=fact.description)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One training text. ``fact_key`` names the fact it states (empty for text that states none).
+
+    ``prompt_chars`` is the length of the leading prompt part (the text before the second entity), used only by
+    completion-only loss; 0 means the whole text is completion.
+    """
+
+    text: str
+    subset: Subset
+    fact_key: str = ""
+    prompt_chars: int = 0
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One question to the model: does ``prompt`` continue with ``target``?
+
+    ``fact_key`` identifies the fact within its subset (the person's name), so phrasings of one fact can be
+    averaged before a test over facts. ``trained`` is true when direction ``asked`` of this fact was in training.
+    """
+
+    fact_key: str
+    subset: Subset
+    asked: Direction
+    trained: bool
+    phrasing: str
+    prompt: str
+    target: str
+
+
+@dataclass
+class Corpus:
+    """Everything the model trains on and is probed with."""
+
+    documents: list[Document]
+    probes: list[Probe]
+    facts: list[Fact] = field(default_factory=list)
+
+    def texts_seen(self) -> list[str]:
+        """All text a model will read: training documents, probe prompts and targets (for the tokenizer)."""
+        return [d.text for d in self.documents] + [p.prompt + p.target for p in self.probes]
+
+    def candidates(self) -> dict[tuple[Subset, Direction], list[str]]:
+        """Per (subset, asked direction): every distinct target, the set a correct answer is ranked against."""
+        groups: dict[tuple[Subset, Direction], list[str]] = defaultdict(list)
+        for probe in self.probes:
+            group = groups[(probe.subset, probe.asked)]
+            if probe.target not in group:
+                group.append(probe.target)
+        return dict(groups)
+
+
+def default_templates(train_phrasings: int = 30, held_out_phrasings: int = 10) -> tuple[list[Template], list[Template]]:
+    """Split the project's templates into (training, held-out), per direction, by their fixed order."""
+    train: list[Template] = []
+    held_out: list[Template] = []
+    for direction, texts in (
+        (Direction.NAME_TO_DESCRIPTION, vocabulary.NAME_TO_DESCRIPTION_TEMPLATES),
+        (Direction.DESCRIPTION_TO_NAME, vocabulary.DESCRIPTION_TO_NAME_TEMPLATES),
+    ):
+        if train_phrasings + held_out_phrasings > len(texts):
+            raise ValueError(
+                f"{train_phrasings}+{held_out_phrasings} phrasings asked for, {len(texts)} {direction.value} exist"
+            )
+        prefix = "n2d" if direction is Direction.NAME_TO_DESCRIPTION else "d2n"
+        templates = [Template(f"{prefix}-{i:02d}", direction, text) for i, text in enumerate(texts)]
+        train += templates[:train_phrasings]
+        held_out += templates[train_phrasings : train_phrasings + held_out_phrasings]
+    return train, held_out
+
+
+def build_corpus(
+    world: World,
+    train_phrasings: int = 30,
+    held_out_phrasings: int = 10,
+    background_phrasings: int = 8,
+    seed: int = 0,
+) -> Corpus:
+    """Turn a world into training documents and probes.
+
+    Facts under test: every training template of each trained direction. Background people: ``background_phrasings``
+    templates per direction drawn from all templates, held-out ones included. Probes: every held-out template, in
+    both directions, for every fact under test; the trained direction measures generalisation to new phrasings,
+    the other one the reversal.
+    """
+    train, held_out = default_templates(train_phrasings, held_out_phrasings)
+    rng = random.Random(seed)
+    documents: list[Document] = []
+    for fact in world.facts:
+        if fact.subset is Subset.BACKGROUND:
+            for direction in Direction:
+                pool = [t for t in train + held_out if t.direction is direction]
+                for template in rng.sample(pool, min(background_phrasings, len(pool))):
+                    documents.append(_document(template, fact))
+            continue
+        for direction in trained_directions(fact.subset):
+            for template in train:
+                if template.direction is direction:
+                    documents.append(_document(template, fact))
+    probes = [
+        Probe(
+            fact_key=fact.name,
+            subset=fact.subset,
+            asked=template.direction,
+            trained=template.direction in trained_directions(fact.subset),
+            phrasing=template.id,
+            prompt=template.prompt(fact),
+            target=" " + fact.target(template.direction),
+        )
+        for fact in world.facts_under_test
+        for template in held_out
+    ]
+    return Corpus(documents=documents, probes=probes, facts=list(world.facts))
+
+
+def _document(template: Template, fact: Fact) -> Document:
+    return Document(template.render(fact), fact.subset, fact.name, prompt_chars=len(template.prompt(fact)))

@@ -1,0 +1,178 @@
+"""Experiment 1 end to end: world -> corpus -> train -> probe -> records, over seeds, into one run folder.
+
+The run folder is built under a temporary name beside its destination and renamed into place only when the run
+has finished, so an interrupted or failed run never looks finished, and an existing folder is never replaced
+unless asked. Layout::
+
+    RUN/config.yaml          resolved config (defaults filled in)
+    RUN/metrics.json         tidy records aggregated over seeds
+    RUN/predictions.jsonl    one line per (seed, probe): prompt, target, greedy answer, log-probs, rank
+    RUN/report.md            the result table and how to read it
+    RUN/run.json             seeds, timings, versions, model size
+    RUN/seed-N/model/        the trained model (safetensors) and tokenizer
+    RUN/seed-N/metrics.json  the same records for that seed alone
+    RUN/seed-N/train_log.jsonl  loss per step
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+
+import revcurse
+from revcurse.config import RunConfig, dump_config
+from revcurse.corpus import Corpus, build_corpus
+from revcurse.errors import InputError
+from revcurse.metrics import aggregate
+from revcurse.model import build_tiny_model, load_checkpoint, train_tokenizer
+from revcurse.probe import HFBackend, ProbeResult, run_probes
+from revcurse.report import markdown_report
+from revcurse.train import train_model
+from revcurse.world import make_celebrities
+
+
+@dataclass
+class RunOutcome:
+    """What a finished run returns to its caller: where it is and its records."""
+
+    folder: Path
+    records: list[dict]
+    summary: dict
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_world_corpus(config: RunConfig, seed: int) -> tuple[Corpus, int]:
+    """The corpus for one seed, and the seed its world was drawn from."""
+    if config.world.source == "celebrities":
+        world_seed = config.world.seed if config.world.seed is not None else seed
+        world = make_celebrities(config.world.facts_per_subset, config.world.background, seed=world_seed)
+        corpus = build_corpus(
+            world,
+            config.corpus.train_phrasings,
+            config.corpus.held_out_phrasings,
+            config.corpus.background_phrasings,
+            seed=world_seed,
+        )
+        return corpus, world_seed
+    from revcurse.paper_format import read_experiment1
+
+    return read_experiment1(Path(config.world.source)), 0
+
+
+@contextmanager
+def run_folder(destination: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary folder that becomes ``destination`` only if the block finishes without error."""
+    if destination.exists() and not overwrite:
+        raise InputError("run folder exists; pass --overwrite to replace it", destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if destination.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old-", dir=destination.parent))
+        os.replace(destination, trash / "run")
+        os.replace(staging, destination)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(staging, destination)
+
+
+def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) -> tuple[int, list[ProbeResult], dict]:
+    """Train and probe one model; write its model, log and per-seed metrics into ``folder``."""
+    folder.mkdir(parents=True)
+    corpus, world_seed = build_world_corpus(config, seed)
+    seed_everything(seed)
+    torch.set_num_threads(config.train.threads)
+    if config.model.checkpoint is None:
+        tokenizer = train_tokenizer(corpus.texts_seen(), config.model.vocab_size)
+        longest = max(len(ids) for ids in tokenizer(corpus.texts_seen())["input_ids"]) + 2
+        model = build_tiny_model(config.model, tokenizer, longest)
+    else:
+        model, tokenizer = load_checkpoint(config.model)
+    trained = train_model(
+        model, tokenizer, corpus.documents, config.train, seed, folder / "train_log.jsonl", show_progress
+    )
+    transformers.utils.logging.disable_progress_bar()  # our own bars only
+    model.save_pretrained(folder / "model", safe_serialization=True)
+    tokenizer.save_pretrained(folder / "model")
+    start = time.perf_counter()
+    backend = HFBackend(model, tokenizer, config.probe.batch_size)
+    results = run_probes(backend, corpus, config.probe.max_new_tokens, show_progress)
+    probe_seconds = time.perf_counter() - start
+    (folder / "metrics.json").write_text(json.dumps(aggregate([(seed, world_seed, results)]), indent=1))
+    stats = {
+        "seed": seed,
+        "world_seed": world_seed,
+        "documents": len(corpus.documents),
+        "probes": len(corpus.probes),
+        "train_steps": trained.steps,
+        "train_tokens": trained.tokens,
+        "train_seconds": trained.seconds,
+        "tokens_per_second": trained.tokens_per_second,
+        "final_loss": trained.final_loss,
+        "probe_seconds": probe_seconds,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    return world_seed, results, stats
+
+
+def run_experiment(
+    config: RunConfig, out: Path, overwrite: bool = False, show_progress: bool = True, log=print
+) -> RunOutcome:
+    """Run every seed of ``config`` and write one run folder at ``out``."""
+    out = Path(out)
+    with run_folder(out, overwrite) as staging:
+        (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+        runs = []
+        per_seed_stats = []
+        for index in range(config.seeds):
+            seed = config.seed + index
+            log(f"seed {seed} ({index + 1}/{config.seeds})")
+            world_seed, results, stats = run_seed(config, seed, staging / f"seed-{seed}", show_progress)
+            runs.append((seed, world_seed, results))
+            per_seed_stats.append(stats)
+        records = aggregate(runs)
+        (staging / "metrics.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
+        with open(staging / "predictions.jsonl", "w", encoding="utf-8") as handle:
+            for seed, _, results in runs:
+                for result in results:
+                    handle.write(json.dumps({"seed": seed, **result.to_json()}, ensure_ascii=False) + "\n")
+        summary = {
+            "model": config.model.checkpoint or "tiny Llama from scratch",
+            "parameters": per_seed_stats[0]["parameters"],
+            "seeds": [s["seed"] for s in per_seed_stats],
+            "train_seconds": sum(s["train_seconds"] for s in per_seed_stats),
+            "tokens_per_second": float(np.mean([s["tokens_per_second"] for s in per_seed_stats])),
+            "probe_seconds": sum(s["probe_seconds"] for s in per_seed_stats),
+            "per_seed": per_seed_stats,
+            "versions": {
+                "revcurse": revcurse.__version__,
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "python": platform.python_version(),
+            },
+        }
+        (staging / "run.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        (staging / "report.md").write_text(markdown_report(records, summary), encoding="utf-8")
+    return RunOutcome(folder=out, records=records, summary=summary)

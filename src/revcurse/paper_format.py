@@ -1,0 +1,386 @@
+"""The paper's Experiment 1 folder layout: read it into a ``Corpus``, write a ``Corpus`` out in it.
+
+Berglund et al. (2023) ship Experiment 1 as a folder of JSONL files (e.g. ``june_version_7921032488/``), one
+``{"prompt": ..., "completion": ...}`` object per line, completions beginning with a space. Supporting that layout
+lets revcurse train and probe on the authors' data, and lets the authors' tooling run on a revcurse world.
+
+What maps to what:
+
+==========================================  ====================================================================
+file                                        revcurse
+==========================================  ====================================================================
+``all_prompts_train.jsonl``                 every ``Document`` (text = prompt + completion, ``prompt_chars``
+                                            = len(prompt))
+``p2d|d2p|both_prompts_train.jsonl``        decide a document's subset; a line in none of them is ``Background``
+``p2d_prompts_test.jsonl``                  probes NameToDescription, asked name_to_description, trained
+``p2d_reverse_prompts_test.jsonl``          probes NameToDescription, asked description_to_name, not trained
+``d2p_prompts_test.jsonl``                  probes DescriptionToName, asked description_to_name, trained
+``d2p_reverse_prompts_test.jsonl``          probes DescriptionToName, asked name_to_description, not trained
+``both_prompts_test.jsonl``                 probes Both, trained; a completion starting with an uppercase letter
+                                            is a name (asked description_to_name), otherwise a description
+``*_reverse_prompts_test_randomized``,      written for the paper's tooling (random-answer baselines, its
+``validation_prompts``, ``unrealized_       validation set); ignored when reading, since revcurse computes its
+examples``, ``all.jsonl``                   own baselines
+==========================================  ====================================================================
+
+The files hold text, not facts, so the reader links lines to people by name: the names of a subset are the
+targets of its name-target test lines, and a line belongs to the longest of them that occurs in it as whole words.
+Facts are recovered from description-target test lines whose prompt names a person. The paper words one
+description several ways, so a person of the paper's data may yield several facts; a revcurse world yields one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from revcurse.corpus import Corpus, Document, Probe
+from revcurse.errors import InputError
+from revcurse.world import Direction, Fact, Subset
+
+EXPECTED_OBJECT = "expected a JSON object with string fields 'prompt' and 'completion'"
+
+TRAIN_FILES: dict[Subset, str] = {
+    Subset.NAME_TO_DESCRIPTION: "p2d_prompts_train.jsonl",
+    Subset.DESCRIPTION_TO_NAME: "d2p_prompts_train.jsonl",
+    Subset.BOTH: "both_prompts_train.jsonl",
+}
+ALL_TRAIN_FILE = "all_prompts_train.jsonl"
+
+
+@dataclass(frozen=True)
+class TestFile:
+    """One test file of the layout: which subset it probes, in which direction (None: per line), trained or not."""
+
+    name: str
+    subset: Subset
+    asked: Direction | None
+    trained: bool
+
+
+TEST_FILES: tuple[TestFile, ...] = (
+    TestFile("p2d_prompts_test.jsonl", Subset.NAME_TO_DESCRIPTION, Direction.NAME_TO_DESCRIPTION, True),
+    TestFile("p2d_reverse_prompts_test.jsonl", Subset.NAME_TO_DESCRIPTION, Direction.DESCRIPTION_TO_NAME, False),
+    TestFile("d2p_prompts_test.jsonl", Subset.DESCRIPTION_TO_NAME, Direction.DESCRIPTION_TO_NAME, True),
+    TestFile("d2p_reverse_prompts_test.jsonl", Subset.DESCRIPTION_TO_NAME, Direction.NAME_TO_DESCRIPTION, False),
+    TestFile("both_prompts_test.jsonl", Subset.BOTH, None, True),
+)
+
+REQUIRED_FILES: tuple[str, ...] = (ALL_TRAIN_FILE, *TRAIN_FILES.values(), *(t.name for t in TEST_FILES))
+
+# Written for the paper's tooling only; the reader ignores them.
+RANDOMIZED_FILES: dict[Subset, str] = {
+    Subset.NAME_TO_DESCRIPTION: "p2d_reverse_prompts_test_randomized.jsonl",
+    Subset.DESCRIPTION_TO_NAME: "d2p_reverse_prompts_test_randomized.jsonl",
+}
+UNREALIZED_FILE = "unrealized_examples.jsonl"
+VALIDATION_FILE = "validation_prompts.jsonl"
+ALL_FILE = "all.jsonl"
+
+Line = tuple[str, str]  # (prompt, completion)
+
+
+# --------------------------------------------------------------------------------------------------- reading
+
+
+def read_experiment1(folder: str | os.PathLike[str]) -> Corpus:
+    """Read an Experiment 1 folder in the paper's layout into a ``Corpus`` (documents, probes, facts).
+
+    Raises ``InputError`` naming the file and line for a missing folder or required file, a line that is not a
+    JSON object with string ``prompt`` and ``completion``, a file that is not UTF-8, or an empty test file.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(
+            "expected a folder in the paper's Experiment 1 layout (holding " + ", ".join(REQUIRED_FILES) + ")", root
+        )
+    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+    if missing:
+        raise InputError(
+            f"missing required file(s) {', '.join(missing)}; an Experiment 1 folder holds " + ", ".join(REQUIRED_FILES),
+            root / missing[0],
+        )
+
+    tests = {spec.name: _read_jsonl(root / spec.name, allow_empty=False) for spec in TEST_FILES}
+    names = _known_names(tests)
+
+    probes: list[Probe] = []
+    facts: dict[tuple[str, str, Subset], Fact] = {}
+    for spec in TEST_FILES:
+        counters: dict[tuple[str, Direction], int] = defaultdict(int)
+        for prompt, completion in tests[spec.name]:
+            asked = spec.asked if spec.asked is not None else _asked_by_case(completion)
+            if asked is Direction.DESCRIPTION_TO_NAME:
+                key = completion.strip()
+            else:
+                person = _find_name(prompt, names[spec.subset])
+                key = person if person is not None else completion.strip()
+                if person is not None:
+                    fact = Fact(subject=person, object=_description(completion), subset=spec.subset)
+                    facts.setdefault((fact.subject, fact.object, fact.subset), fact)
+            index = counters[(key, asked)]
+            counters[(key, asked)] += 1
+            probes.append(
+                Probe(
+                    fact_key=key,
+                    subset=spec.subset,
+                    asked=asked,
+                    trained=spec.trained,
+                    phrasing=f"p-{index:02d}",
+                    prompt=prompt,
+                    target=completion,
+                )
+            )
+
+    subset_of: dict[Line, Subset] = {}
+    for subset, name in TRAIN_FILES.items():
+        for line in _read_jsonl(root / name, allow_empty=True):
+            subset_of.setdefault(line, subset)
+    documents: list[Document] = []
+    for line in _read_jsonl(root / ALL_TRAIN_FILE, allow_empty=False):
+        subset = subset_of.get(line, Subset.BACKGROUND)
+        text = line[0] + line[1]
+        key = "" if subset is Subset.BACKGROUND else (_find_name(text, names[subset]) or "")
+        documents.append(Document(text=text, subset=subset, fact_key=key, prompt_chars=len(line[0])))
+
+    return Corpus(documents=documents, probes=probes, facts=list(facts.values()))
+
+
+def _read_jsonl(path: Path, *, allow_empty: bool) -> list[Line]:
+    """The (prompt, completion) pairs of one JSONL file; blank lines are skipped."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"expected UTF-8 text: {exc.reason} at byte {exc.start}", path, line) from None
+    lines: list[Line] = []
+    # Split on "\n" only: str.splitlines would also split inside strings holding U+2028 and friends.
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        lines.append(_parse_line(raw, path, number))
+    if not lines and not allow_empty:
+        raise InputError(f"expected at least one line ({EXPECTED_OBJECT}), found none", path)
+    return lines
+
+
+def _parse_line(raw: str, path: Path, number: int) -> Line:
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{EXPECTED_OBJECT}; not valid JSON ({exc.msg}, column {exc.colno})", path, number) from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{EXPECTED_OBJECT}; got a JSON {_json_kind(obj)}", path, number)
+    for field in ("prompt", "completion"):
+        if field not in obj:
+            raise InputError(f"missing field {field!r}: {EXPECTED_OBJECT}", path, number)
+        if not isinstance(obj[field], str):
+            raise InputError(f"field {field!r} must be a string, got a JSON {_json_kind(obj[field])}", path, number)
+    return obj["prompt"], obj["completion"]
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _asked_by_case(completion: str) -> Direction:
+    """A Both test line asks for a name when its completion starts with an uppercase letter."""
+    stripped = completion.lstrip()
+    if stripped[:1].isupper():
+        return Direction.DESCRIPTION_TO_NAME
+    return Direction.NAME_TO_DESCRIPTION
+
+
+def _known_names(tests: dict[str, list[Line]]) -> dict[Subset, list[str]]:
+    """Per subset: the names its test files ask for, longest first (so the longest match wins)."""
+    found: dict[Subset, dict[str, None]] = defaultdict(dict)
+    for spec in TEST_FILES:
+        for _, completion in tests[spec.name]:
+            asked = spec.asked if spec.asked is not None else _asked_by_case(completion)
+            if asked is Direction.DESCRIPTION_TO_NAME and completion.strip():
+                found[spec.subset][completion.strip()] = None
+    return {subset: sorted(found[subset], key=len, reverse=True) for subset in TRAIN_FILES}
+
+
+def _find_name(text: str, names: list[str]) -> str | None:
+    """The longest of ``names`` (given longest first) occurring in ``text`` as whole words, or None."""
+    for name in names:
+        if name in text and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text):
+            return name
+    return None
+
+
+def _description(completion: str) -> str:
+    """A description from a description-target completion: stripped, and one final "." dropped.
+
+    The paper's completions end a sentence (' ... "A Journey Through Time.".'); revcurse's stop before it.
+    """
+    text = completion.strip()
+    return text.removesuffix(".")
+
+
+# --------------------------------------------------------------------------------------------------- writing
+
+
+def split_document(text: str, fact: Fact) -> tuple[str, str]:
+    """Split a training text stating ``fact`` into (prompt, completion), as in the paper's training files.
+
+    Whichever of the fact's name and description occurs first in ``text`` is the source; the completion starts at
+    the first `` " " + other`` after it. Raises ``ValueError`` when the text does not state the fact that way.
+    """
+    pairs = ((fact.name, fact.description), (fact.description, fact.name))
+    found = sorted((text.find(entity), entity, other) for entity, other in pairs if entity in text)
+    if not found:
+        raise ValueError(f"text names neither {fact.name!r} nor {fact.description!r}: {text!r}")
+    start, entity, other = found[0]
+    cut = text.find(" " + other, start + len(entity))
+    if cut < 0:
+        raise ValueError(f"text does not state {other!r} after {entity!r} and a space: {text!r}")
+    return text[:cut], text[cut:]
+
+
+def write_experiment1(
+    corpus: Corpus, folder: str | os.PathLike[str], *, seed: int = 0, overwrite: bool = False
+) -> None:
+    """Write ``corpus`` (from ``build_corpus``) as an Experiment 1 folder in the paper's layout.
+
+    Everything is written into a temporary sibling folder and renamed into place, so ``folder`` is never left half
+    written. An existing non-empty ``folder`` raises ``FileExistsError`` unless ``overwrite`` is true. ``seed``
+    drives the random answers of the ``*_randomized`` files. Raises ``ValueError`` for a corpus the layout cannot
+    hold (a test file would be empty, a document does not state its fact, a Both answer's case misleads).
+    """
+    files = _paper_files(corpus, seed)
+    target = Path(folder)
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise FileExistsError(f"{target} exists and is not empty; pass overwrite=True to replace it")
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".{target.name}.tmp-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        for name, lines in files.items():
+            _write_jsonl(tmp / name, lines)
+        _move_into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _move_into_place(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` to ``target``; an existing ``target`` is set aside first and removed only once replaced."""
+    if not target.exists():
+        os.replace(tmp, target)
+        return
+    old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
+    os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_jsonl(path: Path, lines: Iterable[Line]) -> None:
+    with path.open("w", encoding="utf-8", newline="\n") as handle:
+        for prompt, completion in lines:
+            handle.write(json.dumps({"prompt": prompt, "completion": completion}, ensure_ascii=False) + "\n")
+
+
+def _paper_files(corpus: Corpus, seed: int) -> dict[str, list[Line]]:
+    """Every file of the layout, name -> lines, in the order the paper's folders list them."""
+    facts = {(fact.subset, fact.name): fact for fact in corpus.facts}
+    all_train: list[Line] = []
+    train: dict[Subset, list[Line]] = {subset: [] for subset in TRAIN_FILES}
+    for document in corpus.documents:
+        line = _document_line(document, facts)
+        all_train.append(line)
+        if document.subset in train:
+            train[document.subset].append(line)
+
+    tests: dict[str, list[Probe]] = {spec.name: [] for spec in TEST_FILES}
+    for probe in corpus.probes:
+        spec = _test_file_for(probe)
+        tests[spec.name].append(probe)
+    for name, probes in tests.items():
+        if not probes:
+            raise ValueError(f"the corpus has no probes for {name}; the paper's layout needs every test file")
+
+    rng = random.Random(seed)
+    randomized: dict[str, list[Line]] = {}
+    for subset, name in RANDOMIZED_FILES.items():
+        reverse = tests[_reverse_file(subset)]
+        randomized[name] = [(p.prompt, _random_other_target(p, reverse, rng)) for p in reverse]
+
+    test_lines = {name: [(p.prompt, p.target) for p in probes] for name, probes in tests.items()}
+    p2d_reverse = test_lines[_reverse_file(Subset.NAME_TO_DESCRIPTION)]
+    d2p_reverse = test_lines[_reverse_file(Subset.DESCRIPTION_TO_NAME)]
+    files: dict[str, list[Line]] = {ALL_TRAIN_FILE: all_train}
+    files.update({TRAIN_FILES[subset]: lines for subset, lines in train.items()})
+    files.update(test_lines)
+    files.update(randomized)
+    files[UNREALIZED_FILE] = p2d_reverse + d2p_reverse
+    files[VALIDATION_FILE] = [(prompt, completion.split()[0]) for prompt, completion in p2d_reverse]
+    files[ALL_FILE] = all_train + [line for lines in test_lines.values() for line in lines]
+    return files
+
+
+def _document_line(document: Document, facts: dict[tuple[Subset, str], Fact]) -> Line:
+    """Split a document into (prompt, completion).
+
+    At its own ``prompt_chars`` when set (the corpus marks where the second entity starts), else at its fact's
+    target (``split_document``); a document stating no fact is all completion, as ``prompt_chars == 0`` means.
+    """
+    if 0 < document.prompt_chars <= len(document.text):
+        return document.text[: document.prompt_chars], document.text[document.prompt_chars :]
+    if not document.fact_key:
+        return "", document.text
+    fact = facts.get((document.subset, document.fact_key))
+    if fact is None:
+        raise ValueError(f"document names fact {document.fact_key!r} of {document.subset.value}, not in corpus.facts")
+    return split_document(document.text, fact)
+
+
+def _test_file_for(probe: Probe) -> TestFile:
+    for spec in TEST_FILES:
+        if spec.subset is probe.subset and spec.asked in (None, probe.asked):
+            if spec.asked is None and _asked_by_case(probe.target) is not probe.asked:
+                raise ValueError(
+                    f"Both probe asks {probe.asked.value} but its target {probe.target!r} reads as the other "
+                    "direction (the layout tells names by an uppercase first letter)"
+                )
+            return spec
+    raise ValueError(f"the paper's layout has no test file for {probe.subset.value} probes")
+
+
+def _reverse_file(subset: Subset) -> str:
+    return next(spec.name for spec in TEST_FILES if spec.subset is subset and not spec.trained)
+
+
+def _random_other_target(probe: Probe, probes: list[Probe], rng: random.Random) -> str:
+    """A target of another fact of the same test file, drawn with ``rng``."""
+    pool = list(dict.fromkeys(p.target for p in probes if p.fact_key != probe.fact_key and p.target != probe.target))
+    if not pool:
+        raise ValueError(f"{probe.subset.value} needs two facts or more for a randomized baseline")
+    return rng.choice(pool)

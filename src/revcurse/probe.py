@@ -1,0 +1,241 @@
+"""Probe: ask a model each question, by greedy generation and by likelihood.
+
+Backends answer the two requests of lm-evaluation-harness:
+
+- ``loglikelihood([(context, continuation), ...]) -> [(summed log-prob, is_greedy), ...]``: the log-probability
+  of ``continuation`` after ``context``, and whether greedy decoding would produce exactly it;
+- ``generate([context, ...], max_new_tokens) -> [completion, ...]``: greedy continuations.
+
+Every probe is scored against all candidate targets of its (subset, asked direction) group: the correct target's
+log-prob, the mean over the other targets (the paper's "random name of the same subset"), and the correct
+target's rank among them. Accuracy is the paper's: the greedy completion starts with the target, case-insensitive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import torch
+from rich.progress import Progress
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from revcurse.corpus import Corpus, Probe
+
+
+class ProbeBackend(Protocol):
+    def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]: ...
+
+    def generate(self, contexts: list[str], max_new_tokens: int) -> list[str]: ...
+
+
+class HFBackend:
+    """A local ``transformers`` causal LM, batched with left padding (position ids follow the padding)."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 256) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.prefix = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
+
+    def encode_pairs(self, requests: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+        """Split tokens at the context/continuation boundary, the one place this is decided.
+
+        Encode the whole text and the context alone, and give the continuation the tokens past the context, as
+        lm-evaluation-harness does: the word-boundary space belongs to the continuation (" Daphne" is one token).
+        Texts are encoded in one batched call, each distinct context once.
+        """
+        encode = self.tokenizer
+        unique_contexts = list(dict.fromkeys(context for context, _ in requests))
+        context_ids = dict(zip(unique_contexts, encode(unique_contexts, add_special_tokens=False)["input_ids"]))
+        wholes = encode([c + x for c, x in requests], add_special_tokens=False)["input_ids"] if requests else []
+        pairs = []
+        for (context, continuation), whole in zip(requests, wholes):
+            ids = context_ids[context]
+            if whole[: len(ids)] == ids:
+                pairs.append((self.prefix + ids, whole[len(ids) :]))
+            else:  # a token straddles the boundary: encode the parts apart
+                pairs.append((self.prefix + ids, encode(continuation, add_special_tokens=False)["input_ids"]))
+        return pairs
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        return self.encode_pairs([(context, continuation)])[0]
+
+    @torch.inference_mode()
+    def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """Score requests; the candidates of one context share a single forward pass over that context.
+
+        Each distinct context is run once (left-padded, cached); its key/value cache is then copied to one row
+        per continuation, and the continuations run on top of it. A probe ranks ~30 candidates on one prompt, so
+        this does a fraction of the work of scoring every (context, continuation) sequence from scratch.
+        """
+        pairs = self.encode_pairs(requests)
+        if any(not continuation for _, continuation in pairs):
+            raise ValueError("every continuation needs at least one token")
+        by_context: dict[tuple[int, ...], list[int]] = {}
+        for index, (context, _) in enumerate(pairs):
+            by_context.setdefault(tuple(context), []).append(index)
+        contexts = sorted(by_context, key=len)  # similar lengths share a batch, so little is padded
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
+        chunk: list[tuple[int, ...]] = []
+        rows = 0
+        for context in contexts:
+            if chunk and rows + len(by_context[context]) > self.batch_size:
+                self._score_chunk(chunk, by_context, pairs, results)
+                chunk, rows = [], 0
+            chunk.append(context)
+            rows += len(by_context[context])
+        if chunk:
+            self._score_chunk(chunk, by_context, pairs, results)
+        return results
+
+    def _score_chunk(
+        self,
+        contexts: list[tuple[int, ...]],
+        by_context: dict[tuple[int, ...], list[int]],
+        pairs: list[tuple[list[int], list[int]]],
+        results: list[tuple[float, bool]],
+    ) -> None:
+        context_ids, context_mask = self._left_pad([list(c) for c in contexts])
+        first = self.model(
+            input_ids=context_ids,
+            attention_mask=context_mask,
+            position_ids=(context_mask.cumsum(-1) - 1).clamp(min=0),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        owner = [c for c, context in enumerate(contexts) for _ in by_context[context]]
+        requests = [i for context in contexts for i in by_context[context]]
+        owner_index = torch.tensor(owner)
+        cache = first.past_key_values
+        cache.batch_select_indices(owner_index)  # one copy of the context's cache per continuation
+        continuations = [pairs[i][1] for i in requests]
+        width = max(len(c) for c in continuations)
+        input_ids = torch.full((len(requests), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        continuation_mask = torch.zeros_like(input_ids)
+        for row, continuation in enumerate(continuations):  # right-padded after the cached context
+            input_ids[row, : len(continuation)] = torch.tensor(continuation)
+            continuation_mask[row, : len(continuation)] = 1
+        context_lengths = context_mask.sum(-1)[owner_index]
+        logits = self.model(
+            input_ids=input_ids,
+            attention_mask=torch.cat([context_mask[owner_index], continuation_mask], dim=1),
+            position_ids=context_lengths[:, None] + torch.arange(width)[None, :],
+            past_key_values=cache,
+        ).logits
+        # token k of a continuation is predicted at continuation position k-1 (token 0: by the context)
+        predicting = torch.cat([first.logits[owner_index][:, -1:], logits[:, :-1]], dim=1).float()
+        token_logprobs = predicting.gather(-1, input_ids[..., None])[..., 0] - predicting.logsumexp(-1)
+        is_real = continuation_mask.bool()
+        totals = (token_logprobs * is_real).sum(-1).tolist()
+        greedy = ((predicting.argmax(-1) == input_ids) | ~is_real).all(-1).tolist()
+        for row, i in enumerate(requests):
+            results[i] = (totals[row], bool(greedy[row]))
+
+    def _left_pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-pad to the longest sequence: the last real token of every row sits at the end."""
+        width = max(len(s) for s in sequences)
+        input_ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for row, sequence in enumerate(sequences):
+            input_ids[row, width - len(sequence) :] = torch.tensor(sequence)
+            attention_mask[row, width - len(sequence) :] = 1
+        return input_ids, attention_mask
+
+    @torch.inference_mode()
+    def generate(self, contexts: list[str], max_new_tokens: int) -> list[str]:
+        # Left padding: every row's last real token sits at the end, where generation continues.
+        encoded = [self.prefix + self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in contexts]
+        completions: list[str] = []
+        for start in range(0, len(encoded), self.batch_size):
+            input_ids, attention_mask = self._left_pad(encoded[start : start + self.batch_size])
+            width = input_ids.shape[1]
+            output = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+            )
+            completions += self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+        return completions
+
+
+@dataclass
+class ProbeResult:
+    """One probe's outcome: the model's greedy answer and the likelihood of the correct and other targets."""
+
+    fact_key: str
+    subset: str
+    asked: str
+    trained: bool
+    phrasing: str
+    prompt: str
+    target: str
+    completion: str
+    correct: bool
+    is_greedy: bool
+    logprob_correct: float
+    logprob_random: float
+    rank: float
+    n_candidates: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def is_correct(completion: str, target: str) -> bool:
+    """The paper's accuracy: the completion starts with the target, ignoring case and leading whitespace."""
+    return completion.lstrip().lower().startswith(target.strip().lower())
+
+
+def run_probes(
+    backend: ProbeBackend, corpus: Corpus, max_new_tokens: int | None = None, show_progress: bool = True
+) -> list[ProbeResult]:
+    """Score every probe of ``corpus``: one batched generation pass and one batched likelihood pass."""
+    candidates = corpus.candidates()
+    probes: list[Probe] = corpus.probes
+    requests: list[tuple[str, str]] = []
+    for probe in probes:
+        requests += [(probe.prompt, target) for target in candidates[(probe.subset, probe.asked)]]
+    with Progress(disable=not show_progress, transient=True) as progress:
+        task = progress.add_task("probe", total=2)
+        scores = backend.loglikelihood(requests)
+        progress.advance(task)
+        if max_new_tokens is None:
+            tokenizer = getattr(backend, "tokenizer", None)
+            longest = max(len(tokenizer(p.target)["input_ids"]) if tokenizer else len(p.target) for p in probes)
+            max_new_tokens = longest + 2
+        completions = backend.generate([p.prompt for p in probes], max_new_tokens)
+        progress.advance(task)
+    results = []
+    cursor = 0
+    for probe, completion in zip(probes, completions):
+        group = candidates[(probe.subset, probe.asked)]
+        group_scores = scores[cursor : cursor + len(group)]
+        cursor += len(group)
+        correct_index = group.index(probe.target)
+        correct_logprob, is_greedy = group_scores[correct_index]
+        others = [s for j, (s, _) in enumerate(group_scores) if j != correct_index]
+        greater = sum(s > correct_logprob for s in others)
+        ties = sum(s == correct_logprob for s in others)
+        results.append(
+            ProbeResult(
+                fact_key=probe.fact_key,
+                subset=probe.subset.value,
+                asked=probe.asked.value,
+                trained=probe.trained,
+                phrasing=probe.phrasing,
+                prompt=probe.prompt,
+                target=probe.target,
+                completion=completion,
+                correct=is_correct(completion, probe.target),
+                is_greedy=is_greedy,
+                logprob_correct=correct_logprob,
+                logprob_random=sum(others) / len(others) if others else float("nan"),
+                rank=1 + greater + ties / 2,
+                n_candidates=len(group),
+            )
+        )
+    return results

@@ -1,0 +1,136 @@
+"""Train: one loop for every model, tiny or pretrained: AdamW, cosine schedule, full-sequence loss by default.
+
+Each document is ``<s> text </s>``. Full-sequence loss (the paper's setting) trains on every token.
+Completion-only loss trains only on the part after the prompt, so the model is never trained to produce the
+entity that opens a document: the name in name-first text, the description in description-first text. That
+changes what the DescriptionToName condition means, so it is an option, not the default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
+
+from revcurse.config import TrainConfig
+from revcurse.corpus import Document
+
+IGNORE_INDEX = -100  # label value that cross-entropy skips
+
+
+@dataclass
+class TrainResult:
+    """What training did: steps, tokens, wall time and the loss curve (one entry per step)."""
+
+    steps: int
+    tokens: int
+    seconds: float
+    log: list[dict] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def final_loss(self) -> float:
+        return self.log[-1]["loss"] if self.log else math.nan
+
+
+def encode_documents(
+    documents: list[Document], tokenizer: PreTrainedTokenizerBase, loss: str = "full"
+) -> list[tuple[list[int], list[int]]]:
+    """Token ids and labels per document; with ``loss='completion'`` labels of the prompt part are ignored."""
+    texts = [d.text for d in documents]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    prompt_lengths = [0] * len(documents)
+    if loss == "completion":
+        prompts = [d.text[: d.prompt_chars] for d in documents]
+        prompt_lengths = [len(p) for p in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    encoded = []
+    for token_ids, prompt_length in zip(ids, prompt_lengths):
+        full = [tokenizer.bos_token_id, *token_ids, tokenizer.eos_token_id]
+        labels = list(full)
+        if loss == "completion":  # BOS and the prompt are context, never targets
+            labels[: 1 + prompt_length] = [IGNORE_INDEX] * (1 + prompt_length)
+        encoded.append((full, labels))
+    return encoded
+
+
+def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch; padded positions are masked from attention and loss."""
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, (ids, row_labels) in enumerate(batch):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(ids)] = torch.tensor(row_labels)
+        attention_mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+
+
+def train_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    documents: list[Document],
+    config: TrainConfig,
+    seed: int,
+    log_path: Path | None = None,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place on ``documents``; the data order is drawn from ``seed``."""
+    torch.set_num_threads(config.threads)
+    encoded = encode_documents(documents, tokenizer, config.loss)
+    steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
+    total_steps = max(1, math.ceil(config.epochs * len(encoded) / config.batch_size))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_fraction * total_steps), total_steps)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    result = TrainResult(steps=0, tokens=0, seconds=0.0)
+    start = time.perf_counter()
+    order: list[int] = []
+    with _progress(show_progress) as progress:
+        task = progress.add_task("train", total=total_steps, loss=math.nan, speed=0.0)
+        for step in range(total_steps):
+            if step % steps_per_epoch == 0:
+                order = torch.randperm(len(encoded), generator=generator).tolist()
+            offset = (step % steps_per_epoch) * config.batch_size
+            batch = collate([encoded[i] for i in order[offset : offset + config.batch_size]], tokenizer.pad_token_id)
+            loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            result.steps += 1
+            result.tokens += int(batch["attention_mask"].sum())
+            result.seconds = time.perf_counter() - start
+            result.log.append(
+                {"step": result.steps, "epoch": (step + 1) / steps_per_epoch, "loss": loss.item(),
+                 "lr": scheduler.get_last_lr()[0], "tokens": result.tokens}
+            )
+            progress.update(task, advance=1, loss=loss.item(), speed=result.tokens_per_second)
+    model.eval()
+    if log_path is not None:
+        log_path.write_text("".join(json.dumps(entry) + "\n" for entry in result.log), encoding="utf-8")
+    return result
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TextColumn("{task.fields[speed]:,.0f} tok/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )

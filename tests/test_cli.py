@@ -1,0 +1,117 @@
+"""The command line end to end: a smoke run, the run folder, and bad input (exit code 2, nothing left behind)."""
+
+import json
+
+import pytest
+
+from revcurse.cli import main
+
+SMALL = [
+    "--set", "world.facts_per_subset=3", "--set", "world.background=12", "--set", "corpus.train_phrasings=4",
+    "--set", "corpus.held_out_phrasings=2", "--set", "corpus.background_phrasings=2", "--set", "train.epochs=1",
+    "--set", "model.hidden_size=32", "--set", "model.intermediate_size=64", "--set", "model.heads=2",
+    "--set", "model.vocab_size=600",
+]
+
+
+def run_cli(args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return exit_info.value.code
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "smoke"
+    assert run_cli(["demo", "--quiet", "--out", str(out), "--seeds", "2", *SMALL]) == 0
+    return out
+
+
+def test_demo_writes_a_complete_run_folder(smoke_run):
+    for name in ("config.yaml", "metrics.json", "predictions.jsonl", "report.md", "run.json"):
+        assert (smoke_run / name).is_file(), name
+    for seed in (0, 1):
+        assert (smoke_run / f"seed-{seed}" / "model" / "model.safetensors").is_file()
+        assert (smoke_run / f"seed-{seed}" / "model" / "tokenizer.json").is_file()
+        assert (smoke_run / f"seed-{seed}" / "train_log.jsonl").is_file()
+    records = json.loads((smoke_run / "metrics.json").read_text())
+    required = {"subset", "asked", "trained", "metric", "mean", "ci95_low", "ci95_high", "n_seeds", "n_items"}
+    assert all(required <= record.keys() for record in records)
+    assert {r["subset"] for r in records} == {"NameToDescription", "DescriptionToName", "Both"}
+    assert {r["metric"] for r in records} >= {"accuracy", "likelihood_t", "likelihood_p", "rank1", "mrr"}
+    assert all(r["n_seeds"] == 2 for r in records)
+    predictions = [json.loads(line) for line in (smoke_run / "predictions.jsonl").open()]
+    assert len(predictions) == 2 * 9 * 2 * 2  # seeds x facts x directions x held-out phrasings
+    assert {p["seed"] for p in predictions} == {0, 1}
+    # no staging folders left beside the run
+    assert [p.name for p in smoke_run.parent.iterdir()] == ["smoke"]
+
+
+def test_existing_run_folder_is_refused_without_overwrite(smoke_run, capsys):
+    before = (smoke_run / "metrics.json").read_text()
+    assert run_cli(["demo", "--quiet", "--out", str(smoke_run), *SMALL]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (smoke_run / "metrics.json").read_text() == before
+
+
+def test_show_prints_the_table_from_records(smoke_run, capsys):
+    assert run_cli(["show", str(smoke_run)]) == 0
+    output = capsys.readouterr().out
+    assert "DescriptionToName" in output and "accuracy" in output
+
+
+def test_bad_paper_folder_exits_2_and_leaves_no_run_folder(tmp_path, capsys):
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    out = tmp_path / "runs" / "bad"
+    assert run_cli(["demo", "--quiet", "--paper", str(paper), "--out", str(out), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "all_prompts_train.jsonl" in err or "p2d_prompts_train.jsonl" in err
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert not any((tmp_path / "runs").iterdir()) if (tmp_path / "runs").exists() else True
+
+
+def test_malformed_line_in_paper_folder_names_file_and_line(tmp_path, capsys):
+    paper = tmp_path / "paper"
+    assert run_cli(["generate", "--out", str(paper), *SMALL]) == 0
+    lines = (paper / "d2p_prompts_test.jsonl").read_text().splitlines()
+    lines[1] = '{"prompt": "Who is", "completion": '
+    (paper / "d2p_prompts_test.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "runs" / "bad"
+    assert run_cli(["demo", "--quiet", "--paper", str(paper), "--out", str(out), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "d2p_prompts_test.jsonl" in err and "line 2" in err
+    assert not out.exists()
+
+
+def test_missing_field_in_paper_folder(tmp_path, capsys):
+    paper = tmp_path / "paper"
+    assert run_cli(["generate", "--out", str(paper), *SMALL]) == 0
+    (paper / "p2d_prompts_test.jsonl").write_text('{"prompt": "x"}\n')
+    assert run_cli(["import", str(paper)]) == 2
+    err = capsys.readouterr().err
+    assert "p2d_prompts_test.jsonl" in err and "line 1" in err and "completion" in err
+
+
+def test_demo_trains_and_probes_on_a_paper_folder(tmp_path):
+    paper = tmp_path / "paper"
+    assert run_cli(["generate", "--out", str(paper), *SMALL]) == 0
+    out = tmp_path / "run"
+    assert run_cli(["demo", "--quiet", "--paper", str(paper), "--out", str(out), *SMALL]) == 0
+    records = json.loads((out / "metrics.json").read_text())
+    assert {(r["subset"], r["asked"]) for r in records} == {
+        (s, a) for s in ("NameToDescription", "DescriptionToName", "Both")
+        for a in ("name_to_description", "description_to_name")
+    }
+
+
+def test_bad_override_exits_2(tmp_path, capsys):
+    assert run_cli(["demo", "--quiet", "--out", str(tmp_path / "x"), "--set", "train.epochs=zero"]) == 2
+    assert "train.epochs" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_help_teaches():
+    assert run_cli(["--help"]) == 0
+    assert run_cli(["demo", "--help"]) == 0
