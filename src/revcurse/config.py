@@ -29,22 +29,23 @@ class WorldConfig(Section):
 class CorpusConfig(Section):
     train_phrasings: int = Field(30, ge=1, description="templates per direction used in training")
     held_out_phrasings: int = Field(10, ge=1, description="templates per direction used only to probe")
-    background_phrasings: int = Field(8, ge=1, description="templates per direction for each background person")
+    background_phrasings: int = Field(4, ge=1, description="templates per direction for each background person")
 
 
 class ModelConfig(Section):
     checkpoint: str | None = Field(None, description="local folder or hub id of a causal LM; None: build a tiny one")
     trust_remote_code: bool = Field(False, description="let a checkpoint run its own code (off: safe by default)")
-    hidden_size: int = Field(128, ge=8, description="tiny model: width")
+    hidden_size: int = Field(96, ge=8, description="tiny model: width")
     layers: int = Field(2, ge=1, description="tiny model: transformer blocks")
     heads: int = Field(4, ge=1, description="tiny model: attention heads")
-    intermediate_size: int = Field(512, ge=8, description="tiny model: MLP width")
+    intermediate_size: int = Field(384, ge=8, description="tiny model: MLP width")
+    tie_embeddings: bool = Field(True, description="tiny model: one matrix for input and output embeddings")
     vocab_size: int = Field(4096, ge=300, description="tiny model: largest tokenizer vocabulary trained on the corpus")
 
 
 class TrainConfig(Section):
-    epochs: float = Field(16, gt=0, description="passes over the training documents")
-    batch_size: int = Field(64, ge=1, description="documents per optimizer step")
+    epochs: float = Field(10, gt=0, description="passes over the training documents")
+    batch_size: int = Field(128, ge=1, description="documents per optimizer step")
     learning_rate: float = Field(3e-3, gt=0, description="peak AdamW learning rate (cosine decay after warmup)")
     warmup_fraction: float = Field(0.05, ge=0, lt=1, description="fraction of steps with linear warmup")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
@@ -55,7 +56,7 @@ class TrainConfig(Section):
 
 
 class ProbeConfig(Section):
-    batch_size: int = Field(256, ge=1, description="sequences per forward pass when scoring")
+    batch_size: int = Field(512, ge=1, description="sequences per forward pass when scoring")
     max_new_tokens: int | None = Field(None, description="greedy generation length; None: longest target + 2")
 
 

@@ -44,7 +44,7 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
 
 
 def build_tiny_model(config: ModelConfig, tokenizer: PreTrainedTokenizerFast, max_length: int) -> LlamaForCausalLM:
-    """A small Llama (RMSNorm, rotary positions, SwiGLU) with tied embeddings, initialised from the global seed."""
+    """A small Llama (RMSNorm, rotary positions, SwiGLU), initialised from the global seed."""
     llama = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
@@ -53,7 +53,7 @@ def build_tiny_model(config: ModelConfig, tokenizer: PreTrainedTokenizerFast, ma
         num_attention_heads=config.heads,
         num_key_value_heads=config.heads,
         max_position_embeddings=max(64, max_length),
-        tie_word_embeddings=True,
+        tie_word_embeddings=config.tie_embeddings,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

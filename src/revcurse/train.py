@@ -22,6 +22,10 @@ from revcurse.config import TrainConfig
 from revcurse.corpus import Document
 
 IGNORE_INDEX = -100  # label value that cross-entropy skips
+# Length grouping window, in batches. Measured on the demo (seed 1): 4 keeps accuracy at 1.00 and runs 1.35x
+# faster than no grouping; 32 made batches so uniform (one phrasing family each) that description->name
+# accuracy fell to 0.81-0.87 over 3 seeds.
+LENGTH_WINDOW_BATCHES = 4
 
 
 @dataclass
@@ -75,6 +79,21 @@ def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, 
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
 
 
+def epoch_batches(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """One epoch's batches: a random order, with similar lengths grouped so that little is padded.
+
+    Documents are shuffled, sorted by length within windows of a few batches, cut into batches, and the batches
+    shuffled again: a batch of short sentences is not padded to a long one, yet each batch stays a mixed draw.
+    """
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    window = LENGTH_WINDOW_BATCHES * batch_size
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
 def train_model(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -87,22 +106,22 @@ def train_model(
     """Train ``model`` in place on ``documents``; the data order is drawn from ``seed``."""
     torch.set_num_threads(config.threads)
     encoded = encode_documents(documents, tokenizer, config.loss)
-    steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
-    total_steps = max(1, math.ceil(config.epochs * len(encoded) / config.batch_size))
+    lengths = [len(ids) for ids, _ in encoded]
+    steps_per_epoch = len(epoch_batches(lengths, config.batch_size, torch.Generator()))
+    total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_fraction * total_steps), total_steps)
     generator = torch.Generator().manual_seed(seed)
     model.train()
     result = TrainResult(steps=0, tokens=0, seconds=0.0)
     start = time.perf_counter()
-    order: list[int] = []
+    batches: list[list[int]] = []
     with _progress(show_progress) as progress:
         task = progress.add_task("train", total=total_steps, loss=math.nan, speed=0.0)
         for step in range(total_steps):
             if step % steps_per_epoch == 0:
-                order = torch.randperm(len(encoded), generator=generator).tolist()
-            offset = (step % steps_per_epoch) * config.batch_size
-            batch = collate([encoded[i] for i in order[offset : offset + config.batch_size]], tokenizer.pad_token_id)
+                batches = epoch_batches(lengths, config.batch_size, generator)
+            batch = collate([encoded[i] for i in batches[step % steps_per_epoch]], tokenizer.pad_token_id)
             loss = model(**batch).loss
             loss.backward()
             optimizer.step()
