@@ -48,13 +48,29 @@ def test_batched_loglikelihood_matches_direct_computation(tiny_model_and_tokeniz
 def test_is_greedy_agrees_with_generation(tiny_model_and_tokenizer):
     model, tokenizer = tiny_model_and_tokenizer
     backend = HFBackend(model, tokenizer, batch_size=2)
-    contexts = ["Daphne Barrington is", "The director of the film", "Known as the composer of the underwater"]
+    contexts = [
+        "Daphne Barrington is", "The director of the film", "Known as the composer of the underwater",
+        "Uriah Hawthorne", "The director", "Known as",
+    ]
     generated = backend.generate(contexts, max_new_tokens=3)
-    # the generated continuation is greedy by definition; a different continuation is not
-    scores = backend.loglikelihood(list(zip(contexts, generated)))
-    assert all(is_greedy for _, is_greedy in scores)
     # left-padded batched generation equals one-at-a-time generation
     assert generated == [backend.generate([c], max_new_tokens=3)[0] for c in contexts]
+    # greedy output is greedy by definition, wherever its text tokenizes back to the same tokens (a random model
+    # can emit token sequences that BPE would merge differently)
+    scores = backend.loglikelihood(list(zip(contexts, generated)))
+    checked = 0
+    for context, text, (_, is_greedy) in zip(contexts, generated, scores):
+        ids = model.generate(
+            torch.tensor([backend.encode_pair(context, " ")[0]]), max_new_tokens=3, do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )[0, len(backend.encode_pair(context, " ")[0]) :].tolist()
+        if backend.encode_pair(context, text)[1] == ids and tokenizer.eos_token_id not in ids:
+            assert is_greedy, (context, text)
+            checked += 1
+    assert checked >= 2
+    # a continuation that is not the greedy one is not greedy
+    other = backend.loglikelihood([(contexts[0], generated[0] + " Daphne Daphne")])
+    assert not other[0][1] or generated[0].endswith("Daphne")
 
 
 def test_run_probes_ranks_the_correct_target_among_its_subset(tiny_model_and_tokenizer):
@@ -72,3 +88,31 @@ def test_run_probes_ranks_the_correct_target_among_its_subset(tiny_model_and_tok
     assert first.logprob_random == second.logprob_correct  # the other candidate on the same prompt
     assert {first.rank, second.rank} == {1, 2}
     assert first.correct == first.completion.lstrip().startswith("Daphne Barrington")
+
+
+def test_masked_backend_scores_left_to_right_one_mask_at_a_time(tiny_model_and_tokenizer):
+    from revcurse.config import ModelConfig
+    from revcurse.model import build_tiny_model
+    from revcurse.probe import MaskedLMBackend
+
+    _, tokenizer = tiny_model_and_tokenizer
+    torch.manual_seed(1)
+    model = build_tiny_model(
+        ModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64), tokenizer, 64, bidirectional=True
+    ).eval()
+    backend = MaskedLMBackend(model, tokenizer, batch_size=3)
+    requests = [("The director of the film Journey Through Time is", " Daphne Barrington"), ("Known as", " the")]
+    scores = backend.loglikelihood(requests)
+    mask = tokenizer.mask_token_id
+    for (context, continuation), (logprob, greedy) in zip(requests, scores):
+        context_ids, continuation_ids = backend.encode_pair(context, continuation)
+        expected, expected_greedy = 0.0, True
+        for k, token in enumerate(continuation_ids):
+            ids = context_ids + continuation_ids[:k] + [mask] * (len(continuation_ids) - k)
+            with torch.no_grad():
+                row = torch.log_softmax(model(torch.tensor([ids])).logits[0, len(context_ids) + k], -1)
+            expected += row[token].item()
+            expected_greedy &= row.argmax().item() == token
+        assert abs(logprob - expected) < 1e-4 and greedy == expected_greedy
+    generated = backend.generate(["Daphne Barrington is", "Known as the composer of the"], max_new_tokens=3)
+    assert generated == [backend.generate([c], 3)[0] for c in ["Daphne Barrington is", "Known as the composer of the"]]

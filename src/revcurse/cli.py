@@ -77,6 +77,40 @@ def demo(
 
 
 @app.command()
+def compare(
+    cures: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated arms: paraphrase, bidirectional, reverse-token, reverse-word, reverse-entity, "
+            "reverse-segment, mlm-u; join with + to compose (reverse-entity+paraphrase). The baseline runs too."
+        ),
+    ],
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    seeds: Annotated[int | None, typer.Option(help="Seeds per arm (the same worlds in every arm).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder; default runs/compare-<date>-<time>.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Baseline and cures side by side: accuracy per cure, subset and asked direction, with 95% intervals.
+
+    Writes compare.json (tidy records with a `cure` field; the baseline is `none`), compare.md, compare.png
+    (a bar chart) and one run folder per arm (cure-<arm>/).
+    """
+    from revcurse.compare import compare_table, parse_arms, run_compare
+
+    arms = parse_arms(cures)
+    overrides = list(set_ or [])
+    if seeds is not None:
+        overrides.append(f"seeds={seeds}")
+    run_config = load_config(config, overrides)
+    out = out or Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
+    outcome = run_compare(run_config, arms, out, overwrite=overwrite, show_progress=not quiet, log=console.print)
+    console.print(compare_table(outcome.records, title=f"Cures compared over {run_config.seeds} seed(s)"))
+    console.print(f"folder: {outcome.folder} (compare.json, compare.md, compare.png)")
+
+
+@app.command()
 def show(run: Annotated[Path, typer.Argument(help="A run folder written by `revcurse demo`.")]) -> None:
     """Print the result table of a finished run from its metrics.json (the model is not run again)."""
     from revcurse.report import result_table

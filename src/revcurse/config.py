@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from revcurse.errors import InputError
 
@@ -39,7 +39,9 @@ class ModelConfig(Section):
     layers: int = Field(2, ge=1, description="tiny model: transformer blocks")
     heads: int = Field(4, ge=1, description="tiny model: attention heads")
     intermediate_size: int = Field(384, ge=8, description="tiny model: MLP width")
-    tie_embeddings: bool = Field(True, description="tiny model: one matrix for input and output embeddings")
+    tie_embeddings: bool = Field(
+        False, description="tiny model: one matrix for input and output embeddings (Llama: separate)"
+    )
     vocab_size: int = Field(4096, ge=300, description="tiny model: largest tokenizer vocabulary trained on the corpus")
 
 
@@ -53,11 +55,24 @@ class TrainConfig(Section):
         "full", description="'full': every token; 'completion': only after the prompt (never trains on a d2p name)"
     )
     threads: int = Field(2, ge=1, description="CPU threads for torch")
+    objective: Literal["causal", "mlm-u"] = Field(
+        "causal",
+        description="'causal': next token; 'mlm-u': any-order masked tokens, rate ~ U(0,1) (Kitouni et al. 2024)",
+    )
 
 
 class ProbeConfig(Section):
     batch_size: int = Field(512, ge=1, description="sequences per forward pass when scoring")
     max_new_tokens: int | None = Field(None, description="greedy generation length; None: longest target + 2")
+
+
+class CureConfig(Section):
+    match: Literal["data", "compute"] = Field(
+        "data",
+        description="'data': every document once forward and once per added form; 'compute': epochs scaled so "
+        "training sees as many documents as without cures",
+    )
+    segment_length: int = Field(3, ge=1, description="reverse-segment: longest segment, in words")
 
 
 class RunConfig(Section):
@@ -68,6 +83,18 @@ class RunConfig(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     probe: ProbeConfig = ProbeConfig()
+    cures: list[str] = Field(default_factory=list, description="corpus cures applied in order (see revcurse.cures)")
+    cure: CureConfig = CureConfig()
+
+    @field_validator("cures")
+    @classmethod
+    def _known_cures(cls, names: list[str]) -> list[str]:
+        from revcurse.cures import CURES
+
+        unknown = [name for name in names if name not in CURES]
+        if unknown:
+            raise ValueError(f"unknown cure(s) {unknown}; known: {', '.join(CURES)}")
+        return names
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

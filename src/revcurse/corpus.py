@@ -54,13 +54,17 @@ class Document:
     """One training text. ``fact_key`` names the fact it states (empty for text that states none).
 
     ``prompt_chars`` is the length of the leading prompt part (the text before the second entity), used only by
-    completion-only loss; 0 means the whole text is completion.
+    completion-only loss; 0 means the whole text is completion. ``entities`` are the entity spans stated in the
+    text (name, description), which entity-preserving reversal keeps whole. ``reversal`` names the cure that
+    reversed this document ("" for forward text); ``reverse-token`` documents are reversed when tokenized.
     """
 
     text: str
     subset: Subset
     fact_key: str = ""
     prompt_chars: int = 0
+    entities: tuple[str, ...] = ()
+    reversal: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,4 +170,10 @@ def build_corpus(
 
 
 def _document(template: Template, fact: Fact) -> Document:
-    return Document(template.render(fact), fact.subset, fact.name, prompt_chars=len(template.prompt(fact)))
+    return Document(
+        template.render(fact),
+        fact.subset,
+        fact.name,
+        prompt_chars=len(template.prompt(fact)),
+        entities=(fact.name, fact.description),
+    )

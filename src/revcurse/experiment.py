@@ -35,10 +35,11 @@ import transformers
 import revcurse
 from revcurse.config import RunConfig, dump_config
 from revcurse.corpus import Corpus, build_corpus
+from revcurse.cures import CureContext, apply_cures
 from revcurse.errors import InputError
 from revcurse.metrics import aggregate
 from revcurse.model import build_tiny_model, load_checkpoint, train_tokenizer
-from revcurse.probe import HFBackend, ProbeResult, run_probes
+from revcurse.probe import HFBackend, MaskedLMBackend, ProbeResult, run_probes
 from revcurse.report import markdown_report
 from revcurse.train import train_model
 from revcurse.world import make_celebrities
@@ -60,7 +61,18 @@ def seed_everything(seed: int) -> None:
 
 
 def build_world_corpus(config: RunConfig, seed: int) -> tuple[Corpus, int]:
-    """The corpus for one seed, and the seed its world was drawn from."""
+    """The corpus for one seed (cures applied), and the seed its world was drawn from."""
+    corpus, world_seed = _base_corpus(config, seed)
+    context = CureContext(
+        config.corpus.train_phrasings, config.corpus.held_out_phrasings, config.cure.segment_length, world_seed
+    )
+    try:
+        return apply_cures(corpus, config.cures, context), world_seed
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+def _base_corpus(config: RunConfig, seed: int) -> tuple[Corpus, int]:
     if config.world.source == "celebrities":
         world_seed = config.world.seed if config.world.seed is not None else seed
         world = make_celebrities(config.world.facts_per_subset, config.world.background, seed=world_seed)
@@ -104,20 +116,29 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
     corpus, world_seed = build_world_corpus(config, seed)
     seed_everything(seed)
     torch.set_num_threads(config.train.threads)
+    masked = config.train.objective == "mlm-u"
     if config.model.checkpoint is None:
         tokenizer = train_tokenizer(corpus.texts_seen(), config.model.vocab_size)
         longest = max(len(ids) for ids in tokenizer(corpus.texts_seen())["input_ids"]) + 2
-        model = build_tiny_model(config.model, tokenizer, longest)
+        model = build_tiny_model(config.model, tokenizer, longest, bidirectional=masked)
+    elif masked:
+        raise InputError("train.objective=mlm-u trains the tiny model from scratch; unset model.checkpoint")
     else:
         model, tokenizer = load_checkpoint(config.model)
+    train_config = config.train
+    if config.cures and config.cure.match == "compute":
+        # As many documents seen as without cures: fewer passes over the larger corpus.
+        base_documents = len(_base_corpus(config, seed)[0].documents)
+        epochs = config.train.epochs * base_documents / len(corpus.documents)
+        train_config = config.train.model_copy(update={"epochs": epochs})
     trained = train_model(
-        model, tokenizer, corpus.documents, config.train, seed, folder / "train_log.jsonl", show_progress
+        model, tokenizer, corpus.documents, train_config, seed, folder / "train_log.jsonl", show_progress
     )
     transformers.utils.logging.disable_progress_bar()  # our own bars only
     model.save_pretrained(folder / "model", safe_serialization=True)
     tokenizer.save_pretrained(folder / "model")
     start = time.perf_counter()
-    backend = HFBackend(model, tokenizer, config.probe.batch_size)
+    backend = (MaskedLMBackend if masked else HFBackend)(model, tokenizer, config.probe.batch_size)
     results = run_probes(backend, corpus, config.probe.max_new_tokens, show_progress)
     probe_seconds = time.perf_counter() - start
     (folder / "metrics.json").write_text(json.dumps(aggregate([(seed, world_seed, results)]), indent=1))
@@ -133,6 +154,7 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
         "final_loss": trained.final_loss,
         "probe_seconds": probe_seconds,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "epochs": train_config.epochs,
     }
     return world_seed, results, stats
 
@@ -160,6 +182,8 @@ def run_experiment(
                     handle.write(json.dumps({"seed": seed, **result.to_json()}, ensure_ascii=False) + "\n")
         summary = {
             "model": config.model.checkpoint or "tiny Llama from scratch",
+            "cures": config.cures,
+            "objective": config.train.objective,
             "parameters": per_seed_stats[0]["parameters"],
             "seeds": [s["seed"] for s in per_seed_stats],
             "train_seconds": sum(s["train_seconds"] for s in per_seed_stats),

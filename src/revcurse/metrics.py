@@ -55,7 +55,7 @@ def per_fact(results: Iterable[ProbeResult], world_seed: int) -> dict[tuple[int,
 def interval(per_seed: list[float], per_fact_values: list[float], proportion: bool) -> tuple[float, float]:
     """95% interval: over seeds when there are several, else a bootstrap over facts."""
     if len(per_seed) >= 2:
-        low, high = _t_interval(per_seed)
+        low, high = t_interval(per_seed)
     elif len(per_fact_values) >= 2:
         if np.ptp(per_fact_values) == 0:
             low = high = per_fact_values[0]
@@ -74,7 +74,7 @@ def interval(per_seed: list[float], per_fact_values: list[float], proportion: bo
     return low, high
 
 
-def _t_interval(values: list[float]) -> tuple[float, float]:
+def t_interval(values: list[float]) -> tuple[float, float]:
     mean = fmean(values)
     sem = stats.sem(values)
     if sem == 0 or math.isnan(sem):
@@ -125,7 +125,7 @@ def likelihood_records(base: dict, fact_means: dict[tuple[int, str], dict[str, f
     if len(diff) >= 2 and np.ptp(diff) > 0:
         test = stats.ttest_rel(correct, random)
         t, p = float(test.statistic), float(test.pvalue)
-        low, high = _t_interval(diff.tolist())
+        low, high = t_interval(diff.tolist())
     else:
         t = p = math.nan
         low = high = float(diff.mean()) if len(diff) else math.nan

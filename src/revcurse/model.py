@@ -24,7 +24,14 @@ from revcurse.config import ModelConfig
 from revcurse.errors import InputError
 
 # Distinct pad and EOS: a collator that masks pad in the labels must not also mask the end of every document.
-SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+# <mask> is used only by the MLM-U objective.
+SPECIAL_TOKENS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "pad_token": "<pad>",
+    "unk_token": "<unk>",
+    "mask_token": "<mask>",
+}
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -43,8 +50,13 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
 
 
-def build_tiny_model(config: ModelConfig, tokenizer: PreTrainedTokenizerFast, max_length: int) -> LlamaForCausalLM:
-    """A small Llama (RMSNorm, rotary positions, SwiGLU), initialised from the global seed."""
+def build_tiny_model(
+    config: ModelConfig, tokenizer: PreTrainedTokenizerFast, max_length: int, bidirectional: bool = False
+) -> LlamaForCausalLM:
+    """A small Llama (RMSNorm, rotary positions, SwiGLU), initialised from the global seed.
+
+    ``bidirectional`` (for MLM-U) lets every position attend to every other: the same blocks, no causal mask.
+    """
     llama = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
@@ -58,7 +70,18 @@ def build_tiny_model(config: ModelConfig, tokenizer: PreTrainedTokenizerFast, ma
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return LlamaForCausalLM(llama)
+    model = LlamaForCausalLM(llama)
+    return set_bidirectional(model) if bidirectional else model
+
+
+def set_bidirectional(model: PreTrainedModel) -> PreTrainedModel:
+    """Drop the causal mask: the config flag picks a bidirectional padding mask, the module flags stop SDPA from
+    falling back to causal attention when no padding mask is needed. Re-apply after loading a saved model."""
+    model.config.is_causal = False
+    for module in model.modules():
+        if hasattr(module, "is_causal"):
+            module.is_causal = False
+    return model
 
 
 def load_checkpoint(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
@@ -78,6 +101,8 @@ def load_checkpoint(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTok
         )
     except OSError as error:
         raise InputError(f"could not load checkpoint {source!r}: {error}") from None
+    if getattr(model.config, "is_causal", True) is False:  # saved by an MLM-U run
+        set_bidirectional(model)
     if tokenizer.pad_token is None:
         # Causal LMs often ship without a pad token; batching needs one. Labels mask pads by the attention mask.
         tokenizer.pad_token = tokenizer.eos_token

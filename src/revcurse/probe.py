@@ -162,6 +162,74 @@ class HFBackend:
         return completions
 
 
+class MaskedLMBackend(HFBackend):
+    """A bidirectional model trained with MLM-U, answering left to right, one mask at a time.
+
+    To score a continuation of n tokens after a context, the model sees ``context + c[:k] + <mask> * (n - k)``
+    for k = 0..n-1 and predicts token k at the first mask; the log-probs add up as for a causal model (the
+    number of masks is the candidate's length, as in masked-LM scoring). Generation appends ``max_new_tokens``
+    masks and fills the first one greedily, then the next, until end of text.
+    """
+
+    @torch.inference_mode()
+    def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+        mask = self.tokenizer.mask_token_id
+        pairs = self.encode_pairs(requests)
+        steps = [
+            (index, k, context + continuation[:k] + [mask] * (len(continuation) - k), len(context) + k)
+            for index, (context, continuation) in enumerate(pairs)
+            for k in range(len(continuation))
+        ]
+        totals = [0.0] * len(pairs)
+        greedy = [True] * len(pairs)
+        for start in range(0, len(steps), self.batch_size):
+            chunk = steps[start : start + self.batch_size]
+            input_ids, attention_mask = self._left_pad([sequence for _, _, sequence, _ in chunk])
+            offsets = input_ids.shape[1] - attention_mask.sum(-1)  # left padding shifts every row
+            logits = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
+            ).logits
+            rows = torch.arange(len(chunk))
+            positions = offsets + torch.tensor([position for _, _, _, position in chunk])
+            tokens = torch.tensor([pairs[index][1][k] for index, k, _, _ in chunk])
+            scores = logits[rows, positions].float()
+            token_logprobs = (scores[rows, tokens] - scores.logsumexp(-1)).tolist()
+            hits = (scores.argmax(-1) == tokens).tolist()
+            for (index, _, _, _), logprob, hit in zip(chunk, token_logprobs, hits):
+                totals[index] += logprob
+                greedy[index] &= hit
+        return list(zip(totals, greedy))
+
+    @torch.inference_mode()
+    def generate(self, contexts: list[str], max_new_tokens: int) -> list[str]:
+        mask, eos = self.tokenizer.mask_token_id, self.tokenizer.eos_token_id
+        encoded = [self.prefix + self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in contexts]
+        completions: list[str] = []
+        for start in range(0, len(encoded), self.batch_size):
+            chunk = encoded[start : start + self.batch_size]
+            input_ids, attention_mask = self._left_pad([ids + [mask] * max_new_tokens for ids in chunk])
+            first = input_ids.shape[1] - max_new_tokens
+            done = torch.zeros(len(chunk), dtype=torch.bool)
+            for step in range(max_new_tokens):
+                logits = self.model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
+                ).logits
+                chosen = logits[:, first + step].argmax(-1)
+                input_ids[:, first + step] = torch.where(done, torch.full_like(chosen, eos), chosen)
+                done |= chosen == eos
+                if done.all():
+                    break
+            for row in range(len(chunk)):
+                new = input_ids[row, first:].tolist()
+                new = new[: new.index(eos)] if eos in new else new
+                completions.append(self.tokenizer.decode([t for t in new if t != mask], skip_special_tokens=True))
+        return completions
+
+
 @dataclass
 class ProbeResult:
     """One probe's outcome: the model's greedy answer and the likelihood of the correct and other targets."""

@@ -34,7 +34,7 @@ def result_rows(records: list[dict]) -> list[dict[str, str]]:
                 "rank1": f"{lookup(records, subset, asked, 'rank1')['mean']:.2f}",
                 "mrr": f"{lookup(records, subset, asked, 'mrr')['mean']:.2f}",
                 "logp_gap": f"{diff['mean']:+.2f} [{diff['ci95_low']:+.2f}, {diff['ci95_high']:+.2f}]",
-                "t_test": _format_test(t, p, diff["n_facts"]),
+                "t_test": format_test(t, p, diff["n_facts"]),
             }
         )
     return rows
@@ -52,7 +52,7 @@ COLUMNS = {
 }
 
 
-def _format_test(t: float, p: float, n_facts: int) -> str:
+def format_test(t: float, p: float, n_facts: int) -> str:
     if math.isnan(t):
         return "n/a"
     return f"t({n_facts - 1})={t:.2f} p={p:.2g}"

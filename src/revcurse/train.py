@@ -57,7 +57,9 @@ def encode_documents(
         prompts = [d.text[: d.prompt_chars] for d in documents]
         prompt_lengths = [len(p) for p in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     encoded = []
-    for token_ids, prompt_length in zip(ids, prompt_lengths):
+    for document, token_ids, prompt_length in zip(documents, ids, prompt_lengths):
+        if document.reversal == "reverse-token":
+            token_ids = token_ids[::-1]
         full = [tokenizer.bos_token_id, *token_ids, tokenizer.eos_token_id]
         labels = list(full)
         if loss == "completion":  # BOS and the prompt are context, never targets
@@ -77,6 +79,33 @@ def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, 
         labels[row, : len(ids)] = torch.tensor(row_labels)
         attention_mask[row, : len(ids)] = 1
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+
+
+def mask_uniformly(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, mask_id: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MLM-U masking (Kitouni et al. 2024): per sequence a rate r ~ U(0, 1), each token but BOS masked with
+    probability r, at least one per sequence. Returns (masked input ids, labels: the original at masked places)."""
+    rows, width = input_ids.shape
+    rate = torch.rand(rows, 1, generator=generator)
+    maskable = attention_mask.bool().clone()
+    maskable[:, 0] = False  # BOS stays: it marks where the text starts
+    chosen = (torch.rand(rows, width, generator=generator) < rate) & maskable
+    for row in torch.nonzero(~chosen.any(-1)).flatten().tolist():
+        candidates = torch.nonzero(maskable[row]).flatten()
+        pick = torch.randint(len(candidates), (1,), generator=generator)
+        chosen[row, candidates[pick]] = True
+    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+    return torch.where(chosen, torch.full_like(input_ids, mask_id), input_ids), labels
+
+
+def masked_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor], mask_id: int, generator: torch.Generator):
+    """Cross-entropy on masked positions of a bidirectional model; each position predicts its own token."""
+    masked, labels = mask_uniformly(batch["input_ids"], batch["attention_mask"], mask_id, generator)
+    logits = model(input_ids=masked, attention_mask=batch["attention_mask"]).logits
+    return torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX
+    )
 
 
 def epoch_batches(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
@@ -122,7 +151,10 @@ def train_model(
             if step % steps_per_epoch == 0:
                 batches = epoch_batches(lengths, config.batch_size, generator)
             batch = collate([encoded[i] for i in batches[step % steps_per_epoch]], tokenizer.pad_token_id)
-            loss = model(**batch).loss
+            if config.objective == "mlm-u":
+                loss = masked_loss(model, batch, tokenizer.mask_token_id, generator)
+            else:
+                loss = model(**batch).loss
             loss.backward()
             optimizer.step()
             scheduler.step()
