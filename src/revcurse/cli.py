@@ -45,6 +45,7 @@ def demo(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    jobs: Annotated[int, typer.Option(help="Seeds in parallel processes (useful with --seeds 2 or more).")] = 1,
 ) -> None:
     """Experiment 1 end to end: made-up people -> training text -> a tiny model -> probes forward and reverse.
 
@@ -61,7 +62,9 @@ def demo(
         overrides.append(f"world.source={paper}")
     run_config = load_config(config, overrides)
     out = out or Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
-    outcome = run_experiment(run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print)
+    outcome = run_experiment(
+        run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print, processes=jobs
+    )
     summary = outcome.summary
     console.print(
         result_table(
@@ -91,6 +94,7 @@ def compare(
     out: Annotated[Path | None, typer.Option(help="Folder; default runs/compare-<date>-<time>.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    jobs: Annotated[int, typer.Option(help="Runs in parallel processes (2 on 2 cores: ~1.4x faster).")] = 2,
 ) -> None:
     """Baseline and cures side by side: accuracy per cure, subset and asked direction, with 95% intervals.
 
@@ -105,7 +109,9 @@ def compare(
         overrides.append(f"seeds={seeds}")
     run_config = load_config(config, overrides)
     out = out or Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
-    outcome = run_compare(run_config, arms, out, overwrite=overwrite, show_progress=not quiet, log=console.print)
+    outcome = run_compare(
+        run_config, arms, out, overwrite=overwrite, show_progress=not quiet, log=console.print, processes=jobs
+    )
     console.print(compare_table(outcome.records, title=f"Cures compared over {run_config.seeds} seed(s)"))
     console.print(f"folder: {outcome.folder} (compare.json, compare.md, compare.png)")
 

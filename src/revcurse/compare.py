@@ -18,7 +18,7 @@ from rich.table import Table
 from revcurse.config import RunConfig
 from revcurse.cures import CURES
 from revcurse.errors import InputError
-from revcurse.experiment import run_experiment, run_folder
+from revcurse.experiment import run_folder, run_seeds, seed_jobs, write_run
 from revcurse.metrics import lookup, t_interval
 from revcurse.report import ASKED_LABEL, format_test
 
@@ -60,14 +60,22 @@ def run_compare(
     overwrite: bool = False,
     show_progress: bool = True,
     log: Callable[..., None] = print,
+    processes: int = 1,
 ) -> CompareOutcome:
     """Run the baseline and every arm; write compare.json (tidy records with ``cure``), compare.md, compare.png."""
     out = Path(out)
     records: list[dict] = []
+    all_arms = [BASELINE, *arms]
     with run_folder(out, overwrite) as staging:
-        for arm in [BASELINE, *arms]:
-            log(f"[bold]cure: {arm}[/bold]")
-            outcome = run_experiment(arm_config(config, arm), staging / f"cure-{arm}", False, show_progress, log)
+        jobs = []
+        for arm in all_arms:
+            (staging / f"cure-{arm}").mkdir()
+            jobs += seed_jobs(arm_config(config, arm), staging / f"cure-{arm}")
+        log(f"{len(jobs)} runs: {len(all_arms)} arms x {config.seeds} seeds, {processes} process(es)")
+        outputs = run_seeds(jobs, processes, show_progress, log)
+        for i, arm in enumerate(all_arms):
+            arm_outputs = outputs[i * config.seeds : (i + 1) * config.seeds]
+            outcome = write_run(staging / f"cure-{arm}", arm_config(config, arm), arm_outputs)
             records += [{"cure": arm, **record} for record in outcome.records]
             records.append(cost_record(arm, outcome.summary))
         (staging / "compare.json").write_text(json.dumps(records, indent=1), encoding="utf-8")

@@ -17,6 +17,7 @@ unless asked. Layout::
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -24,6 +25,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,44 +161,86 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
     return world_seed, results, stats
 
 
+SeedJob = tuple[RunConfig, int, Path]  # (config, seed, folder for that seed)
+SeedOutput = tuple[int, list[ProbeResult], dict]  # (world seed, probe results, stats)
+
+
+def run_seeds(jobs: list[SeedJob], processes: int = 1, show_progress: bool = True, log=print) -> list[SeedOutput]:
+    """Run seed jobs, one after another or in ``processes`` worker processes.
+
+    On 2 CPU cores two single-threaded processes train this tiny model about 1.4x faster in total than one
+    process with two threads (small matrices do not split well over threads), so independent seeds and cures are
+    worth running side by side. Each worker gets ``train.threads // processes`` threads (at least one).
+    """
+    if processes <= 1 or len(jobs) <= 1:
+        outputs = []
+        for index, (config, seed, folder) in enumerate(jobs):
+            log(f"seed {seed} ({index + 1}/{len(jobs)})")
+            outputs.append(run_seed(config, seed, folder, show_progress))
+        return outputs
+    outputs: list[SeedOutput | None] = [None] * len(jobs)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch thread state
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        futures = {}
+        for index, (config, seed, folder) in enumerate(jobs):
+            threads = max(1, config.train.threads // processes)
+            job_config = config.model_copy(update={"train": config.train.model_copy(update={"threads": threads})})
+            futures[pool.submit(run_seed, job_config, seed, folder, False)] = index
+        for done, future in enumerate(as_completed(futures), start=1):
+            index = futures[future]
+            outputs[index] = future.result()
+            log(f"finished {jobs[index][2].parent.name}/{jobs[index][2].name} ({done}/{len(jobs)})")
+    return [output for output in outputs if output is not None]
+
+
+def seed_jobs(config: RunConfig, folder: Path) -> list[SeedJob]:
+    return [(config, config.seed + i, folder / f"seed-{config.seed + i}") for i in range(config.seeds)]
+
+
+def write_run(folder: Path, config: RunConfig, outputs: list[SeedOutput]) -> RunOutcome:
+    """Aggregate the seeds of one config and write its run files into ``folder``."""
+    (folder / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+    per_seed_stats = [stats for _, _, stats in outputs]
+    runs = [(stats["seed"], world_seed, results) for world_seed, results, stats in outputs]
+    records = aggregate(runs)
+    (folder / "metrics.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
+    with open(folder / "predictions.jsonl", "w", encoding="utf-8") as handle:
+        for seed, _, results in runs:
+            for result in results:
+                handle.write(json.dumps({"seed": seed, **result.to_json()}, ensure_ascii=False) + "\n")
+    summary = {
+        "model": config.model.checkpoint or "tiny Llama from scratch",
+        "cures": config.cures,
+        "objective": config.train.objective,
+        "parameters": per_seed_stats[0]["parameters"],
+        "seeds": [s["seed"] for s in per_seed_stats],
+        "train_seconds": sum(s["train_seconds"] for s in per_seed_stats),
+        "tokens_per_second": float(np.mean([s["tokens_per_second"] for s in per_seed_stats])),
+        "probe_seconds": sum(s["probe_seconds"] for s in per_seed_stats),
+        "per_seed": per_seed_stats,
+        "versions": {
+            "revcurse": revcurse.__version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    (folder / "run.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    (folder / "report.md").write_text(markdown_report(records, summary), encoding="utf-8")
+    return RunOutcome(folder=folder, records=records, summary=summary)
+
+
 def run_experiment(
-    config: RunConfig, out: Path, overwrite: bool = False, show_progress: bool = True, log=print
+    config: RunConfig,
+    out: Path,
+    overwrite: bool = False,
+    show_progress: bool = True,
+    log=print,
+    processes: int = 1,
 ) -> RunOutcome:
     """Run every seed of ``config`` and write one run folder at ``out``."""
     out = Path(out)
     with run_folder(out, overwrite) as staging:
-        (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
-        runs = []
-        per_seed_stats = []
-        for index in range(config.seeds):
-            seed = config.seed + index
-            log(f"seed {seed} ({index + 1}/{config.seeds})")
-            world_seed, results, stats = run_seed(config, seed, staging / f"seed-{seed}", show_progress)
-            runs.append((seed, world_seed, results))
-            per_seed_stats.append(stats)
-        records = aggregate(runs)
-        (staging / "metrics.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
-        with open(staging / "predictions.jsonl", "w", encoding="utf-8") as handle:
-            for seed, _, results in runs:
-                for result in results:
-                    handle.write(json.dumps({"seed": seed, **result.to_json()}, ensure_ascii=False) + "\n")
-        summary = {
-            "model": config.model.checkpoint or "tiny Llama from scratch",
-            "cures": config.cures,
-            "objective": config.train.objective,
-            "parameters": per_seed_stats[0]["parameters"],
-            "seeds": [s["seed"] for s in per_seed_stats],
-            "train_seconds": sum(s["train_seconds"] for s in per_seed_stats),
-            "tokens_per_second": float(np.mean([s["tokens_per_second"] for s in per_seed_stats])),
-            "probe_seconds": sum(s["probe_seconds"] for s in per_seed_stats),
-            "per_seed": per_seed_stats,
-            "versions": {
-                "revcurse": revcurse.__version__,
-                "torch": torch.__version__,
-                "transformers": transformers.__version__,
-                "python": platform.python_version(),
-            },
-        }
-        (staging / "run.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-        (staging / "report.md").write_text(markdown_report(records, summary), encoding="utf-8")
-    return RunOutcome(folder=out, records=records, summary=summary)
+        outputs = run_seeds(seed_jobs(config, staging), processes, show_progress, log)
+        outcome = write_run(staging, config, outputs)
+    return RunOutcome(folder=out, records=outcome.records, summary=outcome.summary)

@@ -1,0 +1,95 @@
+"""Compare: arms, the table's aggregation on hand-made records, the chart, and a tiny end-to-end run."""
+
+import json
+
+import pytest
+
+from revcurse.compare import arm_config, compare_rows, markdown_compare, parse_arms, plot_compare
+from revcurse.config import load_config
+from revcurse.errors import InputError
+from tests.test_cli import SMALL, run_cli
+
+
+def record(cure, subset, asked, metric, mean, low=None, high=None, trained=True, n_facts=30):
+    return {
+        "cure": cure, "subset": subset, "asked": asked, "trained": trained, "metric": metric, "mean": mean,
+        "ci95_low": low if low is not None else mean, "ci95_high": high if high is not None else mean,
+        "n_seeds": 3, "n_items": 900, "n_facts": n_facts,
+    }
+
+
+def arm_records(cure, reverse_accuracy, seconds):
+    records = [record(cure, "all", "all", "train_seconds", seconds, trained=None)]
+    for subset, asked, trained, accuracy in (
+        ("NameToDescription", "name_to_description", True, 1.0),
+        ("NameToDescription", "description_to_name", False, reverse_accuracy),
+    ):
+        records += [
+            record(cure, subset, asked, "accuracy", accuracy, max(0, accuracy - 0.05), min(1, accuracy + 0.05),
+                   trained),
+            record(cure, subset, asked, "likelihood_t", 2.5, trained=trained),
+            record(cure, subset, asked, "likelihood_p", 0.02, trained=trained),
+        ]
+    return records
+
+
+def test_compare_rows_pair_each_cure_with_its_accuracy_test_and_cost():
+    records = arm_records("none", 0.0, 60.0) + arm_records("reverse-entity", 0.93, 120.0)
+    rows = compare_rows(records)
+    assert [(r["cure"], r["trained"]) for r in rows] == [
+        ("none", "yes"), ("none", "no"), ("reverse-entity", "yes"), ("reverse-entity", "no"),
+    ]
+    assert rows[3]["accuracy"] == "0.93 [0.88, 0.98]"
+    assert rows[3]["t_test"] == "t(29)=2.50 p=0.02"
+    assert rows[0]["train_time"] == "60 s (1.00x)" and rows[2]["train_time"] == "120 s (2.00x)"
+    assert "reverse-entity" in markdown_compare(records)
+
+
+def test_chart_is_written(tmp_path):
+    records = arm_records("none", 0.0, 60.0) + arm_records("bidirectional", 1.0, 90.0)
+    plot_compare(records, tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_arms_parse_and_configure():
+    assert parse_arms("reverse-entity, bidirectional,none,reverse-word+paraphrase") == [
+        "reverse-entity", "bidirectional", "reverse-word+paraphrase",
+    ]
+    with pytest.raises(InputError, match="reverse-everything"):
+        parse_arms("reverse-everything")
+    base = load_config(None, [])
+    assert arm_config(base, "none").cures == [] and arm_config(base, "none").train.objective == "causal"
+    assert arm_config(base, "reverse-word+paraphrase").cures == ["reverse-word", "paraphrase"]
+    assert arm_config(base, "mlm-u").train.objective == "mlm-u" and arm_config(base, "mlm-u").cures == []
+
+
+def test_compare_end_to_end(tmp_path):
+    out = tmp_path / "cmp"
+    assert run_cli(["compare", "--cures", "reverse-entity,mlm-u", "--quiet", "--seeds", "2", "--out", str(out),
+                    *SMALL]) == 0
+    records = json.loads((out / "compare.json").read_text())
+    assert {r["cure"] for r in records} == {"none", "reverse-entity", "mlm-u"}
+    assert all(r["n_seeds"] == 2 for r in records)
+    assert (out / "compare.png").is_file() and (out / "compare.md").is_file()
+    for arm in ("none", "reverse-entity", "mlm-u"):
+        assert (out / f"cure-{arm}" / "metrics.json").is_file()
+    config = (out / "cure-mlm-u" / "config.yaml").read_text()
+    assert "objective: mlm-u" in config
+    # the same worlds in every arm: same probes for seed 0
+    def prompts(arm):
+        lines = (out / f"cure-{arm}" / "predictions.jsonl").read_text().splitlines()
+        return [json.loads(line)["prompt"] for line in lines]
+    assert prompts("none") == prompts("reverse-entity") == prompts("mlm-u")
+
+
+def test_compute_matched_cure_trains_the_same_number_of_documents(tmp_path):
+    from revcurse.experiment import run_experiment
+
+    overrides = [s for s in SMALL if s != "--set"]
+    data = run_experiment(load_config(None, [*overrides, "cures=[reverse-word]"]), tmp_path / "d",
+                          show_progress=False, log=lambda *_: None)
+    compute = run_experiment(load_config(None, [*overrides, "cures=[reverse-word]", "cure.match=compute"]),
+                             tmp_path / "c", show_progress=False, log=lambda *_: None)
+    assert data.summary["per_seed"][0]["epochs"] == 1
+    assert compute.summary["per_seed"][0]["epochs"] == pytest.approx(0.5)
+    assert compute.summary["per_seed"][0]["train_steps"] < data.summary["per_seed"][0]["train_steps"]
