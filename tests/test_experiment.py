@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -67,8 +68,7 @@ def test_overwrite_replaces_a_run_folder(tmp_path):
 @pytest.mark.slow
 def test_the_reversal_curse_on_a_small_world(tmp_path):
     """Regression on a CI-sized world: trained directions learned, reverse at chance, with a fixed seed."""
-    config = load_config(None, ["world.facts_per_subset=10", "world.background=150", "model.hidden_size=64",
-                                "model.intermediate_size=256", "train.batch_size=32"])
+    config = load_config(Path(__file__).parent.parent / "configs" / "small.yaml")
     outcome = run_experiment(config, tmp_path / "run", show_progress=False, log=lambda *_: None)
     for record in outcome.records:
         if record["metric"] != "accuracy":

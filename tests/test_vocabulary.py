@@ -13,7 +13,11 @@ from revcurse.world import Direction, make_celebrities
 
 N2D = vocabulary.NAME_TO_DESCRIPTION_TEMPLATES
 D2N = vocabulary.DESCRIPTION_TO_NAME_TEMPLATES
-ALL_TEMPLATES = [(Direction.NAME_TO_DESCRIPTION, t) for t in N2D] + [(Direction.DESCRIPTION_TO_NAME, t) for t in D2N]
+N2D_PARA = vocabulary.NAME_TO_DESCRIPTION_PARAPHRASES
+D2N_PARA = vocabulary.DESCRIPTION_TO_NAME_PARAPHRASES
+ALL_TEMPLATES = [(Direction.NAME_TO_DESCRIPTION, t) for t in N2D + N2D_PARA] + [
+    (Direction.DESCRIPTION_TO_NAME, t) for t in D2N + D2N_PARA
+]
 TARGET = {Direction.NAME_TO_DESCRIPTION: "{description}", Direction.DESCRIPTION_TO_NAME: "{name}"}
 CAPITALISED_WORD = re.compile(r"[A-Z][a-z]+")
 LOWER_WORD = re.compile(r"[a-z]+")
@@ -84,6 +88,14 @@ def test_template_counts():
     assert len(set(N2D) | set(D2N)) == 80
 
 
+def test_paraphrase_counts_and_novelty():
+    assert len(N2D_PARA) == 30
+    assert len(D2N_PARA) == 30
+    assert len(set(N2D_PARA) | set(D2N_PARA)) == 60
+    assert not (set(N2D_PARA) | set(D2N_PARA)) & (set(N2D) | set(D2N))
+    assert len(ALL_TEMPLATES) == 140
+
+
 @pytest.mark.parametrize(("direction", "text"), ALL_TEMPLATES)
 def test_template_shape(direction, text):
     source = TARGET[direction.reverse]
@@ -110,6 +122,7 @@ def test_template_builds_and_renders(direction, text):
 
 
 def test_no_prompt_is_a_prefix_of_another_template():
+    # Over all 140 templates: the 80 base templates and the 60 paraphrases together.
     for (d1, t1), (d2, t2) in itertools.permutations(ALL_TEMPLATES, 2):
         p1 = prompt(d1, t1)
         assert not prompt(d2, t2).startswith(p1), (t1, t2)
