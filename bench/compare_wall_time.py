@@ -1,6 +1,6 @@
 """Wall time of `revcurse compare` (baseline + three cures, 3 seeds), against its own serial work, same run.
 
-    .venv/bin/python bench/compare_wall_time.py [--out DIR] [--jobs 2] [--cures reverse-entity,bidirectional,paraphrase]
+    .venv/bin/python bench/compare_wall_time.py [--out DIR] [--jobs 2] [--set cure.match=compute]
 
 Prints the compare's wall time against the 15-minute budget. As a baseline from the same run, it then trains one
 seed of the baseline arm alone in one process with all threads (the serial way), and estimates the serial time
@@ -29,8 +29,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--set", action="append", default=[], help="config override, as in revcurse --set")
     args = parser.parse_args()
-    config = load_config(None, [f"seeds={args.seeds}"])
+    config = load_config(None, [f"seeds={args.seeds}", *args.set])
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch) / "compare"
         start = time.perf_counter()
@@ -47,7 +48,7 @@ def main() -> None:
         serial = tokens / alone.summary["tokens_per_second"] + probe_seconds / args.jobs
     costs = {r["cure"]: round(r["mean"], 1) for r in outcome.records if r["metric"] == "train_seconds"}
     print(json.dumps({
-        "cures": args.cures, "seeds": args.seeds, "jobs": args.jobs,
+        "cures": args.cures, "seeds": args.seeds, "jobs": args.jobs, "overrides": args.set,
         "wall_s": round(wall, 1), "budget_s": BUDGET_SECONDS, "wall_over_budget": round(wall / BUDGET_SECONDS, 3),
         "serial_estimate_s": round(serial, 1), "serial_estimate_over_wall": round(serial / wall, 3),
         "serial_tokens_per_s": round(alone.summary["tokens_per_second"]),
