@@ -94,7 +94,7 @@ def compare(
     out: Annotated[Path | None, typer.Option(help="Folder; default runs/compare-<date>-<time>.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
-    jobs: Annotated[int, typer.Option(help="Runs in parallel processes (2 on 2 cores: ~1.4x faster).")] = 2,
+    jobs: Annotated[int, typer.Option(help="Runs side by side in single-threaded processes.")] = 2,
 ) -> None:
     """Baseline and cures side by side: accuracy per cure, subset and asked direction, with 95% intervals.
 

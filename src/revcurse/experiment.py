@@ -168,9 +168,9 @@ SeedOutput = tuple[int, list[ProbeResult], dict]  # (world seed, probe results, 
 def run_seeds(jobs: list[SeedJob], processes: int = 1, show_progress: bool = True, log=print) -> list[SeedOutput]:
     """Run seed jobs, one after another or in ``processes`` worker processes.
 
-    On 2 CPU cores two single-threaded processes train this tiny model about 1.4x faster in total than one
-    process with two threads (small matrices do not split well over threads), so independent seeds and cures are
-    worth running side by side. Each worker gets ``train.threads // processes`` threads (at least one).
+    Each worker gets ``train.threads // processes`` threads (at least one). On the 2-core dev machine two
+    single-threaded processes measured ~1.04x the throughput of one two-threaded process for the demo model
+    (bench/compare_wall_time.py); on more cores, or with more seeds than cores, the gain is larger.
     """
     if processes <= 1 or len(jobs) <= 1:
         outputs = []
