@@ -191,7 +191,7 @@ def plot_compare(records: list[dict], path: Path) -> None:
     axis.set_ylim(0, 1.05)
     axis.set_ylabel("accuracy (held-out phrasings)")
     axis.set_title("Reversal curse: accuracy by cure (95% intervals)")
-    axis.legend(title="cure", fontsize=8, ncol=min(4, len(arms)))
+    axis.legend(title="cure", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
