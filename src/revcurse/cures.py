@@ -103,37 +103,30 @@ def reverse_segments(text: str, max_length: int, rng: random.Random) -> str:
 # Cures over a corpus
 
 
-def _reversal(name: str, reverse: Callable[[Document, random.Random], Document]) -> Callable:
+def _reversal(name: str, reverse_text: Callable[[Document, random.Random, CureContext], str]) -> Callable:
+    """A cure that adds one reversed copy of every forward document."""
+
     def cure(corpus: Corpus, context: CureContext) -> Corpus:
         rng = random.Random(f"{context.seed}-{name}")
-        added = [reverse(d, rng) for d in corpus.documents if not d.reversal]
+        # Reversed text has no prompt/completion split: completion-only loss trains on all of it.
+        added = [
+            replace(d, text=reverse_text(d, rng, context), prompt_chars=0, reversal=name)
+            for d in corpus.documents
+            if not d.reversal
+        ]
         return replace(corpus, documents=corpus.documents + added)
 
     cure.__doc__ = f"Add a {name} copy of every forward document."
     return cure
 
 
-def _reversed_document(document: Document, text: str, name: str) -> Document:
-    # Reversed text has no prompt/completion split: completion-only loss trains on all of it.
-    return replace(document, text=text, prompt_chars=0, reversal=name)
-
-
-reverse_token = _reversal("reverse-token", lambda d, _: _reversed_document(d, d.text, "reverse-token"))
-reverse_word = _reversal("reverse-word", lambda d, _: _reversed_document(d, reverse_words(d.text), "reverse-word"))
-reverse_entity = _reversal(
-    "reverse-entity", lambda d, _: _reversed_document(d, reverse_entities(d.text, d.entities), "reverse-entity")
+# reverse-token keeps the text; its ids are reversed when tokenized (train.encode_documents).
+reverse_token = _reversal("reverse-token", lambda d, rng, context: d.text)
+reverse_word = _reversal("reverse-word", lambda d, rng, context: reverse_words(d.text))
+reverse_entity = _reversal("reverse-entity", lambda d, rng, context: reverse_entities(d.text, d.entities))
+reverse_segment = _reversal(
+    "reverse-segment", lambda d, rng, context: reverse_segments(d.text, context.segment_length, rng)
 )
-
-
-def reverse_segment(corpus: Corpus, context: CureContext) -> Corpus:
-    """Add a random-segment-reversed copy of every forward document."""
-    rng = random.Random(f"{context.seed}-reverse-segment")
-    added = [
-        _reversed_document(d, reverse_segments(d.text, context.segment_length, rng), "reverse-segment")
-        for d in corpus.documents
-        if not d.reversal
-    ]
-    return replace(corpus, documents=corpus.documents + added)
 
 
 def _facts_under_test(corpus: Corpus, cure: str) -> list[Fact]:
