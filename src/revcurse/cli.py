@@ -160,6 +160,48 @@ def generate(
     console.print(f"wrote {len(corpus.documents)} training documents and {len(corpus.probes)} probes to {out}")
 
 
+@app.command()
+def export(
+    format_: Annotated[
+        str, typer.Option("--format", "-f", help="lm-eval, openai-chat, trl or paper (see above).", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write; refused if it exists unless --overwrite.")],
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    seed: Annotated[int | None, typer.Option(help="Seed whose world to export; default the config's seed.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
+) -> None:
+    """Export one seed's world as training sees it (config, phrasings, cures) for other tools.
+
+    \b
+    lm-eval      lm-evaluation-harness task folder, probes only (held-out
+                 phrasings): per subset and asked direction a greedy
+                 exact-match task (gen) and a likelihood task over all
+                 targets of that group (mc). Run it with
+                 lm_eval --model hf --model_args pretrained=RUN/seed-0/model
+                 --include_path DIR --tasks revcurse
+    openai-chat  OpenAI chat fine-tuning JSONL: train.jsonl (user = prompt
+                 part, assistant = completion part; documents without a
+                 prompt part are left out and counted), probes.jsonl to ask.
+    trl          TRL records: prompt_completion.jsonl (completion-only loss),
+                 text.jsonl (full-text loss), probes.jsonl.
+    paper        the paper's Experiment 1 layout; train and probe on it with
+                 revcurse demo --paper DIR
+    """
+    from revcurse.export import FORMATS, export_world
+
+    if format_ not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}; got {format_!r}")
+    run_config = load_config(config, list(set_ or []))
+    result = export_world(run_config, format_, out, seed=seed, overwrite=overwrite)
+    console.print(f"wrote {format_} export to {result.folder}:")
+    for name, rows in result.rows.items():
+        console.print(f"  {name}: {rows} rows")
+    for reason, count in result.skipped.items():
+        console.print(f"  left out {count} {reason}")
+    console.print(f"next: {result.next_step}", soft_wrap=True)
+
+
 @app.command(name="import")
 def import_(folder: Annotated[Path, typer.Argument(help="The paper's Experiment 1 folder.")]) -> None:
     """Check a folder in the paper's Experiment 1 layout and summarise what revcurse reads from it."""
