@@ -516,6 +516,73 @@ def instructions(
     )
 
 
+@app.command()
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="A local causal-LM folder (config.json, *.safetensors).")],
+    host: Annotated[str, typer.Option(help="Address to bind; anything but 127.0.0.1 is reachable by others.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="TCP port (0: any free one).")] = 8000,
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the API key; when set, requests must carry it.")
+    ] = "REVCURSE_API_KEY",
+    model_name: Annotated[str | None, typer.Option(help="Model id in the API; default: the folder's name.")] = None,
+) -> None:
+    """Serve a model folder over an OpenAI-compatible API (/v1/models, /v1/completions, /v1/chat/completions).
+
+    Completions give prompt log-probs with echo=true, max_tokens=0, logprobs=N, so any OpenAI-compatible client
+    (revcurse.remote, lm-evaluation-harness's local-completions) can probe it. Ctrl-C stops it.
+    """
+    import logging
+
+    from revcurse.serve import serve as run_server
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run_server(model_dir, host=host, port=port, api_key_env=api_key_env, model_name=model_name, log=console.print)
+
+
+@app.command(name="probe-remote")
+def probe_remote(
+    run: Annotated[Path, typer.Argument(help="A run folder (its config.yaml) or a YAML config: what to probe.")],
+    url: Annotated[str, typer.Option(help="The OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")],
+    model: Annotated[str | None, typer.Option(help="Model id on the server; default: its only model.")] = None,
+    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key.")] = "OPENAI_API_KEY",
+    seed: Annotated[int, typer.Option(help="Which seed's world to probe.")] = 0,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Prompts per request.")] = 16,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Greedy answer length; default: the config's probe.max_new_tokens, else 32.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Probe a model behind any OpenAI-compatible server on a run's facts and print the table (writes nothing).
+
+    The server must give prompt log-probs (completions with echo=true, max_tokens=0, logprobs=1), as vLLM and
+    `revcurse serve` do.
+    """
+    import time
+
+    from revcurse.experiment import build_world_corpus
+    from revcurse.metrics import aggregate
+    from revcurse.probe import run_probes
+    from revcurse.remote import backend_from_url
+    from revcurse.report import result_table
+
+    config_file = run / "config.yaml" if run.is_dir() else run
+    if not config_file.is_file():
+        raise InputError("expected a run folder with config.yaml, or a YAML config", run)
+    run_config = load_config(config_file)
+    corpus, world_seed = build_world_corpus(run_config, seed)
+    start = time.perf_counter()
+    with backend_from_url(url, model, api_key_env, concurrency=concurrency, batch_size=batch_size) as backend:
+        # No tokenizer here to size answers by their targets' tokens: a fixed length, enough for names and roles.
+        answer_tokens = max_new_tokens or run_config.probe.max_new_tokens or 32
+        results = run_probes(backend, corpus, answer_tokens, show_progress=not quiet)
+        name = backend.model
+    console.print(result_table(aggregate([(seed, world_seed, results)]), title=f"Reversal curse: {name} at {url}"))
+    console.print(f"{len(results)} probes in {time.perf_counter() - start:.0f} s")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print one clear line and exit 2; never a traceback."""
     try:
