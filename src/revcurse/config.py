@@ -62,6 +62,13 @@ class TrainConfig(Section):
         "causal",
         description="'causal': next token; 'mlm-u': any-order masked tokens, rate ~ U(0,1) (Kitouni et al. 2024)",
     )
+    gradient_accumulation: int = Field(
+        1, ge=1, description="micro-batches per optimizer step (same update as one batch, less memory)"
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="'auto': bf16 autocast on a GPU that has it, fp32 on CPU"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto': the GPU when there is one")
 
 
 class ProbeConfig(Section):

@@ -43,7 +43,7 @@ from revcurse.metrics import aggregate
 from revcurse.model import build_tiny_model, load_checkpoint, train_tokenizer
 from revcurse.probe import HFBackend, MaskedLMBackend, ProbeResult, run_probes
 from revcurse.report import markdown_report
-from revcurse.train import train_model
+from revcurse.train import distributed_state, train_model
 from revcurse.world import make_celebrities
 
 
@@ -136,6 +136,8 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
     trained = train_model(
         model, tokenizer, corpus.documents, train_config, seed, folder / "train_log.jsonl", show_progress
     )
+    if not distributed_state(config.train.device).is_main_process:
+        return world_seed, [], {}  # data-parallel helper process: the main process saves and probes
     transformers.utils.logging.disable_progress_bar()  # our own bars only
     model.save_pretrained(folder / "model", safe_serialization=True)
     tokenizer.save_pretrained(folder / "model")
@@ -240,6 +242,15 @@ def run_experiment(
 ) -> RunOutcome:
     """Run every seed of ``config`` and write one run folder at ``out``."""
     out = Path(out)
+    state = distributed_state(config.train.device)
+    if state.num_processes > 1:
+        # Launched by torchrun / accelerate launch: every process trains (DDP), the main one writes the run.
+        if processes > 1:
+            raise InputError("--jobs runs seeds in parallel processes; under torchrun/accelerate use --jobs 1")
+        if not state.is_main_process:
+            with tempfile.TemporaryDirectory() as scratch:
+                run_seeds(seed_jobs(config, Path(scratch)), 1, False, lambda *_: None)
+            return RunOutcome(folder=out, records=[], summary={})
     with run_folder(out, overwrite) as staging:
         outputs = run_seeds(seed_jobs(config, staging), processes, show_progress, log)
         outcome = write_run(staging, config, outputs)

@@ -107,7 +107,7 @@ class HFBackend:
         )
         owner = [c for c, context in enumerate(contexts) for _ in by_context[context]]
         requests = [i for context in contexts for i in by_context[context]]
-        owner_index = torch.tensor(owner)
+        owner_index = torch.tensor(owner, device=self.device)
         cache = first.past_key_values
         cache.batch_select_indices(owner_index)  # one copy of the context's cache per continuation
         continuations = [pairs[i][1] for i in requests]
@@ -117,11 +117,12 @@ class HFBackend:
         for row, continuation in enumerate(continuations):  # right-padded after the cached context
             input_ids[row, : len(continuation)] = torch.tensor(continuation)
             continuation_mask[row, : len(continuation)] = 1
+        input_ids, continuation_mask = input_ids.to(self.device), continuation_mask.to(self.device)
         context_lengths = context_mask.sum(-1)[owner_index]
         logits = self.model(
             input_ids=input_ids,
             attention_mask=torch.cat([context_mask[owner_index], continuation_mask], dim=1),
-            position_ids=context_lengths[:, None] + torch.arange(width)[None, :],
+            position_ids=context_lengths[:, None] + torch.arange(width, device=self.device)[None, :],
             past_key_values=cache,
         ).logits
         # token k of a continuation is predicted at continuation position k-1 (token 0: by the context)
@@ -141,7 +142,12 @@ class HFBackend:
         for row, sequence in enumerate(sequences):
             input_ids[row, width - len(sequence) :] = torch.tensor(sequence)
             attention_mask[row, width - len(sequence) :] = 1
-        return input_ids, attention_mask
+        return input_ids.to(self.device), attention_mask.to(self.device)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are: inputs go there (CPU, or the GPU a run trained on)."""
+        return next(self.model.parameters()).device
 
     @torch.inference_mode()
     def generate(self, contexts: list[str], max_new_tokens: int) -> list[str]:
@@ -191,8 +197,8 @@ class HFBackend:
                 input_ids, attention_mask = self._left_pad(encoded[start : start + per_batch])
                 width = input_ids.shape[1]
                 output = self.model.generate(
-                    input_ids=input_ids.to(device),
-                    attention_mask=attention_mask.to(device),
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
                     max_new_tokens=max_new_tokens,
                     do_sample=True,
                     temperature=temperature,
@@ -241,9 +247,9 @@ class MaskedLMBackend(HFBackend):
                 attention_mask=attention_mask,
                 position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
             ).logits
-            rows = torch.arange(len(chunk))
-            positions = offsets + torch.tensor([position for _, _, _, position in chunk])
-            tokens = torch.tensor([pairs[index][1][k] for index, k, _, _ in chunk])
+            rows = torch.arange(len(chunk), device=self.device)
+            positions = offsets + torch.tensor([position for _, _, _, position in chunk], device=self.device)
+            tokens = torch.tensor([pairs[index][1][k] for index, k, _, _ in chunk], device=self.device)
             scores = logits[rows, positions].float()
             token_logprobs = (scores[rows, tokens] - scores.logsumexp(-1)).tolist()
             hits = (scores.argmax(-1) == tokens).tolist()
@@ -289,7 +295,7 @@ class MaskedLMBackend(HFBackend):
             chunk = encoded[start : start + self.batch_size]
             input_ids, attention_mask = self._left_pad([ids + [mask] * max_new_tokens for ids in chunk])
             first = input_ids.shape[1] - max_new_tokens
-            done = torch.zeros(len(chunk), dtype=torch.bool)
+            done = torch.zeros(len(chunk), dtype=torch.bool, device=self.device)
             for step in range(max_new_tokens):
                 logits = self.model(
                     input_ids=input_ids,
