@@ -65,6 +65,8 @@ def demo(
     outcome = run_experiment(
         run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print, processes=jobs
     )
+    if not outcome.records:  # a data-parallel helper process (torchrun): the main process reports
+        return
     summary = outcome.summary
     console.print(
         result_table(
