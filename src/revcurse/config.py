@@ -46,6 +46,23 @@ class ModelConfig(Section):
         False, description="tiny model: one matrix for input and output embeddings (Llama: separate)"
     )
     vocab_size: int = Field(4096, ge=300, description="tiny model: largest tokenizer vocabulary trained on the corpus")
+    chat: bool = Field(
+        False, description="render documents and probes as conversations with the checkpoint's chat template"
+    )
+    attention: str = Field("sdpa", description="checkpoint attention implementation: sdpa, eager, flash_attention_2")
+
+
+class LoraSection(Section):
+    """LoRA (peft): train small low-rank adapters instead of every weight of a checkpoint."""
+
+    enabled: bool = Field(False, description="fine-tune with LoRA adapters; off: full fine-tuning")
+    rank: int = Field(16, ge=1, description="adapter rank r")
+    alpha: float = Field(32, gt=0, description="scaling numerator (update scaled by alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input")
+    target_modules: list[str] | None = Field(
+        None, description="module names to adapt; None: peft's defaults for the architecture (q_proj, v_proj...)"
+    )
+    merge_on_save: bool = Field(True, description="save merged full weights; off: save the adapter alone")
 
 
 class TrainConfig(Section):
@@ -91,6 +108,7 @@ class RunConfig(Section):
     world: WorldConfig = WorldConfig()
     corpus: CorpusConfig = CorpusConfig()
     model: ModelConfig = ModelConfig()
+    lora: LoraSection = LoraSection()
     train: TrainConfig = TrainConfig()
     probe: ProbeConfig = ProbeConfig()
     cures: list[str] = Field(default_factory=list, description="corpus cures applied in order (see revcurse.cures)")

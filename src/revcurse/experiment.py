@@ -35,12 +35,13 @@ import torch
 import transformers
 
 import revcurse
+from revcurse.chat import render_as_chat
 from revcurse.config import RunConfig, dump_config
 from revcurse.corpus import Corpus, build_corpus
 from revcurse.cures import CureContext, apply_cures
 from revcurse.errors import InputError
 from revcurse.metrics import aggregate
-from revcurse.model import build_tiny_model, load_checkpoint, train_tokenizer
+from revcurse.model import add_lora, build_tiny_model, load_checkpoint, train_tokenizer
 from revcurse.probe import HFBackend, MaskedLMBackend, ProbeResult, run_probes
 from revcurse.report import markdown_report
 from revcurse.train import distributed_state, train_model
@@ -127,6 +128,10 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
         raise InputError("train.objective=mlm-u trains the tiny model from scratch; unset model.checkpoint")
     else:
         model, tokenizer = load_checkpoint(config.model)
+    if config.model.chat:
+        corpus = render_as_chat(corpus, tokenizer)
+    if config.lora.enabled:
+        model = add_lora(model, config.lora)
     train_config = config.train
     if config.cures and config.cure.match == "compute":
         # As many documents seen as without cures: fewer passes over the larger corpus.
@@ -139,7 +144,9 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
     if not distributed_state(config.train.device).is_main_process:
         return world_seed, [], {}  # data-parallel helper process: the main process saves and probes
     transformers.utils.logging.disable_progress_bar()  # our own bars only
-    model.save_pretrained(folder / "model", safe_serialization=True)
+    if config.lora.enabled and config.lora.merge_on_save:
+        model = model.merge_and_unload()  # plain weights: loads anywhere, probes as fast as the base model
+    model.save_pretrained(folder / "model", safe_serialization=True)  # LoRA unmerged: the adapter alone
     tokenizer.save_pretrained(folder / "model")
     start = time.perf_counter()
     backend = (MaskedLMBackend if masked else HFBackend)(model, tokenizer, config.probe.batch_size)
@@ -158,6 +165,7 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
         "final_loss": trained.final_loss,
         "probe_seconds": probe_seconds,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "trained_parameters": trained.trainable_parameters,
         "epochs": train_config.epochs,
     }
     return world_seed, results, stats

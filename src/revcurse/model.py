@@ -20,7 +20,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from revcurse.config import ModelConfig
+from revcurse.config import LoraSection, ModelConfig
 from revcurse.errors import InputError
 
 # Distinct pad and EOS: a collator that masks pad in the labels must not also mask the end of every document.
@@ -85,21 +85,34 @@ def set_bidirectional(model: PreTrainedModel) -> PreTrainedModel:
 
 
 def load_checkpoint(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """Load a causal LM and its tokenizer from a local folder (or a hub id), weights from safetensors only."""
+    """Load a causal LM and its tokenizer from a local folder (or a hub id), weights from safetensors only.
+
+    A folder holding a LoRA adapter (``adapter_config.json``, saved by a run with ``lora.merge_on_save: false``)
+    loads its base model and applies the adapter. A hub id needs the network: offline, it fails at once with a
+    message that says so rather than waiting on connection timeouts.
+    """
     source = config.checkpoint
     assert source is not None
     local = Path(source).expanduser()
+    if local.exists() and (local / "adapter_config.json").is_file():
+        return _load_adapter(local, config)
     if local.exists() and not (local / "config.json").is_file():
         raise InputError("not a model folder: expected config.json (a transformers checkpoint)", local)
     if local.exists() and not any(local.glob("*.safetensors")):
         raise InputError("no *.safetensors weights (pickle weights are not loaded)", local)
     location = str(local) if local.exists() else source
+    if not local.exists():
+        _check_hub_reachable(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=config.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            location, use_safetensors=True, trust_remote_code=config.trust_remote_code, dtype=torch.float32
+            location,
+            use_safetensors=True,
+            trust_remote_code=config.trust_remote_code,
+            dtype=torch.float32,
+            attn_implementation=config.attention,
         )
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise InputError(f"could not load checkpoint {source!r}: {error}") from None
     if getattr(model.config, "is_causal", True) is False:  # saved by an MLM-U run
         set_bidirectional(model)
@@ -107,3 +120,59 @@ def load_checkpoint(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTok
         # Causal LMs often ship without a pad token; batching needs one. Labels mask pads by the attention mask.
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def _load_adapter(folder: Path, config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    from peft import PeftConfig, PeftModel
+
+    base = PeftConfig.from_pretrained(str(folder)).base_model_name_or_path
+    if not base:
+        raise InputError("adapter_config.json names no base_model_name_or_path", folder / "adapter_config.json")
+    model, tokenizer = load_checkpoint(config.model_copy(update={"checkpoint": base}))
+    return PeftModel.from_pretrained(model, str(folder)), tokenizer
+
+
+def _check_hub_reachable(repo_id: str) -> None:
+    """Fail fast, with the reason, when a hub id cannot be fetched: offline mode, or no route to the hub."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return  # in the local cache: loads without the network
+    if constants.HF_HUB_OFFLINE:
+        raise InputError(
+            f"{repo_id!r} is not a local folder and not in the Hugging Face cache, and HF_HUB_OFFLINE is set: "
+            "download it on a machine with network access, or give model.checkpoint a local folder"
+        )
+    host = urlparse(os.environ.get("HF_ENDPOINT", constants.ENDPOINT)).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError as error:
+        raise InputError(
+            f"{repo_id!r} is not a local folder or cached, and the hub ({host}) cannot be reached ({error}): "
+            "this machine looks offline; give model.checkpoint a local folder"
+        ) from None
+
+
+def add_lora(model: PreTrainedModel, config: LoraSection) -> PreTrainedModel:
+    """Wrap ``model`` with LoRA adapters (peft); only the adapters train.
+
+    With no ``target_modules`` peft picks the architecture's usual ones (its per-model-type table: q_proj and
+    v_proj for Llama, c_attn for GPT-2, ...).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=config.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as error:  # unknown architecture without target_modules, or a name that matches nothing
+        raise InputError(f"lora: {error}; set lora.target_modules to the names of the layers to adapt") from None

@@ -39,6 +39,14 @@ class HFBackend:
         self.batch_size = batch_size
         self.prefix = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
 
+    def prefix_for(self, text: str) -> list[int]:
+        """BOS before a text, as in training, unless the text brings its own (a rendered chat template does)."""
+        bos = self.tokenizer.bos_token
+        return [] if bos and text.startswith(bos) else self.prefix
+
+    def encode(self, text: str) -> list[int]:
+        return self.prefix_for(text) + self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
     def encode_pairs(self, requests: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
         """Split tokens at the context/continuation boundary, the one place this is decided.
 
@@ -53,10 +61,11 @@ class HFBackend:
         pairs = []
         for (context, continuation), whole in zip(requests, wholes):
             ids = context_ids[context]
+            prefixed = self.prefix_for(context) + ids
             if whole[: len(ids)] == ids:
-                pairs.append((self.prefix + ids, whole[len(ids) :]))
+                pairs.append((prefixed, whole[len(ids) :]))
             else:  # a token straddles the boundary: encode the parts apart
-                pairs.append((self.prefix + ids, encode(continuation, add_special_tokens=False)["input_ids"]))
+                pairs.append((prefixed, encode(continuation, add_special_tokens=False)["input_ids"]))
         return pairs
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -152,7 +161,7 @@ class HFBackend:
     @torch.inference_mode()
     def generate(self, contexts: list[str], max_new_tokens: int) -> list[str]:
         # Left padding: every row's last real token sits at the end, where generation continues.
-        encoded = [self.prefix + self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in contexts]
+        encoded = [self.encode(c) for c in contexts]
         completions: list[str] = []
         for start in range(0, len(encoded), self.batch_size):
             input_ids, attention_mask = self._left_pad(encoded[start : start + self.batch_size])
@@ -183,7 +192,7 @@ class HFBackend:
             raise ValueError("n must be at least 1")
         if temperature <= 0:
             raise ValueError("temperature must be > 0; greedy answers come from generate()")
-        encoded = [self.prefix + self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in contexts]
+        encoded = [self.encode(c) for c in contexts]
         ends = {self.tokenizer.eos_token_id}  # stop at the tokenizer's EOS and the checkpoint's end-of-turn ids
         configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
         ends.update(configured if isinstance(configured, list) else [configured])
@@ -260,7 +269,7 @@ class MaskedLMBackend(HFBackend):
 
     @torch.inference_mode()
     def generate(self, contexts: list[str], max_new_tokens: int) -> list[str]:
-        encoded = [self.prefix + self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in contexts]
+        encoded = [self.encode(c) for c in contexts]
         return self._fill_masks(encoded, max_new_tokens, lambda logits: logits.argmax(-1))
 
     @torch.inference_mode()
@@ -274,7 +283,7 @@ class MaskedLMBackend(HFBackend):
         if temperature <= 0:
             raise ValueError("temperature must be > 0; greedy answers come from generate()")
         generator = torch.Generator().manual_seed(seed)
-        encoded = [self.prefix + self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in contexts]
+        encoded = [self.encode(c) for c in contexts]
         rows = [ids for ids in encoded for _ in range(n)]  # context 0's n rows, then context 1's
 
         def draw(logits: torch.Tensor) -> torch.Tensor:

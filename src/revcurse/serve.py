@@ -193,7 +193,7 @@ class ModelServer:
     def _encode(self, text: str) -> tuple[list[int], list[int]]:
         """Token ids as the model sees them (BOS first, as ``HFBackend``) and each token's start in ``text``."""
         ids, starts = self._tokens(text)
-        prefix = self.backend.prefix
+        prefix = self.backend.prefix_for(text)
         return prefix + ids, [0] * len(prefix) + starts
 
     def _tokens(self, text: str) -> tuple[list[int], list[int]]:

@@ -39,6 +39,7 @@ class TrainResult:
     tokens: int
     seconds: float
     log: list[dict] = field(default_factory=list)
+    trainable_parameters: int = 0
 
     @property
     def tokens_per_second(self) -> float:
@@ -63,10 +64,13 @@ def encode_documents(
     for document, token_ids, prompt_length in zip(documents, ids, prompt_lengths):
         if document.reversal == "reverse-token":
             token_ids = token_ids[::-1]
-        full = [tokenizer.bos_token_id, *token_ids, tokenizer.eos_token_id]
+        # BOS first, as at probe time, unless the text brings its own (a chat template) or the tokenizer has none.
+        bos = [] if tokenizer.bos_token_id is None or document.text.startswith(tokenizer.bos_token) else [
+            tokenizer.bos_token_id]
+        full = [*bos, *token_ids, tokenizer.eos_token_id]
         labels = list(full)
         if loss == "completion" or document.answer_only:  # BOS and the prompt are context, never targets
-            labels[: 1 + prompt_length] = [IGNORE_INDEX] * (1 + prompt_length)
+            labels[: len(bos) + prompt_length] = [IGNORE_INDEX] * (len(bos) + prompt_length)
         encoded.append((full, labels))
     return encoded
 
@@ -177,7 +181,8 @@ def train_model(
     model, optimizer = accelerator.prepare(model, optimizer)
     generator = torch.Generator().manual_seed(seed)
     model.train()
-    result = TrainResult(steps=0, tokens=0, seconds=0.0)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    result = TrainResult(steps=0, tokens=0, seconds=0.0, trainable_parameters=trainable)
     start = time.perf_counter()
     batches: list[list[int]] = []
     with _progress(show_progress and accelerator.is_main_process) as progress:
