@@ -1,5 +1,6 @@
 """The probe backend against direct computations with the same model."""
 
+import pytest
 import torch
 
 from revcurse.corpus import Corpus, Probe
@@ -116,3 +117,63 @@ def test_masked_backend_scores_left_to_right_one_mask_at_a_time(tiny_model_and_t
         assert abs(logprob - expected) < 1e-4 and greedy == expected_greedy
     generated = backend.generate(["Daphne Barrington is", "Known as the composer of the"], max_new_tokens=3)
     assert generated == [backend.generate([c], 3)[0] for c in ["Daphne Barrington is", "Known as the composer of the"]]
+
+
+def test_vllm_backend_without_vllm_is_a_clear_error():
+    import importlib.util
+
+    from revcurse.errors import InputError
+    from revcurse.vllm_backend import VLLMBackend
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    with pytest.raises(InputError, match="pip install 'revcurse\\[vllm\\]'"):
+        VLLMBackend("any-model")
+
+
+def test_vllm_backend_reads_vllm_outputs_as_the_hf_backend_scores(tiny_model_and_tokenizer, tmp_path, monkeypatch):
+    """vLLM needs a GPU; a stand-in engine with vLLM's output shapes (prompt_logprobs: None, then per token a
+    {token_id: Logprob(logprob, rank)} dict) computed by the real tiny model checks our indexing and sums."""
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    from revcurse.vllm_backend import VLLMBackend
+
+    model, tokenizer = tiny_model_and_tokenizer
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    tokenizer.save_pretrained(tmp_path)
+
+    @dataclass
+    class Logprob:
+        logprob: float
+        rank: int
+
+    class LLM:
+        def __init__(self, model, **options):
+            pass
+
+        def generate(self, prompts, params, use_tqdm=False):
+            outputs = []
+            for prompt in prompts:
+                ids = torch.tensor([prompt.prompt_token_ids])
+                with torch.no_grad():
+                    logprobs = torch.log_softmax(model(ids).logits[0].float(), -1)
+                per_token = [None] + [
+                    {t: Logprob(logprobs[i - 1, t].item(), int((logprobs[i - 1] > logprobs[i - 1, t]).sum()) + 1)}
+                    for i, t in enumerate(prompt.prompt_token_ids) if i > 0
+                ]  # fmt: skip
+                outputs.append(types.SimpleNamespace(prompt_logprobs=per_token))
+            return outputs
+
+    fake = types.SimpleNamespace(
+        LLM=LLM, SamplingParams=lambda **kw: kw, TokensPrompt=lambda prompt_token_ids: types.SimpleNamespace(
+            prompt_token_ids=prompt_token_ids)
+    )  # fmt: skip
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    requests = [("The director of the film Journey Through Time is", " Daphne Barrington."),
+                ("Uriah Hawthorne is the composer of", " the underwater symphony Abyssal Melodies.")]  # fmt: skip
+    expected = HFBackend(model, tokenizer).loglikelihood(requests)
+    got = VLLMBackend(str(tmp_path)).loglikelihood(requests)
+    assert [s for s, _ in got] == pytest.approx([s for s, _ in expected], abs=1e-4)
+    assert [g for _, g in got] == [g for _, g in expected]
