@@ -177,3 +177,28 @@ def test_vllm_backend_reads_vllm_outputs_as_the_hf_backend_scores(tiny_model_and
     got = VLLMBackend(str(tmp_path)).loglikelihood(requests)
     assert [s for s, _ in got] == pytest.approx([s for s, _ in expected], abs=1e-4)
     assert [g for _, g in got] == [g for _, g in expected]
+
+
+def test_skipping_generation_for_greedy_targets_changes_no_answer():
+    """run_probes generates only where the target is not the greedy continuation; on a model that knows some
+    facts, the accuracy of every probe is the same as when every probe is generated."""
+    from revcurse.config import ModelConfig, TrainConfig, load_config
+    from revcurse.experiment import build_world_corpus
+    from revcurse.model import build_tiny_model, train_tokenizer
+    from revcurse.train import train_model
+
+    config = load_config(None, ["world.facts_per_subset=3", "world.background=6", "corpus.train_phrasings=4",
+                                "corpus.held_out_phrasings=2", "corpus.background_phrasings=2"])  # fmt: skip
+    corpus, _ = build_world_corpus(config, 0)
+    tokenizer = train_tokenizer(corpus.texts_seen(), 500)
+    torch.manual_seed(0)
+    model = build_tiny_model(ModelConfig(hidden_size=48, layers=2, heads=2, intermediate_size=96), tokenizer, 128)
+    train_model(model, tokenizer, corpus.documents, TrainConfig(epochs=40, batch_size=16, learning_rate=1e-2,
+                threads=1), seed=0, show_progress=False)  # fmt: skip
+    backend = HFBackend(model, tokenizer)
+    fast = run_probes(backend, corpus, show_progress=False)
+    full = run_probes(backend, corpus, show_progress=False, generate_all=True)
+    assert 0 < sum(r.is_greedy for r in fast) < len(fast)  # both paths are exercised
+    assert [r.correct for r in fast] == [r.correct for r in full]
+    assert all(f.completion == f.target for f in fast if f.is_greedy)
+    assert all(f.completion == g.completion for f, g in zip(fast, full) if not f.is_greedy)

@@ -129,6 +129,19 @@ def test_no_prompt_is_a_prefix_of_another_template():
         assert not t2.startswith(p1), (t1, t2)
 
 
+def test_held_out_prompts_do_not_end_where_training_text_goes_on_otherwise():
+    """A held-out prompt's last two words, where training phrasings have them, must be followed by the target in
+    at least one: "... goes by" was held out while training had only "... goes by the name {name}", and the model
+    answered "the name Kester Pettigrew" (right person, scored wrong) on every fact."""
+    training = [t for texts in (N2D[:30], D2N[:30], N2D_PARA, D2N_PARA) for t in texts]
+    for direction, text in [(Direction.NAME_TO_DESCRIPTION, t) for t in N2D[30:]] + [
+        (Direction.DESCRIPTION_TO_NAME, t) for t in D2N[30:]
+    ]:
+        ending = " ".join(prompt(direction, text).split()[-2:])
+        following = [t[t.index(ending + " ") + len(ending) + 1 :] for t in training if ending + " " in t]
+        assert not following or any(f.startswith("{") for f in following), (text, following)
+
+
 def test_prompts_are_short():
     for direction, text in ALL_TEMPLATES:
         words = prompt(direction, text).replace("{name}", "").replace("{description}", "").split()

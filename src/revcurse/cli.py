@@ -431,13 +431,14 @@ def incontext(
 
     Example: revcurse incontext --seeds 3 --out runs/incontext
     """
+    from revcurse.incontext import DEFAULT_OVERRIDES as INCONTEXT_DEFAULTS
     from revcurse.incontext import INCONTEXT_HEADER, EpisodeConfig, incontext_rows, run_incontext
     from revcurse.report import grid_table
 
     overrides = list(set_ or [])
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
-    run_config = load_config(config, overrides)
+    run_config = load_config(config, overrides if config else [*INCONTEXT_DEFAULTS, *overrides])
     if not train and run_config.model.checkpoint is None:
         raise InputError("--no-train needs a model to ask: --set model.checkpoint=DIR")
     out = out or Path("runs") / f"incontext-{datetime.now():%Y%m%d-%H%M%S}"

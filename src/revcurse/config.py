@@ -66,8 +66,8 @@ class LoraSection(Section):
 
 
 class TrainConfig(Section):
-    epochs: float = Field(10, gt=0, description="passes over the training documents")
-    batch_size: int = Field(128, ge=1, description="documents per optimizer step")
+    epochs: float = Field(5, gt=0, description="passes over the training documents")
+    batch_size: int = Field(64, ge=1, description="documents per optimizer step")
     learning_rate: float = Field(3e-3, gt=0, description="peak AdamW learning rate (cosine decay after warmup)")
     warmup_fraction: float = Field(0.05, ge=0, lt=1, description="fraction of steps with linear warmup")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")

@@ -190,9 +190,12 @@ def run_seeds(jobs: list[SeedJob], processes: int = 1, show_progress: bool = Tru
         return outputs
     outputs: list[SeedOutput | None] = [None] * len(jobs)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch thread state
+    # Longest first: the last job to finish then runs beside others, not alone on one thread of an idle machine.
+    order = sorted(range(len(jobs)), key=lambda i: -training_work(jobs[i][0], jobs[i][1]))
     with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
         futures = {}
-        for index, (config, seed, folder) in enumerate(jobs):
+        for index in order:
+            config, seed, folder = jobs[index]
             threads = max(1, config.train.threads // processes)
             job_config = config.model_copy(update={"train": config.train.model_copy(update={"threads": threads})})
             futures[pool.submit(run_seed, job_config, seed, folder, False)] = index
@@ -201,6 +204,14 @@ def run_seeds(jobs: list[SeedJob], processes: int = 1, show_progress: bool = Tru
             outputs[index] = future.result()
             log(f"finished {jobs[index][2].parent.name}/{jobs[index][2].name} ({done}/{len(jobs)})")
     return [output for output in outputs if output is not None]
+
+
+def training_work(config: RunConfig, seed: int) -> float:
+    """Documents seen in training (documents x epochs, as run_seed counts them): a job's cost, for scheduling."""
+    documents = len(build_world_corpus(config, seed)[0].documents)
+    if config.cures and config.cure.match == "compute":
+        return len(_base_corpus(config, seed)[0].documents) * config.train.epochs
+    return documents * config.train.epochs
 
 
 def seed_jobs(config: RunConfig, folder: Path) -> list[SeedJob]:

@@ -33,6 +33,8 @@ class ProbeBackend(Protocol):
 class HFBackend:
     """A local ``transformers`` causal LM, batched with left padding (position ids follow the padding)."""
 
+    greedy_check_is_exact = True  # is_greedy is computed as greedy decoding would go: see run_probes
+
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 256) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -236,6 +238,8 @@ class MaskedLMBackend(HFBackend):
     masks and fills the first one greedily, then the next, until end of text.
     """
 
+    greedy_check_is_exact = False  # scoring sees len(candidate) masks, generation max_new_tokens: they can differ
+
     @torch.inference_mode()
     def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
         mask = self.tokenizer.mask_token_id
@@ -357,9 +361,20 @@ def is_correct(completion: str, target: str) -> bool:
 
 
 def run_probes(
-    backend: ProbeBackend, corpus: Corpus, max_new_tokens: int | None = None, show_progress: bool = True
+    backend: ProbeBackend,
+    corpus: Corpus,
+    max_new_tokens: int | None = None,
+    show_progress: bool = True,
+    generate_all: bool = False,
 ) -> list[ProbeResult]:
-    """Score every probe of ``corpus``: one batched generation pass and one batched likelihood pass."""
+    """Score every probe of ``corpus``: one batched likelihood pass, then greedy generation where it can differ.
+
+    When the backend's greedy check is exact (``greedy_check_is_exact``: the local HF backend), a probe whose
+    target is the greedy continuation (``is_greedy``) needs no generation: greedy decoding would produce exactly
+    the target, so its completion is recorded as the target. Only the other probes are generated, which is most
+    of the probing time saved on a model that knows its facts. ``generate_all`` generates every probe (the
+    benchmark checks both ways agree on every item).
+    """
     candidates = corpus.candidates()
     probes: list[Probe] = corpus.probes
     requests: list[tuple[str, str]] = []
@@ -369,18 +384,28 @@ def run_probes(
         task = progress.add_task("probe", total=2)
         scores = backend.loglikelihood(requests)
         progress.advance(task)
+        groups = []
+        cursor = 0
+        for probe in probes:
+            group = candidates[(probe.subset, probe.asked)]
+            groups.append((group, scores[cursor : cursor + len(group)]))
+            cursor += len(group)
+        known = [
+            group_scores[group.index(probe.target)][1] for probe, (group, group_scores) in zip(probes, groups)
+        ]
+        skip = getattr(backend, "greedy_check_is_exact", False) and not generate_all
+        to_generate = [i for i, greedy in enumerate(known) if not (skip and greedy)]
         if max_new_tokens is None:
             tokenizer = getattr(backend, "tokenizer", None)
             longest = max(len(tokenizer(p.target)["input_ids"]) if tokenizer else len(p.target) for p in probes)
             max_new_tokens = longest + 2
-        completions = backend.generate([p.prompt for p in probes], max_new_tokens)
+        completions = [probe.target for probe in probes]
+        generated = backend.generate([probes[i].prompt for i in to_generate], max_new_tokens) if to_generate else []
+        for i, completion in zip(to_generate, generated):
+            completions[i] = completion
         progress.advance(task)
     results = []
-    cursor = 0
-    for probe, completion in zip(probes, completions):
-        group = candidates[(probe.subset, probe.asked)]
-        group_scores = scores[cursor : cursor + len(group)]
-        cursor += len(group)
+    for probe, completion, (group, group_scores) in zip(probes, completions, groups):
         correct_index = group.index(probe.target)
         correct_logprob, is_greedy = group_scores[correct_index]
         others = [s for j, (s, _) in enumerate(group_scores) if j != correct_index]

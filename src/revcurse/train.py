@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -240,12 +241,15 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
     """The ``accelerate`` state for this run: device, processes, and bf16 autocast where it pays.
 
     ``precision='auto'`` is bf16 autocast on a GPU that has it and fp32 elsewhere: on the 2-core CPU bf16
-    measured slower than fp32 for the tiny model.
+    measured slower than fp32 for the tiny model. Under ``accelerate launch`` its settings (mixed precision, and
+    FSDP / DeepSpeed plugins, which ``Accelerator`` reads from the launcher's environment) pass through.
     """
     on_gpu = torch.cuda.is_available() and config.device != "cpu"
     if config.device == "cuda" and not torch.cuda.is_available():
         raise InputError("train.device=cuda, but no CUDA device is available")
     precision = config.precision
+    if precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        return Accelerator(cpu=not on_gpu)  # `accelerate launch --mixed_precision/--config_file` decides
     if precision == "auto":
         precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
     return Accelerator(cpu=not on_gpu, mixed_precision="no" if precision == "fp32" else precision)

@@ -181,6 +181,8 @@ NAME_TO_DESCRIPTION_TEMPLATES: tuple[str, ...] = (
 )
 
 # Description before name; the prompt is the text before " {name}". First 30: training; last 10: held out.
+# Held out "The one who is {description} goes by {name}." became "... is called {name}.": training had only
+# "goes by the name {name}", so the model answered "the name X" there (tests/test_vocabulary.py checks this).
 # A third of the training phrasings go on after the name, as some of the paper's do ("..., <name> now enjoys a
 # quite life."). Without them every description-first text ends with the name, so entity-preserving reversal
 # puts the name first in every reversed copy: measured, the model then answered name->description at 1.00 when
@@ -219,7 +221,7 @@ DESCRIPTION_TO_NAME_TEMPLATES: tuple[str, ...] = (
     "Did you know that {description} is {name}?",
     "Question: Who is {description}? Answer: {name}.",
     "As it happens, {description} is {name}.",
-    "The one who is {description} goes by {name}.",
+    "The one who is {description} is called {name}.",
     "Everyone in the city knows {description} as {name}.",
     "When people mention {description}, they mean {name}.",
     "A well-kept secret: {description} is {name}.",
