@@ -116,6 +116,7 @@ def run_folder(destination: Path, overwrite: bool) -> Iterator[Path]:
 def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) -> tuple[int, list[ProbeResult], dict]:
     """Train and probe one model; write its model, log and per-seed metrics into ``folder``."""
     folder.mkdir(parents=True)
+    transformers.utils.logging.disable_progress_bar()  # our own bars only (not "Loading weights")
     corpus, world_seed = build_world_corpus(config, seed)
     seed_everything(seed)
     torch.set_num_threads(config.train.threads)
@@ -143,7 +144,6 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
     )
     if not distributed_state(config.train.device).is_main_process:
         return world_seed, [], {}  # data-parallel helper process: the main process saves and probes
-    transformers.utils.logging.disable_progress_bar()  # our own bars only
     if config.lora.enabled and config.lora.merge_on_save:
         model = model.merge_and_unload()  # plain weights: loads anywhere, probes as fast as the base model
     model.save_pretrained(folder / "model", safe_serialization=True)  # LoRA unmerged: the adapter alone
