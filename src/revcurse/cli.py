@@ -586,6 +586,93 @@ def probe_remote(
     console.print(f"{len(results)} probes in {time.perf_counter() - start:.0f} s")
 
 
+@app.command()
+def sweep(
+    grid: Annotated[
+        list[str],
+        typer.Option(help="A grid dimension KEY=V1,V2,... (repeatable; the grid is their product). See above."),
+    ],
+    out: Annotated[Path, typer.Option(help="Sweep folder; run the same command again to resume it.")],
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    seeds: Annotated[int | None, typer.Option(help="Seeds per cell (95% intervals over seeds).")] = None,
+    jobs: Annotated[int, typer.Option(help="Cells side by side in processes of train.threads // jobs threads.")] = 1,
+    plot_x: Annotated[
+        str | None,
+        typer.Option(help="Grid key on the plot's x axis, or 'parameters'; default the first key (parameters, log "
+                     "axis, for a model size key)."),
+    ] = None,
+    metric: Annotated[str, typer.Option(help="Plotted metric: accuracy, rank1, mrr or likelihood_diff.")] = "accuracy",
+    overwrite: Annotated[bool, typer.Option(help="Replace the folder, finished cells included.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars (with --jobs 1; workers never show them).")] = False,
+) -> None:
+    """Run Experiment 1 over a grid of config values: one run folder per cell, one tidy table, one plot.
+
+    \b
+    --grid KEY=V1,V2,...   any config key; values parsed as YAML, as --set
+                           e.g. --grid train.epochs=2,5,10
+    --grid K1,K2=A1:A2,B1:B2
+                           keys that move together: commas between keys,
+                           colons between their values (two cells here)
+                           e.g. --grid model.hidden_size,model.intermediate_size=64:256,96:384
+    --grid size=xs,s,m,l   model presets (hidden, intermediate, layers,
+                           heads): xxs 16/64/1/2, xs 32/128/2/2,
+                           s 64/256/2/4, m 96/384/2/4 (default model),
+                           l 160/640/2/4, xl 256/1024/4/8
+    --grid cures=none,reverse-entity,reverse-entity+paraphrase
+                           arms as in `revcurse compare`
+    Several --grid options give their product.
+
+    \b
+    Writes DIR/sweep.json (grid and base config), DIR/cells/<slug>/ (one run
+    folder per cell), DIR/sweep.csv and DIR/sweep.parquet (every metric
+    record of every cell + a column per grid key + parameters), sweep.md and
+    sweep.png. Interrupted? Run the same command again: finished cells are
+    skipped, the cut-off one is cleaned and rerun. A different grid or base
+    config in the same DIR is refused unless --overwrite.
+
+    Example: revcurse sweep --grid size=xs,s,m,l --seeds 2 --jobs 2 --out runs/sweep-size
+    """
+    from revcurse.sweep import run_sweep, summary_rows, sweep_table
+
+    overrides = list(set_ or [])
+    if seeds is not None:
+        overrides.append(f"seeds={seeds}")
+    outcome = run_sweep(
+        config, overrides, list(grid), out, jobs=jobs, overwrite=overwrite, show_progress=not quiet,
+        log=console.print, plot_x=plot_x, metric=metric,
+    )
+    summary = summary_rows(outcome.rows, outcome.cells)
+    seeds_per_cell = outcome.cells[0].config.seeds
+    title = f"Sweep over {len(outcome.cells)} cells, {seeds_per_cell} seed(s) each: accuracy [95% CI]"
+    console.print(sweep_table(summary, title))
+    console.print(
+        f"ran {len(outcome.ran)} cell(s), skipped {len(outcome.skipped)} finished; folder: {outcome.folder} "
+        "(sweep.csv, sweep.parquet, sweep.md, sweep.png, cells/)"
+    )
+
+
+@app.command()
+def report(
+    folders: Annotated[
+        list[Path], typer.Argument(help="Run folders (`revcurse demo`) or compare folders (`revcurse compare`).")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="The page; default FOLDER/report.html (needed with several folders).")
+    ] = None,
+) -> None:
+    """One self-contained HTML page (plots inline, no network) and a Markdown summary beside it (.md).
+
+    Accuracy forward and reverse with 95% intervals, the likelihood of the correct vs the other targets, training
+    loss per seed, the cures side by side (compare folders), and which facts fail in which direction with the
+    model's answers. Several folders make one page with a section each. Reads the run files; runs no model.
+    """
+    from revcurse.report_page import write_report
+
+    page = write_report(folders, out)
+    console.print(f"report: {page} (summary: {page.with_suffix('.md')})")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print one clear line and exit 2; never a traceback."""
     try:
