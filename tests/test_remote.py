@@ -71,7 +71,7 @@ def test_run_probes_through_the_server_matches_local_probes(remote, loaded):
         for name in ("Daphne Barrington", "Uriah Hawthorne")
     ]
     corpus = Corpus(documents=[], probes=probes)
-    local = run_probes(HFBackend(*loaded), corpus, max_new_tokens=4, show_progress=False)
+    local = run_probes(HFBackend(*loaded), corpus, max_new_tokens=4, show_progress=False, generate_all=True)
     over_http = run_probes(remote, corpus, max_new_tokens=4, show_progress=False)
     for a, b in zip(local, over_http):
         assert (a.completion, a.correct, a.rank, a.is_greedy) == (b.completion, b.correct, b.rank, b.is_greedy)
