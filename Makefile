@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/revcurse demo
 
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q
 

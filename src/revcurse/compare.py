@@ -21,6 +21,7 @@ from revcurse.errors import InputError
 from revcurse.experiment import run_folder, run_seeds, seed_jobs, write_run
 from revcurse.metrics import lookup, t_interval
 from revcurse.report import ASKED_LABEL, format_test
+from revcurse.report_page import write_report_after_run
 
 BASELINE = "none"
 OBJECTIVES = {"mlm-u"}
@@ -81,6 +82,7 @@ def run_compare(
         (staging / "compare.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
         (staging / "compare.md").write_text(markdown_compare(records), encoding="utf-8")
         plot_compare(records, staging / "compare.png")
+        write_report_after_run(staging)  # report.html: the cures, then each arm
     return CompareOutcome(folder=out, records=records)
 
 

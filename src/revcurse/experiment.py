@@ -44,6 +44,7 @@ from revcurse.metrics import aggregate
 from revcurse.model import add_lora, build_tiny_model, load_checkpoint, train_tokenizer
 from revcurse.probe import HFBackend, MaskedLMBackend, ProbeResult, run_probes
 from revcurse.report import markdown_report
+from revcurse.report_page import write_report_after_run
 from revcurse.train import distributed_state, train_model
 from revcurse.world import make_celebrities
 
@@ -248,6 +249,7 @@ def write_run(folder: Path, config: RunConfig, outputs: list[SeedOutput]) -> Run
     }
     (folder / "run.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     (folder / "report.md").write_text(markdown_report(records, summary), encoding="utf-8")
+    write_report_after_run(folder)  # report.html, and report.md with the per-fact counts
     return RunOutcome(folder=folder, records=records, summary=summary)
 
 
