@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 
 import torch
+from train_throughput import bare_loop  # bench/ is on sys.path when run as a script
 
 from revcurse.config import load_config
 from revcurse.experiment import build_world_corpus, run_experiment, seed_everything
 from revcurse.model import build_tiny_model, train_tokenizer
-from revcurse.train import collate, encode_documents, epoch_batches
+from revcurse.train import encode_documents, epoch_batches
 
 BUDGET_SECONDS = 180.0
 
@@ -34,19 +35,10 @@ def bare_loop_seconds(config, steps: int) -> tuple[float, int]:
     encoded = encode_documents(corpus.documents, tokenizer)
     generator = torch.Generator().manual_seed(config.seed)
     lengths = [len(ids) for ids, _ in encoded]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.learning_rate)
     batches: list[list[int]] = []
-    tokens = 0
-    start = time.perf_counter()
-    for _ in range(steps):
-        if not batches:
-            batches = epoch_batches(lengths, config.train.batch_size, generator)
-        batch = collate([encoded[i] for i in batches.pop()], tokenizer.pad_token_id)
-        model(**batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        tokens += int(batch["attention_mask"].sum())
-    return time.perf_counter() - start, tokens
+    while len(batches) < steps:  # as many epochs as the steps need
+        batches += epoch_batches(lengths, config.train.batch_size, generator)
+    return bare_loop(model, tokenizer, encoded, batches[:steps], config.train.learning_rate)
 
 
 def main() -> None:

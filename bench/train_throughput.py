@@ -22,8 +22,8 @@ from revcurse.model import build_tiny_model, train_tokenizer
 from revcurse.train import collate, encode_documents, epoch_batches, train_model
 
 
-def bare_loop(model, tokenizer, encoded, batches, learning_rate: float) -> float:
-    """Tokens per second of the plainest correct loop over ``batches``."""
+def bare_loop(model, tokenizer, encoded, batches, learning_rate: float) -> tuple[float, int]:
+    """Seconds and tokens of the plainest correct loop over ``batches`` (also used by demo_wall_time.py)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     model.train()
     tokens = 0
@@ -33,8 +33,8 @@ def bare_loop(model, tokenizer, encoded, batches, learning_rate: float) -> float
         model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        tokens += sum(len(encoded[i][0]) for i in batch_indices)
-    return tokens / (time.perf_counter() - start)
+        tokens += int(batch["attention_mask"].sum())
+    return time.perf_counter() - start, tokens
 
 
 def main() -> None:
@@ -60,7 +60,8 @@ def main() -> None:
 
     revcurse_speeds, bare_speeds = [], []
     for _ in range(args.rounds):
-        bare_speeds.append(bare_loop(fresh(), tokenizer, encoded, batches, config.train.learning_rate))
+        seconds, tokens = bare_loop(fresh(), tokenizer, encoded, batches, config.train.learning_rate)
+        bare_speeds.append(tokens / seconds)
         result = train_model(fresh(), tokenizer, corpus.documents, train_config, seed=0, show_progress=False)
         revcurse_speeds.append(result.tokens_per_second)
     best_revcurse, best_bare = max(revcurse_speeds), max(bare_speeds)
