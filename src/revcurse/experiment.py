@@ -209,10 +209,9 @@ def run_seeds(jobs: list[SeedJob], processes: int = 1, show_progress: bool = Tru
 
 def training_work(config: RunConfig, seed: int) -> float:
     """Documents seen in training (documents x epochs, as run_seed counts them): a job's cost, for scheduling."""
-    documents = len(build_world_corpus(config, seed)[0].documents)
-    if config.cures and config.cure.match == "compute":
+    if config.cures and config.cure.match == "compute":  # epochs scaled to the uncured corpus's documents
         return len(_base_corpus(config, seed)[0].documents) * config.train.epochs
-    return documents * config.train.epochs
+    return len(build_world_corpus(config, seed)[0].documents) * config.train.epochs
 
 
 def seed_jobs(config: RunConfig, folder: Path) -> list[SeedJob]:
