@@ -1,12 +1,23 @@
-"""The training loop's parts: batches, labels, and the MLM-U objective."""
+"""The training loop's parts: batches, labels, the MLM-U objective, and checkpoints that resume exactly."""
 
 import torch
 
-from revcurse.config import ModelConfig
+from revcurse.config import ModelConfig, TrainConfig
 from revcurse.corpus import Document
 from revcurse.model import build_tiny_model
-from revcurse.train import IGNORE_INDEX, collate, encode_documents, epoch_batches, mask_uniformly
+from revcurse.train import (
+    IGNORE_INDEX,
+    PROGRESS_FILE,
+    checkpoint_due,
+    collate,
+    encode_documents,
+    epoch_batches,
+    latest_checkpoint,
+    mask_uniformly,
+    train_model,
+)
 from revcurse.world import Subset
+from tests.conftest import SENTENCES
 
 
 def test_full_and_completion_loss_labels(tiny_model_and_tokenizer):
@@ -73,3 +84,45 @@ def test_answer_only_documents_train_on_the_answer_even_with_full_loss(tiny_mode
     trained = [token for token, label in zip(ids, labels) if label != IGNORE_INDEX]
     assert tokenizer.decode(trained).startswith(" Daphne Barrington.")
     assert plain_labels == plain_ids  # other documents keep the full loss
+
+
+def _train_copy(tokenizer, documents, config, checkpoint_dir=None):
+    torch.manual_seed(0)
+    model = build_tiny_model(ModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64), tokenizer, 64)
+    result = train_model(model, tokenizer, documents, config, seed=3, show_progress=False,
+                         checkpoint_dir=checkpoint_dir)
+    return model, result
+
+
+def test_training_resumed_from_a_checkpoint_equals_an_uninterrupted_run(tiny_model_and_tokenizer, tmp_path):
+    _, tokenizer = tiny_model_and_tokenizer
+    documents = [Document(text, Subset.BACKGROUND) for text in SENTENCES]
+    config = TrainConfig(epochs=6, batch_size=2, threads=1, checkpoint_every=4, checkpoint_minutes=0)
+    reference, reference_result = _train_copy(tokenizer, documents, config)
+    # A run that saves checkpoints; the last one it keeps is the newest before the end (older ones are dropped).
+    _, saved_result = _train_copy(tokenizer, documents, config, tmp_path)
+    (checkpoint,) = tmp_path.iterdir()
+    last = saved_result.steps - (saved_result.steps % 4 or 4)
+    assert checkpoint == latest_checkpoint(tmp_path) and checkpoint.name == f"step-{last:07d}"
+    # A fresh process would start from a fresh model: continue from the checkpoint and compare.
+    resumed, resumed_result = _train_copy(tokenizer, documents, config, tmp_path)
+    assert resumed_result.resumed_at_step == last and 0 < last < reference_result.steps
+    assert resumed_result.log == reference_result.log
+    for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_an_unfinished_checkpoint_is_ignored(tmp_path):
+    (tmp_path / "step-0000010").mkdir()
+    (tmp_path / "step-0000010" / PROGRESS_FILE).write_text("{}")
+    (tmp_path / "step-0000020.tmp").mkdir()  # killed while saving
+    (tmp_path / "step-0000030").mkdir()  # no progress file: incomplete
+    assert latest_checkpoint(tmp_path) == tmp_path / "step-0000010"
+    assert latest_checkpoint(tmp_path / "missing") is None
+
+
+def test_checkpoints_are_due_by_steps_or_by_time():
+    config = TrainConfig(checkpoint_every=10, checkpoint_minutes=1)
+    assert checkpoint_due(config, 20, 0.0) and not checkpoint_due(config, 21, 59.0)
+    assert checkpoint_due(config, 21, 60.0)
+    assert not checkpoint_due(TrainConfig(checkpoint_every=0, checkpoint_minutes=0), 10, 1e9)

@@ -52,7 +52,55 @@ def demo(
     Prints accuracy per subset and asked direction (95% interval) with the likelihood test, and writes a run
     folder: config.yaml, metrics.json (tidy records), predictions.jsonl, report.md and seed-N/model/.
     """
-    from revcurse.experiment import run_experiment
+    _run_experiment1(config, set_, seeds, out, paper, overwrite, quiet, jobs, resume=None, name="demo")
+
+
+@app.command()
+def train(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    seeds: Annotated[int | None, typer.Option(help="Run this many seeds and aggregate (95% intervals).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder; default runs/train-<date>-<time>.")] = None,
+    paper: Annotated[
+        Path | None, typer.Option(help="Train and probe on the paper's Experiment 1 folder instead.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing (or interrupted) run folder.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    jobs: Annotated[int, typer.Option(help="Seeds in parallel processes (useful with --seeds 2 or more).")] = 1,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue the interrupted run RUN (the --out it was started with), with its own config."),
+    ] = None,
+) -> None:
+    """Train and probe Experiment 1 with a config (as `demo`), checkpointing so that a killed run can resume.
+
+    \b
+    Checkpoints (weights, optimizer, scheduler, RNG states, data position) go to
+    .RUN.partial/seed-N/checkpoints/ every train.checkpoint_minutes (default 5)
+    and/or every train.checkpoint_every steps; the run folder RUN appears only
+    when every seed has finished. After a crash or a kill:
+        revcurse train --resume RUN
+    continues from the last checkpoint; on CPU the final metrics equal those of
+    an uninterrupted run. `revcurse status RUN` says whether a run is
+    finished, running, interrupted or failed.
+    """
+    _run_experiment1(config, set_, seeds, out, paper, overwrite, quiet, jobs, resume=resume, name="train")
+
+
+def _run_experiment1(
+    config: Path | None,
+    set_: list[str] | None,
+    seeds: int | None,
+    out: Path | None,
+    paper: Path | None,
+    overwrite: bool,
+    quiet: bool,
+    jobs: int,
+    resume: Path | None,
+    name: str,
+) -> None:
+    """What `demo` and `train` share: load the config, run every seed, print the result table."""
+    from revcurse.experiment import load_started_config, partial_folder, run_experiment
     from revcurse.report import result_table
 
     overrides = list(set_ or [])
@@ -60,10 +108,19 @@ def demo(
         overrides.append(f"seeds={seeds}")
     if paper is not None:
         overrides.append(f"world.source={paper}")
-    run_config = load_config(config, overrides)
-    out = out or Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    if resume is not None:
+        if overrides or config is not None or out is not None or overwrite:
+            raise InputError("--resume continues a run with its own config and folder: drop --config, --set, "
+                             "--seeds, --paper, --out and --overwrite")
+        out = resume
+        staging = partial_folder(resume)
+        run_config = load_started_config(staging) if staging.is_dir() else load_config(None)
+    else:
+        run_config = load_config(config, overrides)
+    out = out or Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
     outcome = run_experiment(
-        run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print, processes=jobs
+        run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print, processes=jobs,
+        resume=resume is not None,
     )
     if not outcome.records:  # a data-parallel helper process (torchrun): the main process reports
         return
@@ -79,6 +136,20 @@ def demo(
         f"trained {summary['train_seconds']:.0f} s at {summary['tokens_per_second']:,.0f} tok/s, "
         f"probed {summary['probe_seconds']:.0f} s; run folder: {outcome.folder} (report: {outcome.folder}/report.md)"
     )
+
+
+@app.command()
+def status(run: Annotated[Path, typer.Argument(help="A run folder (the --out of demo, train, compare ...).")]) -> None:
+    """Say whether a run is finished, running (a process holds its lock), interrupted (resumable) or failed."""
+    from revcurse.experiment import describe_progress, partial_folder, run_status
+
+    state = run_status(run)
+    if state == "absent":
+        raise InputError("no run here (nor an unfinished .partial folder beside it)", run)
+    detail = "" if state == "finished" else f": {describe_progress(partial_folder(run))}"
+    console.print(f"{run}: {state}{detail}")
+    if state in ("interrupted", "failed"):
+        console.print(f"continue it with: revcurse train --resume {run}")
 
 
 @app.command()

@@ -86,6 +86,12 @@ class TrainConfig(Section):
         "auto", description="'auto': bf16 autocast on a GPU that has it, fp32 on CPU"
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto': the GPU when there is one")
+    checkpoint_every: int = Field(
+        0, ge=0, description="save a resumable checkpoint every N optimizer steps (0: by time only)"
+    )
+    checkpoint_minutes: float = Field(
+        5.0, ge=0, description="save a resumable checkpoint when this many minutes passed since the last (0: never)"
+    )
 
 
 class ProbeConfig(Section):

@@ -12,6 +12,11 @@ unless asked. Layout::
     RUN/seed-N/model/        the trained model (safetensors) and tokenizer
     RUN/seed-N/metrics.json  the same records for that seed alone
     RUN/seed-N/train_log.jsonl  loss per step
+    RUN/seed-N/outcome.json  that seed's probe results and stats (what a resumed run reads back)
+    RUN/status.json          "finished" (while running, in .RUN.partial/: "running", or "failed")
+
+While it runs the folder is ``.RUN.partial/``, locked by the writing process, and each seed checkpoints its
+training into ``seed-N/checkpoints/step-K/`` (see train.py); ``revcurse train --resume RUN`` continues there.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
+from filelock import FileLock, Timeout
 
 import revcurse
 from revcurse.chat import render_as_chat
@@ -93,30 +99,114 @@ def _base_corpus(config: RunConfig, seed: int) -> tuple[Corpus, int]:
     return read_experiment1(Path(config.world.source)), 0
 
 
-@contextmanager
-def run_folder(destination: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary folder that becomes ``destination`` only if the block finishes without error."""
-    if destination.exists() and not overwrite:
-        raise InputError("run folder exists; pass --overwrite to replace it", destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
+STATUS_FILE = "status.json"  # {"status": "running" | "failed" | "finished", ...}: what state a run folder is in
+LOCK_FILE = ".lock"  # held while a process writes the run; a killed process's lock is released by the OS
+
+
+def partial_folder(destination: Path) -> Path:
+    """Where a run is built until it finishes: a hidden sibling, kept after a crash so it can be resumed."""
+    return destination.parent / f".{destination.name}.partial"
+
+
+def write_status(folder: Path, status: str, **details: object) -> None:
+    """Record a run folder's state atomically (a reader never sees half a status file)."""
+    record = {"status": status, "pid": os.getpid(), "host": platform.node(), "time": time.time(), **details}
+    temporary = folder / f".{STATUS_FILE}.tmp"
+    temporary.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    os.replace(temporary, folder / STATUS_FILE)
+
+
+def run_status(destination: Path) -> str:
+    """'finished', 'running' (a process holds the lock), 'interrupted' (killed: resumable), 'failed' or 'absent'."""
+    if (destination / STATUS_FILE).is_file() or (destination / "run.json").is_file():
+        return "finished"
+    staging = partial_folder(destination)
+    if not staging.is_dir():
+        return "absent"
     try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if destination.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old-", dir=destination.parent))
-        os.replace(destination, trash / "run")
-        os.replace(staging, destination)
-        shutil.rmtree(trash, ignore_errors=True)
+        with FileLock(staging / LOCK_FILE, timeout=0):
+            pass
+    except Timeout:
+        return "running"
+    try:
+        recorded = json.loads((staging / STATUS_FILE).read_text(encoding="utf-8"))["status"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = "running"
+    return "interrupted" if recorded == "running" else recorded
+
+
+def _resumable(staging: Path) -> bool:
+    """Anything worth keeping after a failure: a training checkpoint or a finished seed."""
+    return any(staging.glob("seed-*/checkpoints/step-*")) or any(staging.glob(f"seed-*/{SEED_OUTCOME}"))
+
+
+@contextmanager
+def run_folder(destination: Path, overwrite: bool, resume: bool = False) -> Iterator[Path]:
+    """Yield the staging folder that becomes ``destination`` only if the block finishes without error.
+
+    While the block runs, ``.NAME.partial/`` holds ``status.json`` ("running") and a lock, so a second process
+    cannot write the same run. A failure leaves it marked "failed" when there is something to resume (a
+    checkpoint or a finished seed) and removes it otherwise; a killed process leaves it "running" with its lock
+    released, which ``run_status`` reports as "interrupted". ``resume=True`` continues in that folder.
+    """
+    destination = Path(destination)
+    staging = partial_folder(destination)
+    if resume:
+        if not staging.is_dir():
+            if run_status(destination) == "finished":
+                raise InputError("this run has finished; there is nothing to resume", destination)
+            raise InputError(f"no interrupted run to resume (expected {staging.name} beside it)", destination)
     else:
-        os.replace(staging, destination)
+        if destination.exists() and not overwrite:
+            raise InputError("run folder exists; pass --overwrite to replace it", destination)
+        if staging.exists() and not overwrite:
+            raise InputError(
+                f"an unfinished run of this name is in {staging.name}: continue it with --resume, or pass "
+                "--overwrite to start again", destination,
+            )
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(staging / LOCK_FILE, timeout=0)
+    try:
+        staging.mkdir(exist_ok=True)
+        lock.acquire()
+    except Timeout:
+        raise InputError("another process is writing this run right now (its lock is held)", destination) from None
+    try:
+        if not resume and any(p.name != LOCK_FILE for p in staging.iterdir()):  # --overwrite of a partial run
+            for leftover in staging.iterdir():
+                if leftover.name != LOCK_FILE:
+                    shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        write_status(staging, "running", resumed=resume)
+        try:
+            yield staging
+        except BaseException as error:
+            if resume or (_resumable(staging) and not isinstance(error, InputError)):
+                write_status(staging, "failed", error=f"{type(error).__name__}: {error}")
+            else:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        write_status(staging, "finished")
+        (staging / LOCK_FILE).unlink(missing_ok=True)
+        if destination.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old-", dir=destination.parent))
+            os.replace(destination, trash / "run")
+            os.replace(staging, destination)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(staging, destination)
+    finally:
+        lock.release()
 
 
 def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) -> tuple[int, list[ProbeResult], dict]:
-    """Train and probe one model; write its model, log and per-seed metrics into ``folder``."""
-    folder.mkdir(parents=True)
+    """Train and probe one model; write its model, log and per-seed metrics into ``folder``.
+
+    Resumable: a seed whose ``outcome.json`` exists is not run again, and training continues from the last
+    checkpoint in ``folder/checkpoints/`` (removed once the seed is done).
+    """
+    if (folder / SEED_OUTCOME).is_file():
+        return load_seed_outcome(folder / SEED_OUTCOME)
+    folder.mkdir(parents=True, exist_ok=True)
     transformers.utils.logging.disable_progress_bar()  # our own bars only (not "Loading weights")
     corpus, world_seed = build_world_corpus(config, seed)
     seed_everything(seed)
@@ -141,7 +231,8 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
         epochs = config.train.epochs * base_documents / len(corpus.documents)
         train_config = config.train.model_copy(update={"epochs": epochs})
     trained = train_model(
-        model, tokenizer, corpus.documents, train_config, seed, folder / "train_log.jsonl", show_progress
+        model, tokenizer, corpus.documents, train_config, seed, folder / "train_log.jsonl", show_progress,
+        checkpoint_dir=folder / "checkpoints",
     )
     if not distributed_state(config.train.device).is_main_process:
         return world_seed, [], {}  # data-parallel helper process: the main process saves and probes
@@ -168,8 +259,26 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
         "parameters": sum(p.numel() for p in model.parameters()),
         "trained_parameters": trained.trainable_parameters,
         "epochs": train_config.epochs,
+        "resumed_at_step": trained.resumed_at_step,
     }
+    save_seed_outcome(folder / SEED_OUTCOME, world_seed, results, stats)
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the trained model is saved: no longer needed
     return world_seed, results, stats
+
+
+SEED_OUTCOME = "outcome.json"  # a finished seed: its world seed, stats and every probe result
+
+
+def save_seed_outcome(path: Path, world_seed: int, results: list[ProbeResult], stats: dict) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    record = {"world_seed": world_seed, "stats": stats, "results": [r.to_json() for r in results]}
+    temporary.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def load_seed_outcome(path: Path) -> tuple[int, list[ProbeResult], dict]:
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return record["world_seed"], [ProbeResult(**r) for r in record["results"]], record["stats"]
 
 
 SeedJob = tuple[RunConfig, int, Path]  # (config, seed, folder for that seed)
@@ -218,6 +327,28 @@ def seed_jobs(config: RunConfig, folder: Path) -> list[SeedJob]:
     return [(config, config.seed + i, folder / f"seed-{config.seed + i}") for i in range(config.seeds)]
 
 
+def load_started_config(staging: Path) -> RunConfig:
+    """The config an interrupted run was started with (written first thing into its folder)."""
+    from revcurse.config import load_config
+
+    if not (staging / "config.yaml").is_file():
+        raise InputError("the interrupted run has no config.yaml; start it again with --overwrite", staging)
+    return load_config(staging / "config.yaml")
+
+
+def describe_progress(staging: Path) -> str:
+    """What an interrupted run had done: finished seeds and the step of each seed's last checkpoint."""
+    parts = []
+    for seed_folder in sorted(staging.glob("seed-*")):
+        if (seed_folder / SEED_OUTCOME).is_file():
+            parts.append(f"{seed_folder.name} finished")
+        elif steps := sorted(seed_folder.glob("checkpoints/step-*[0-9]")):
+            parts.append(f"{seed_folder.name} from step {int(steps[-1].name.split('-')[1])}")
+        else:
+            parts.append(f"{seed_folder.name} from the start")
+    return ", ".join(parts) or "nothing done yet; starting from the beginning"
+
+
 def write_run(folder: Path, config: RunConfig, outputs: list[SeedOutput]) -> RunOutcome:
     """Aggregate the seeds of one config and write its run files into ``folder``."""
     (folder / "config.yaml").write_text(dump_config(config), encoding="utf-8")
@@ -259,8 +390,13 @@ def run_experiment(
     show_progress: bool = True,
     log=print,
     processes: int = 1,
+    resume: bool = False,
 ) -> RunOutcome:
-    """Run every seed of ``config`` and write one run folder at ``out``."""
+    """Run every seed of ``config`` and write one run folder at ``out``.
+
+    ``resume=True`` continues an interrupted run of ``out`` with the config it was started with (which must
+    equal ``config``): finished seeds are kept and training picks up at its last checkpoint.
+    """
     out = Path(out)
     state = distributed_state(config.train.device)
     if state.num_processes > 1:
@@ -271,7 +407,13 @@ def run_experiment(
             with tempfile.TemporaryDirectory() as scratch:
                 run_seeds(seed_jobs(config, Path(scratch)), 1, False, lambda *_: None)
             return RunOutcome(folder=out, records=[], summary={})
-    with run_folder(out, overwrite) as staging:
+    with run_folder(out, overwrite, resume) as staging:
+        if resume:
+            started = load_started_config(staging)
+            if started != config:
+                raise InputError("the config differs from the one this run was started with", staging / "config.yaml")
+            log(f"resuming {out}: {describe_progress(staging)}")
+        (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
         outputs = run_seeds(seed_jobs(config, staging), processes, show_progress, log)
         outcome = write_run(staging, config, outputs)
     return RunOutcome(folder=out, records=outcome.records, summary=outcome.summary)

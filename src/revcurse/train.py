@@ -8,9 +8,11 @@ changes what the DescriptionToName condition means, so it is an option, not the 
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ class TrainResult:
     seconds: float
     log: list[dict] = field(default_factory=list)
     trainable_parameters: int = 0
+    resumed_at_step: int = 0  # 0: trained from the start; K: continued from a checkpoint after step K
 
     @property
     def tokens_per_second(self) -> float:
@@ -157,6 +160,7 @@ def train_model(
     seed: int,
     log_path: Path | None = None,
     show_progress: bool = True,
+    checkpoint_dir: Path | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``documents``; the data order is drawn from ``seed``.
 
@@ -165,6 +169,11 @@ def train_model(
     The causal loss is weighted so that one step's gradient is the mean over the whole batch's tokens, however
     the batch is split into processes and accumulation micro-batches: results match a single process up to
     floating-point order.
+
+    With ``checkpoint_dir``, a checkpoint is saved there every ``config.checkpoint_every`` steps and/or
+    ``config.checkpoint_minutes`` minutes, and training continues from the newest one found there: weights,
+    optimizer and scheduler, RNG states, the data order and position, and the loss log so far. On CPU the result
+    equals an uninterrupted run's exactly.
     """
     torch.set_num_threads(config.threads)
     accelerator = make_accelerator(config)
@@ -184,11 +193,18 @@ def train_model(
     model.train()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     result = TrainResult(steps=0, tokens=0, seconds=0.0, trainable_parameters=trainable)
-    start = time.perf_counter()
     batches: list[list[int]] = []
+    if processes > 1:
+        checkpoint_dir = None  # resuming a data-parallel run is not supported yet: each process has its own folder
+    latest = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    if latest is not None:
+        batches = load_checkpoint_state(accelerator, latest, scheduler, generator, result)
+        result.resumed_at_step = result.steps
+    start = time.perf_counter() - result.seconds
+    last_save = time.perf_counter()
     with _progress(show_progress and accelerator.is_main_process) as progress:
-        task = progress.add_task("train", total=total_steps, loss=math.nan, speed=0.0)
-        for step in range(total_steps):
+        task = progress.add_task("train", total=total_steps, completed=result.steps, loss=math.nan, speed=0.0)
+        for step in range(result.steps, total_steps):
             if step % steps_per_epoch == 0:
                 batches = epoch_batches(lengths, config.batch_size, generator)
             step_batch = batches[step % steps_per_epoch]
@@ -223,10 +239,87 @@ def train_model(
                  "lr": scheduler.get_last_lr()[0], "tokens": result.tokens}
             )
             progress.update(task, advance=1, loss=step_loss.item(), speed=result.tokens_per_second)
+            if checkpoint_dir is not None and result.steps < total_steps and checkpoint_due(
+                config, result.steps, time.perf_counter() - last_save
+            ):
+                save_checkpoint(accelerator, checkpoint_dir, scheduler, generator, batches, result)
+                last_save = time.perf_counter()
     accelerator.unwrap_model(model).eval()
     if log_path is not None and accelerator.is_main_process:
         log_path.write_text("".join(json.dumps(entry) + "\n" for entry in result.log), encoding="utf-8")
     return result
+
+
+PROGRESS_FILE = "progress.json"  # written last: a checkpoint folder without it is incomplete
+
+
+def checkpoint_due(config: TrainConfig, steps: int, seconds_since_last: float) -> bool:
+    by_steps = config.checkpoint_every > 0 and steps % config.checkpoint_every == 0
+    by_time = config.checkpoint_minutes > 0 and seconds_since_last >= 60 * config.checkpoint_minutes
+    return by_steps or by_time
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest complete checkpoint (``step-K`` with its progress file), or None."""
+    complete = [p for p in checkpoint_dir.glob("step-*[0-9]") if (p / PROGRESS_FILE).is_file()]
+    return max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def save_checkpoint(
+    accelerator: Accelerator,
+    checkpoint_dir: Path,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+    batches: list[list[int]],
+    result: TrainResult,
+) -> Path:
+    """Save everything training needs to go on into ``step-K/``, then drop older checkpoints.
+
+    ``accelerate``'s ``save_state`` writes the model (safetensors), the optimizer and the RNG states of every
+    process (loaded back with ``weights_only``); ours is the data position in a plain JSON file. The folder is
+    built as ``step-K.tmp`` and renamed, so a kill mid-save leaves the previous checkpoint as the newest.
+    """
+    final = checkpoint_dir / f"step-{result.steps:07d}"
+    staging = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(staging, safe_serialization=True)
+    if accelerator.is_main_process:
+        progress = {
+            "steps": result.steps,
+            "tokens": result.tokens,
+            "seconds": result.seconds,
+            "log": result.log,
+            "batches": batches,
+            "generator": base64.b64encode(generator.get_state().numpy().tobytes()).decode("ascii"),
+            "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"},
+        }
+        (staging / PROGRESS_FILE).write_text(json.dumps(progress), encoding="utf-8")
+        os.replace(staging, final)
+        for older in checkpoint_dir.glob("step-*"):
+            if older != final:
+                shutil.rmtree(older, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint_state(
+    accelerator: Accelerator,
+    folder: Path,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+    result: TrainResult,
+) -> list[list[int]]:
+    """Restore a checkpoint saved by ``save_checkpoint`` in place; returns the current epoch's batches."""
+    accelerator.load_state(folder)
+    progress = json.loads((folder / PROGRESS_FILE).read_text(encoding="utf-8"))
+    result.steps, result.tokens, result.seconds = progress["steps"], progress["tokens"], progress["seconds"]
+    result.log = progress["log"]
+    state = torch.frombuffer(bytearray(base64.b64decode(progress["generator"])), dtype=torch.uint8)
+    generator.set_state(state)
+    scheduler.load_state_dict({**scheduler.state_dict(), **progress["scheduler"]})
+    return progress["batches"]
 
 
 def distributed_state(device: str = "auto") -> PartialState:
