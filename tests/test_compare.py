@@ -93,3 +93,34 @@ def test_compute_matched_cure_trains_the_same_number_of_documents(tmp_path):
     assert data.summary["per_seed"][0]["epochs"] == 1
     assert compute.summary["per_seed"][0]["epochs"] == pytest.approx(0.5)
     assert compute.summary["per_seed"][0]["train_steps"] < data.summary["per_seed"][0]["train_steps"]
+
+
+def test_an_interrupted_comparison_resumes_keeping_its_finished_seeds(tmp_path, monkeypatch, capsys):
+    import revcurse.experiment as experiment
+
+    out = tmp_path / "cmp"
+    original, calls, resuming = experiment.run_seed, [], False
+
+    def dies_on_the_second_seed(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 2 and not resuming:
+            raise RuntimeError("killed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "run_seed", dies_on_the_second_seed)
+    with pytest.raises(RuntimeError):
+        run_cli(["compare", "--cures", "reverse-entity", "--quiet", "--jobs", "1", "--out", str(out), *SMALL])
+    finished = tmp_path / ".cmp.partial" / "cure-none" / "seed-0" / "outcome.json"
+    assert not out.exists() and finished.is_file()
+    finished_at = finished.stat().st_mtime_ns
+    assert run_cli(["status", str(out)]) == 0
+    assert "failed: cure-none/seed-0 finished" in capsys.readouterr().out
+    assert run_cli(["compare", "--cures", "mlm-u", "--resume", str(out)]) == 2  # its own arms only
+    calls.clear()
+    resuming = True
+    assert run_cli(["compare", "--quiet", "--jobs", "1", "--resume", str(out)]) == 0
+    assert [folder.parent.name for folder in calls] == ["cure-none", "cure-reverse-entity"]
+    assert (out / "cure-none" / "seed-0" / "outcome.json").stat().st_mtime_ns == finished_at  # not run again
+    records = json.loads((out / "compare.json").read_text())
+    assert {r["cure"] for r in records} == {"none", "reverse-entity"}
+    assert json.loads((out / "status.json").read_text())["status"] == "finished"

@@ -155,12 +155,12 @@ def status(run: Annotated[Path, typer.Argument(help="A run folder (the --out of 
 @app.command()
 def compare(
     cures: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Comma-separated arms: paraphrase, bidirectional, reverse-token, reverse-word, reverse-entity, "
             "reverse-segment, mlm-u; join with + to compose (reverse-entity+paraphrase). The baseline runs too."
         ),
-    ],
+    ] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds per arm (the same worlds in every arm).")] = None,
@@ -168,22 +168,38 @@ def compare(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     jobs: Annotated[int, typer.Option(help="Runs side by side in single-threaded processes.")] = 2,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue the interrupted comparison DIR (its --out) with its own config and arms."),
+    ] = None,
 ) -> None:
     """Baseline and cures side by side: accuracy per cure, subset and asked direction, with 95% intervals.
 
     Writes compare.json (tidy records with a `cure` field; the baseline is `none`), compare.md, compare.png
     (a bar chart) and one run folder per arm (cure-<arm>/).
     """
-    from revcurse.compare import compare_table, parse_arms, run_compare
+    from revcurse.compare import compare_table, load_started_comparison, parse_arms, run_compare
+    from revcurse.experiment import partial_folder
 
-    arms = parse_arms(cures)
     overrides = list(set_ or [])
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
-    run_config = load_config(config, overrides)
+    if resume is not None:
+        if cures is not None or overrides or config is not None or out is not None or overwrite:
+            raise InputError("--resume continues a comparison with its own config, arms and folder: drop --cures, "
+                             "--config, --set, --seeds, --out and --overwrite")
+        out = resume
+        staging = partial_folder(resume)
+        run_config, arms = load_started_comparison(staging) if staging.is_dir() else (load_config(None), [])
+    elif cures is None:
+        raise InputError("--cures is required (e.g. --cures reverse-entity,paraphrase); see --help")
+    else:
+        arms = parse_arms(cures)
+        run_config = load_config(config, overrides)
     out = out or Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
     outcome = run_compare(
-        run_config, arms, out, overwrite=overwrite, show_progress=not quiet, log=console.print, processes=jobs
+        run_config, arms, out, overwrite=overwrite, show_progress=not quiet, log=console.print, processes=jobs,
+        resume=resume is not None,
     )
     console.print(compare_table(outcome.records, title=f"Cures compared over {run_config.seeds} seed(s)"))
     console.print(f"folder: {outcome.folder} (compare.json, compare.md, compare.png)")

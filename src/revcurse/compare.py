@@ -15,10 +15,10 @@ from statistics import fmean
 
 from rich.table import Table
 
-from revcurse.config import RunConfig
+from revcurse.config import RunConfig, dump_config
 from revcurse.cures import CURES
 from revcurse.errors import InputError
-from revcurse.experiment import run_folder, run_seeds, seed_jobs, write_run
+from revcurse.experiment import load_started_config, run_folder, run_seeds, seed_jobs, write_run
 from revcurse.metrics import lookup, t_interval
 from revcurse.report import ASKED_LABEL, format_test
 from revcurse.report_page import write_report_after_run
@@ -62,15 +62,24 @@ def run_compare(
     show_progress: bool = True,
     log: Callable[..., None] = print,
     processes: int = 1,
+    resume: bool = False,
 ) -> CompareOutcome:
-    """Run the baseline and every arm; write compare.json (tidy records with ``cure``), compare.md, compare.png."""
+    """Run the baseline and every arm; write compare.json (tidy records with ``cure``), compare.md, compare.png.
+
+    ``resume=True`` continues an interrupted comparison at ``out`` (same config and arms): finished seeds are
+    kept and training picks up at each seed's last checkpoint.
+    """
     out = Path(out)
     records: list[dict] = []
     all_arms = [BASELINE, *arms]
-    with run_folder(out, overwrite) as staging:
+    with run_folder(out, overwrite, resume) as staging:
+        if resume and load_started_comparison(staging) != (config, arms):
+            raise InputError("the config or arms differ from those this comparison was started with", staging)
+        (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+        (staging / ARMS_FILE).write_text(json.dumps(arms), encoding="utf-8")
         jobs = []
         for arm in all_arms:
-            (staging / f"cure-{arm}").mkdir()
+            (staging / f"cure-{arm}").mkdir(exist_ok=True)
             jobs += seed_jobs(arm_config(config, arm), staging / f"cure-{arm}")
         log(f"{len(jobs)} runs: {len(all_arms)} arms x {config.seeds} seeds, {processes} process(es)")
         outputs = run_seeds(jobs, processes, show_progress, log)
@@ -84,6 +93,16 @@ def run_compare(
         plot_compare(records, staging / "compare.png")
         write_report_after_run(staging)  # report.html: the cures, then each arm
     return CompareOutcome(folder=out, records=records)
+
+
+ARMS_FILE = "arms.json"  # the arms a comparison was started with (the baseline is implied)
+
+
+def load_started_comparison(staging: Path) -> tuple[RunConfig, list[str]]:
+    """The config and arms an interrupted comparison was started with."""
+    if not (staging / ARMS_FILE).is_file():
+        raise InputError("the interrupted comparison has no arms.json; start it again with --overwrite", staging)
+    return load_started_config(staging), json.loads((staging / ARMS_FILE).read_text(encoding="utf-8"))
 
 
 def cost_record(arm: str, summary: dict) -> dict:

@@ -137,7 +137,7 @@ def run_status(destination: Path) -> str:
 
 def _resumable(staging: Path) -> bool:
     """Anything worth keeping after a failure: a training checkpoint or a finished seed."""
-    return any(staging.glob("seed-*/checkpoints/step-*")) or any(staging.glob(f"seed-*/{SEED_OUTCOME}"))
+    return any(staging.glob("**/seed-*/checkpoints/step-*")) or any(staging.glob(f"**/seed-*/{SEED_OUTCOME}"))
 
 
 @contextmanager
@@ -339,13 +339,14 @@ def load_started_config(staging: Path) -> RunConfig:
 def describe_progress(staging: Path) -> str:
     """What an interrupted run had done: finished seeds and the step of each seed's last checkpoint."""
     parts = []
-    for seed_folder in sorted(staging.glob("seed-*")):
+    for seed_folder in sorted(p for p in staging.glob("**/seed-*") if p.is_dir()):  # compare: cure-X/seed-N
+        name = seed_folder.relative_to(staging).as_posix()
         if (seed_folder / SEED_OUTCOME).is_file():
-            parts.append(f"{seed_folder.name} finished")
+            parts.append(f"{name} finished")
         elif steps := sorted(seed_folder.glob("checkpoints/step-*[0-9]")):
-            parts.append(f"{seed_folder.name} from step {int(steps[-1].name.split('-')[1])}")
+            parts.append(f"{name} from step {int(steps[-1].name.split('-')[1])}")
         else:
-            parts.append(f"{seed_folder.name} from the start")
+            parts.append(f"{name} from the start")
     return ", ".join(parts) or "nothing done yet; starting from the beginning"
 
 
