@@ -325,7 +325,9 @@ def test_records_give_wilson_and_t_intervals_and_paired_tests():
 
 
 def test_cli_end_to_end_writes_the_run_folder(cli_run):
-    assert sorted(p.name for p in cli_run.iterdir()) == ["answers.jsonl", "parents.json", "report.md", "run.json"]
+    assert sorted(p.name for p in cli_run.iterdir()) == [
+        "answers.jsonl", "parents.json", "report.md", "run.json", "status.json"
+    ]
     assert [p.name for p in cli_run.parent.iterdir() if p.name.startswith(".")] == []  # no staging left behind
     answers = [json.loads(line) for line in (cli_run / "answers.jsonl").open(encoding="utf-8")]
     assert len(answers) == 2 * 2 * 20  # styles x directions x rows

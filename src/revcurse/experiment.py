@@ -141,13 +141,14 @@ def _resumable(staging: Path) -> bool:
 
 
 @contextmanager
-def run_folder(destination: Path, overwrite: bool, resume: bool = False) -> Iterator[Path]:
+def run_folder(destination: Path, overwrite: bool, resume: bool = False, keep_status: bool = True) -> Iterator[Path]:
     """Yield the staging folder that becomes ``destination`` only if the block finishes without error.
 
     While the block runs, ``.NAME.partial/`` holds ``status.json`` ("running") and a lock, so a second process
     cannot write the same run. A failure leaves it marked "failed" when there is something to resume (a
     checkpoint or a finished seed) and removes it otherwise; a killed process leaves it "running" with its lock
     released, which ``run_status`` reports as "interrupted". ``resume=True`` continues in that folder.
+    ``keep_status=False`` drops status.json from the finished folder (an exported dataset, not a run).
     """
     destination = Path(destination)
     staging = partial_folder(destination)
@@ -186,6 +187,8 @@ def run_folder(destination: Path, overwrite: bool, resume: bool = False) -> Iter
                 shutil.rmtree(staging, ignore_errors=True)
             raise
         write_status(staging, "finished")
+        if not keep_status:
+            (staging / STATUS_FILE).unlink()
         (staging / LOCK_FILE).unlink(missing_ok=True)
         if destination.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old-", dir=destination.parent))

@@ -138,7 +138,7 @@ def export_corpus(
     if out.exists() and not overwrite:
         raise InputError("folder exists; pass --overwrite to replace it", out)
     result = ExportResult(folder=out, format=export_format)
-    with run_folder(out, overwrite=True) as staging:
+    with run_folder(out, overwrite=True, keep_status=False) as staging:
         if export_format == "lm-eval":
             _write_lm_eval(corpus, staging, out.resolve(), result)
             result.next_step = (

@@ -331,7 +331,7 @@ def write_instructions(data: InstructionData, folder: str | Path, overwrite: boo
         REALIZED_FILE: data.realized,
         UNREALIZED_FILE: data.unrealized,
     }
-    with run_folder(target, overwrite=True) as staging:
+    with run_folder(target, overwrite=True, keep_status=False) as staging:
         for name, lines in contents.items():
             _write_jsonl(staging / name, lines)
     return target

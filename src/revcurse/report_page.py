@@ -31,7 +31,7 @@ from revcurse.report import ASKED_LABEL, COLUMNS, markdown_report, result_rows
 
 FAILING_ROWS_PER_GROUP = 25  # per (subset, asked direction): enough to see the pattern, small enough to read
 DPI = 90
-STAGING_NAME = re.compile(r"^\.(.+)\.tmp-[^/]*$")  # experiment.run_folder's temporary name for a run in progress
+STAGING_NAME = re.compile(r"^\.(.+)\.(?:tmp-[^/]*|partial)$")  # experiment.run_folder's name for a run in progress
 
 
 class ReportPageWarning(UserWarning):
@@ -521,7 +521,7 @@ def compare_section_html(data: CompareData, level: int) -> str:
 
 
 def display_path(folder: Path) -> str:
-    """The folder as people will find it: a run's staging name (``.NAME.tmp-XXXX``) shown as NAME."""
+    """The folder as people will find it: a run's staging name (``.NAME.partial``) shown as NAME."""
     return str(Path(*(STAGING_NAME.sub(r"\1", part) for part in folder.parts))) if folder.parts else str(folder)
 
 
