@@ -463,7 +463,7 @@ def _run_in_processes(
             train = cell.config.train.model_copy(update={"threads": threads})
             config = cell.config.model_copy(update={"train": train})
             futures[pool.submit(claim_and_run, config, out, cell.slug, wait)] = cell
-        log(f"claiming {len(todo)} cells, {jobs} at a time: {', '.join(c.slug for c in todo)}")
+        log(f"running {len(todo)} cells, {jobs} at a time: {', '.join(c.slug for c in todo)}")
         for done, future in enumerate(as_completed(futures), start=1):
             cell = futures[future]
             try:
