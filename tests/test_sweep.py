@@ -218,10 +218,11 @@ def test_grid_takes_phrasings_seeds_and_cures_keys():
 # ---------------------------------------------------------------- real processes: killed, and two at once
 
 
-def sweep_process(out, grid, log_path):
+def sweep_process(out, grid, log_path, jobs=1):
     """``revcurse sweep`` in its own process (and process group), output into ``log_path``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    command = [sys.executable, "-m", "revcurse.cli", "sweep", "--out", str(out), "--quiet", *_cli_sets(TINY)]
+    command = [sys.executable, "-m", "revcurse.cli", "sweep", "--out", str(out), "--quiet", "--jobs", str(jobs),
+               *_cli_sets(TINY)]
     command += [arg for spec in grid for arg in ("--grid", spec)]
     with open(log_path, "w", encoding="utf-8") as handle:
         return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -270,11 +271,12 @@ def test_a_sweep_killed_mid_cell_skips_the_finished_cell_when_run_again(tmp_path
 
 
 def test_two_processes_on_one_sweep_folder_share_the_cells_and_run_each_once(tmp_path):
+    """Started together on one folder: one runs cells in its own process, the other in a pool of two workers."""
     out = tmp_path / "sweep"
     grid = ["model.hidden_size=16,24,32"]
     slugs = {"hidden_size-16", "hidden_size-24", "hidden_size-32"}
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    processes = [sweep_process(out, grid, log) for log in logs]
+    processes = [sweep_process(out, grid, logs[0]), sweep_process(out, grid, logs[1], jobs=2)]
     try:
         codes = [process.wait(timeout=300) for process in processes]
     finally:
@@ -284,7 +286,7 @@ def test_two_processes_on_one_sweep_folder_share_the_cells_and_run_each_once(tmp
                 process.wait()
     outputs = [log.read_text() for log in logs]
     assert codes == [0, 0], "\n----\n".join(outputs)
-    started = [re.findall(r"^running (\S+)", text, flags=re.MULTILINE) for text in outputs]
+    started = [re.findall(r"^running (hidden_size-\d+)", text, flags=re.MULTILINE) for text in outputs]
     assert sorted(started[0] + started[1]) == sorted(slugs), started  # every cell once, across both processes
     assert finished_cells(out) == sorted(slugs)
     assert sorted(p.name for p in (out / "cells").iterdir()) == sorted(slugs)  # no staging leftovers
