@@ -140,7 +140,7 @@ def test_cli_writes_into_the_folder_by_default(hostile_run, capsys):
     assert "report.html" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("case", ["empty", "families-like", "bad-json", "several-without-out", "not-html"])
+@pytest.mark.parametrize("case", ["empty", "families-like", "bad-json", "several-without-out", "not-html", "sweep"])
 def test_bad_input_exits_2_with_a_clear_error(case, demo_run, tmp_path, capsys):
     folder = tmp_path / "folder"
     folder.mkdir()
@@ -155,6 +155,9 @@ def test_bad_input_exits_2_with_a_clear_error(case, demo_run, tmp_path, capsys):
     elif case == "several-without-out":
         args = ["report", str(demo_run), str(demo_run)]
         expected = "--out"
+    elif case == "sweep":
+        (folder / "sweep.json").write_text("{}")
+        expected = "a sweep folder, not a run folder: name its cells"
     elif case == "not-html":
         args = ["report", str(demo_run), "--out", str(tmp_path / "page.txt")]
         expected = ".html"
@@ -214,6 +217,8 @@ def test_page_renders_in_chromium(browser, both_page, tmp_path):
     assert fact_rows > 0
     visible = page.eval_on_selector("details.subset table tr.fail", "row => row.getBoundingClientRect().height")
     assert visible > 0
+    color = page.eval_on_selector("tr.fail .acc", "cell => getComputedStyle(cell).color")
+    assert color == "rgb(179, 38, 30)"  # a failing fact's accuracy in red (the page's CSS applied)
     assert png_size(screenshot) == (1200, 900)
     page.close()
 

@@ -1,22 +1,33 @@
-"""Sweeps: grid parsing, cell folder names, a tiny real sweep into CSV and Parquet, and resuming after a cell
-fails (finished cells are skipped, not run again)."""
+"""Sweeps: grid parsing, cell folder names, a tiny real sweep into CSV and Parquet, resuming after a cell fails
+or after the process is killed (finished cells are skipped, not run again), and two processes sharing one sweep
+folder (each cell runs once)."""
 
 import csv
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 import revcurse.experiment
 from revcurse.cli import main
+from revcurse.config import load_config
 from revcurse.errors import InputError
 from revcurse.sweep import (
     PARAMETERS,
     build_cells,
+    cell_lock,
     cell_slug,
     check_dimensions,
     parse_grid,
+    prepare_folder,
     resolve_plot_x,
     run_sweep,
+    sweep_identity,
 )
 
 TINY = [
@@ -191,3 +202,114 @@ def test_a_folder_that_is_not_a_sweep_is_refused(tmp_path, capsys):
     assert run_cli(["sweep", "--grid", GRID[0], "--out", str(tmp_path), *_cli_sets(TINY)]) == 2
     assert "not a sweep" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_grid_takes_phrasings_seeds_and_cures_keys():
+    """The issue's examples beside model size: number of phrasings, seeds (first seed and count), cures."""
+    cells = build_cells(None, [], [parse_grid("corpus.train_phrasings=4,8"), parse_grid("seed,seeds=0:1,10:3"),
+                                   parse_grid("cures=none,bidirectional")])
+    assert len(cells) == 8
+    first, last = cells[0].config, cells[-1].config
+    assert (first.corpus.train_phrasings, first.seed, first.seeds, first.cures) == (4, 0, 1, [])
+    assert (last.corpus.train_phrasings, last.seed, last.seeds, last.cures) == (8, 10, 3, ["bidirectional"])
+    assert cells[-1].slug == "train_phrasings-8__seed-10__seeds-3__cures-bidirectional"
+
+
+# ---------------------------------------------------------------- real processes: killed, and two at once
+
+
+def sweep_process(out, grid, log_path, jobs=1):
+    """``revcurse sweep`` in its own process (and process group), output into ``log_path``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    command = [sys.executable, "-m", "revcurse.cli", "sweep", "--out", str(out), "--quiet", "--jobs", str(jobs),
+               *_cli_sets(TINY)]
+    command += [arg for spec in grid for arg in ("--grid", spec)]
+    with open(log_path, "w", encoding="utf-8") as handle:
+        return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def finished_cells(out):
+    cells = out / "cells"
+    if not cells.is_dir():
+        return []
+    return sorted(p.name for p in cells.iterdir() if not p.name.startswith(".") and (p / "run.json").is_file())
+
+
+def test_a_sweep_killed_mid_cell_skips_the_finished_cell_when_run_again(tmp_path):
+    """SIGKILL while the second cell trains (its staging folder exists), then the same command again."""
+    out = tmp_path / "sweep"
+    process = sweep_process(out, GRID, tmp_path / "first.log")
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            staging = list((out / "cells").glob(".*.tmp-*")) if (out / "cells").is_dir() else []
+            if len(finished_cells(out)) == 1 and staging:
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, "ended before it was killed:\n" + (tmp_path / "first.log").read_text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    (done,) = finished_cells(out)
+    (cut_off,) = set(SLUGS) - {done}
+    assert list((out / "cells").glob(f".{cut_off}.tmp-*"))  # the killed cell's half-written staging folder
+    assert not (out / "sweep.csv").exists()
+    mtime = (out / "cells" / done / "run.json").stat().st_mtime_ns
+
+    again = sweep_process(out, GRID, tmp_path / "second.log")
+    assert again.wait(timeout=240) == 0, (tmp_path / "second.log").read_text()
+    log = (tmp_path / "second.log").read_text()
+    assert f"skipping {done}: finished in an earlier run" in log
+    assert f"running {cut_off}" in log and f"running {done}" not in log  # not retrained
+    assert "removing the unfinished leftover" in log and "ran 1 cell(s), skipped 1 finished" in log
+    assert (out / "cells" / done / "run.json").stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in (out / "cells").iterdir()) == SLUGS  # the leftover is gone
+    with open(out / "sweep.csv", encoding="utf-8") as handle:
+        assert {row["cell"] for row in csv.DictReader(handle)} == set(SLUGS)
+
+
+def test_two_processes_on_one_sweep_folder_share_the_cells_and_run_each_once(tmp_path):
+    """Started together on one folder: one runs cells in its own process, the other in a pool of two workers."""
+    out = tmp_path / "sweep"
+    grid = ["model.hidden_size=16,24,32"]
+    slugs = {"hidden_size-16", "hidden_size-24", "hidden_size-32"}
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    processes = [sweep_process(out, grid, logs[0]), sweep_process(out, grid, logs[1], jobs=2)]
+    try:
+        codes = [process.wait(timeout=300) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    outputs = [log.read_text() for log in logs]
+    assert codes == [0, 0], "\n----\n".join(outputs)
+    started = [re.findall(r"^running (hidden_size-\d+)", text, flags=re.MULTILINE) for text in outputs]
+    assert sorted(started[0] + started[1]) == sorted(slugs), started  # every cell once, across both processes
+    assert finished_cells(out) == sorted(slugs)
+    assert sorted(p.name for p in (out / "cells").iterdir()) == sorted(slugs)  # no staging leftovers
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    with open(out / "sweep.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["cell"] for row in rows} == slugs and len(rows) == 3 * 3 * 2 * 8
+    ran = [int(re.search(r"ran (\d+) cell\(s\), skipped 0 finished", text).group(1)) for text in outputs]
+    assert sum(ran) == 3
+    for text in outputs:  # each process waited for the other's cells and ends with the whole table
+        table = text.rsplit("Sweep over 3 cells", 1)[-1]
+        assert all(re.search(rf"^\S\s+{size}\s", table, flags=re.MULTILINE) for size in (16, 24, 32)), table
+
+
+def test_overwrite_is_refused_while_a_cell_is_held_and_keeps_the_locks(tmp_path):
+    out = tmp_path / "sweep"
+    identity = sweep_identity([parse_grid(GRID[0])], load_config(None, TINY))
+    prepare_folder(out, identity, overwrite=False, log=print)
+    (out / "cells" / "hidden_size-16").mkdir()
+    with cell_lock(out, "hidden_size-16"):  # held through another open file: as another process would hold it
+        with pytest.raises(InputError, match=r"another process is running cell\(s\) \['hidden_size-16'\]"):
+            prepare_folder(out, identity, overwrite=True, log=print)
+    assert (out / "cells" / "hidden_size-16").is_dir()
+    prepare_folder(out, identity, overwrite=True, log=print)
+    assert sorted(p.name for p in out.iterdir()) == [".locks", "cells", "sweep.json"]
+    assert not list((out / "cells").iterdir())

@@ -716,7 +716,9 @@ def sweep(
     record of every cell + a column per grid key + parameters), sweep.md and
     sweep.png. Interrupted? Run the same command again: finished cells are
     skipped, the cut-off one is cleaned and rerun. A different grid or base
-    config in the same DIR is refused unless --overwrite.
+    config in the same DIR is refused unless --overwrite. Several processes
+    may run the same sweep at once: a lock per cell (DIR/.locks/) shares the
+    cells out, each runs once, and each process ends with the whole table.
 
     Example: revcurse sweep --grid size=xs,s,m,l --seeds 2 --jobs 2 --out runs/sweep-size
     """
@@ -734,7 +736,9 @@ def sweep(
     title = f"Sweep over {len(outcome.cells)} cells, {seeds_per_cell} seed(s) each: accuracy [95% CI]"
     console.print(sweep_table(summary, title))
     console.print(
-        f"ran {len(outcome.ran)} cell(s), skipped {len(outcome.skipped)} finished; folder: {outcome.folder} "
+        f"ran {len(outcome.ran)} cell(s), skipped {len(outcome.skipped)} finished"
+        + (f", {len(outcome.by_others)} run by another process" if outcome.by_others else "")
+        + f"; folder: {outcome.folder} "
         "(sweep.csv, sweep.parquet, sweep.md, sweep.png, cells/)"
     )
 

@@ -131,6 +131,9 @@ def read_folder(folder: Path) -> RunData | CompareData:
         return read_compare(folder)
     if (folder / "metrics.json").is_file():
         return read_run(folder)
+    if (folder / "sweep.json").is_file():  # its summary is sweep.md and sweep.png; each cell is a run folder
+        raise InputError(f"a sweep folder, not a run folder: name its cells, e.g. revcurse report {folder}/cells/* "
+                         "--out sweep.html", folder)
     raise InputError("not a run folder (metrics.json) or a compare folder (compare.json)", folder)
 
 
@@ -348,7 +351,7 @@ section.arm{border-left:4px solid #ddd;padding-left:1rem;margin-left:.2rem}
 table{border-collapse:collapse;margin:.5rem 0;font-size:13px;background:#fff}
 th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}th{background:#f0f0f3}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.fail td.acc{color:#b3261e;font-weight:600}tr.ok td.acc{color:#1e7b34}
+tr.fail .acc{color:#b3261e;font-weight:600}.answer{background:#fde3e0;border-radius:2px;padding:0 2px}
 img{max-width:100%;height:auto;background:#fff;border:1px solid #eee}
 details{margin:.4rem 0}summary{cursor:pointer;font-weight:600}
 pre{background:#f4f4f6;padding:.6rem;overflow-x:auto;font-size:12px}
@@ -469,11 +472,12 @@ def _fact_cells(row: FactRow) -> list[str]:
     if row.wrong is not None:
         completion = row.wrong.get("completion")
         answer = "(not generated)" if completion is None else completion
-        example = (f'<span class="text">{_e(row.wrong.get("prompt", ""))}<b> → </b>{_e(answer)}</span>'
+        example = (f'<span class="text">{_e(row.wrong.get("prompt", ""))}<b> → </b>'
+                   f'<span class="answer">{_e(answer)}</span></span>'
                    f'<br><span class="note">expected: <span class="text">{_e(row.wrong.get("target", ""))}'
                    "</span></span>")
     return [_e(row.seed), _e(row.fact), _e(ASKED_LABEL.get(row.asked, row.asked)),
-            "yes" if row.trained else "no", f"{row.correct}/{row.probes}", example]
+            "yes" if row.trained else "no", f'<span class="acc">{row.correct}/{row.probes}</span>', example]
 
 
 def run_section_html(run: RunData, level: int) -> str:

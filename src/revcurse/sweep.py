@@ -13,7 +13,13 @@ product of dimensions, each one ``--grid KEY=V1,V2,...``:
 Why one run folder per cell: ``experiment.run_experiment`` writes a folder atomically, so after an interruption
 every folder under ``cells/`` is a finished cell. Running the same sweep again skips them, removes the staging
 leftovers of the cell that was cut off, and runs what is missing. ``sweep.json`` records the grid and the
-resolved base config, so a different sweep is refused in the same folder instead of mixing with it. Layout::
+resolved base config, so a different sweep is refused in the same folder instead of mixing with it.
+
+Several processes may run the same sweep folder at once (two terminals, two machines on one file system): they
+share the work. Each cell has a lock (``DIR/.locks/<slug>.lock``, filelock); a process claims a cell without
+waiting, skips the cells another process holds, and at the end waits for those (running one itself if its holder
+died). So every cell runs once, and every process ends with the whole table. Setting the folder up and writing
+the tables take the sweep lock (``DIR/.locks/sweep.lock``), and each file is written beside and renamed. Layout::
 
     DIR/sweep.json            grid, resolved base config, seeds
     DIR/cells/<slug>/         one run folder per cell (config.yaml, metrics.json, run.json, seed-N/...)
@@ -21,6 +27,7 @@ resolved base config, so a different sweep is refused in the same folder instead
     DIR/sweep.parquet         the same table (needs pyarrow: pip install 'revcurse[parquet]')
     DIR/sweep.md              one row per cell: accuracy per asked direction, trained or not
     DIR/sweep.png             a metric against a swept key, 95% intervals
+    DIR/.locks/               the sweep lock and one lock per cell (empty files; safe to delete when idle)
 """
 
 from __future__ import annotations
@@ -35,11 +42,12 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
 
 import yaml
+from filelock import FileLock, Timeout
 from rich.table import Table
 
 from revcurse.config import RunConfig, load_config
@@ -62,6 +70,9 @@ SIZE_FIELDS = ("model.hidden_size", "model.intermediate_size", "model.layers", "
 MODEL_SIZE_KEYS = {SIZE_KEY, *SIZE_FIELDS}
 SWEEP_FILE = "sweep.json"
 CELLS = "cells"
+LOCKS = ".locks"
+# What claiming a cell found: this process ran it, another process finished it, another process holds it.
+RAN, DONE_ELSEWHERE, BUSY = "ran", "done elsewhere", "busy"
 PROPORTION_METRICS = ("accuracy", "rank1", "mrr")
 PLOT_METRICS = (*PROPORTION_METRICS, "likelihood_diff")
 SUBSET_SHORT = {"NameToDescription": "N2D", "DescriptionToName": "D2N"}
@@ -98,6 +109,7 @@ class SweepOutcome:
     cells: list[Cell]
     ran: list[str]  # slugs run this time
     skipped: list[str]  # slugs found finished
+    by_others: list[str] = field(default_factory=list)  # slugs another process ran meanwhile
 
 
 def parse_grid(spec: str) -> Dimension:
@@ -219,12 +231,49 @@ def _flatten(data: object, prefix: str = "") -> dict[str, object]:
     return {prefix.rstrip("."): data}
 
 
+def sweep_lock(out: Path) -> FileLock:
+    """The lock around setting the folder up and writing the tables (not around training)."""
+    return FileLock(out / LOCKS / "sweep.lock")
+
+
+def cell_lock(out: Path, slug: str) -> FileLock:
+    """Held by the one process running a cell, for as long as it runs it."""
+    return FileLock(out / LOCKS / f"{slug}.lock")
+
+
+def _is_held_elsewhere(lock: FileLock) -> bool:
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
 def prepare_folder(out: Path, identity: dict, overwrite: bool, log: Callable[[str], None]) -> None:
-    """Create DIR and sweep.json, or check an existing sweep is the same one; clean staging leftovers."""
+    """Create DIR and sweep.json, or check an existing sweep is the same one (under the sweep lock)."""
     sweep_file = out / SWEEP_FILE
-    if out.exists() and overwrite:
-        log(f"--overwrite: removing {out}")
-        shutil.rmtree(out)
+    if out.exists() and not overwrite and not sweep_file.is_file() and not (out / LOCKS).is_dir() \
+            and any(out.iterdir()):  # checked before .locks is made, so a folder that is refused stays as it was
+        raise InputError("folder exists and is not a sweep (no sweep.json); choose another --out or pass --overwrite",
+                         out)
+    (out / LOCKS).mkdir(parents=True, exist_ok=True)
+    with sweep_lock(out):
+        if overwrite:
+            busy = [p.stem for p in sorted((out / LOCKS).glob("*.lock"))
+                    if p.name != "sweep.lock" and _is_held_elsewhere(FileLock(p))]
+            if busy:
+                raise InputError(f"another process is running cell(s) {busy} of this sweep: let it finish or stop "
+                                 "it before --overwrite", out)
+            log(f"--overwrite: removing the contents of {out}")
+            for child in out.iterdir():
+                if child.name != LOCKS:  # the locks stay: a lock file removed while held would lock nothing
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        _check_or_create(out, identity)
+
+
+def _check_or_create(out: Path, identity: dict) -> None:
+    sweep_file = out / SWEEP_FILE
     if sweep_file.is_file():
         try:
             previous = json.loads(sweep_file.read_text(encoding="utf-8"))
@@ -245,15 +294,12 @@ def prepare_folder(out: Path, identity: dict, overwrite: bool, log: Callable[[st
                 f"holds a sweep with a different base config ({details}); choose another --out or pass --overwrite",
                 out,
             )
-    elif out.exists() and any(out.iterdir()):
+    elif any(child.name != LOCKS for child in out.iterdir()):
         raise InputError("folder exists and is not a sweep (no sweep.json); choose another --out or pass --overwrite",
                          out)
     (out / CELLS).mkdir(parents=True, exist_ok=True)
     if not sweep_file.is_file():
         _write_text(sweep_file, json.dumps(identity, indent=1))
-    for leftover in sorted((out / CELLS).glob(".*.tmp-*")) + sorted((out / CELLS).glob(".*.old-*")):
-        log(f"removing the unfinished leftover {leftover.name} of an interrupted cell")
-        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def is_finished(folder: Path) -> bool:
@@ -272,12 +318,47 @@ def cell_cost(config: RunConfig) -> float:
 
 
 def run_cell(config: RunConfig, folder: Path, show_progress: bool = False) -> float:
-    """Run one cell into its own run folder (atomic); returns wall seconds. A worker process's entry point."""
+    """Run one cell into its own run folder (atomic); returns wall seconds."""
     from revcurse.experiment import run_experiment
 
     start = time.perf_counter()
     run_experiment(config, folder, overwrite=False, show_progress=show_progress, log=lambda *_: None, processes=1)
     return time.perf_counter() - start
+
+
+def claim_and_run(
+    config: RunConfig, out: Path, slug: str, wait: bool, show_progress: bool = False,
+    log: Callable[[str], None] | None = None, label: str = "",
+) -> tuple[str, float, list[str]]:
+    """Run a cell if no other process holds it: (RAN | DONE_ELSEWHERE | BUSY, seconds, log lines).
+
+    ``wait``: wait for a holder to let go instead of answering BUSY; then the cell is finished, or its holder
+    died and this process runs it. A worker process's entry point (its log lines come back in the result).
+    """
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        (log or lines.append)(line)
+
+    lock = cell_lock(out, slug)
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        return BUSY, 0.0, lines
+    try:
+        folder = out / CELLS / slug
+        if is_finished(folder):
+            return DONE_ELSEWHERE, 0.0, lines
+        if folder.exists():  # not written by run_experiment: something else left it
+            raise InputError("cell folder exists but is not a finished run; remove it to rerun that cell", folder)
+        # Staging leftovers of this cell are a killed run's: no live process holds the cell (we do).
+        for leftover in sorted((out / CELLS).glob(f".{slug}.tmp-*")) + sorted((out / CELLS).glob(f".{slug}.old-*")):
+            say(f"removing the unfinished leftover {leftover.name} of an interrupted cell")
+            shutil.rmtree(leftover, ignore_errors=True)
+        say(f"running {slug}{label}")
+        return RAN, run_cell(config, folder, show_progress), lines
+    finally:
+        lock.release()
 
 
 def run_sweep(
@@ -307,64 +388,94 @@ def run_sweep(
     for cell in skipped:
         log(f"skipping {cell.slug}: finished in an earlier run")
     pending = [cell for cell in cells if cell not in skipped]
-    for cell in pending:
-        if (out / CELLS / cell.slug).exists():  # not written by run_experiment: something else left it
-            raise InputError("cell folder exists but is not a finished run; remove it to rerun that cell",
-                             out / CELLS / cell.slug)
     pending.sort(key=lambda cell: -cell_cost(cell.config))  # longest first: the last cell does not run alone
     log(f"{len(cells)} cells ({len(skipped)} finished earlier, {len(pending)} to run), {jobs} process(es), "
         f"{base.seeds} seed(s) each")
-    _run_pending(pending, out, jobs, show_progress, log)
-    rows = sweep_rows(out, cells)
-    write_tables(rows, out, log)
-    cell_summary = summary_rows(rows, cells)
-    _write_text(out / "sweep.md", sweep_markdown(cell_summary, base.seeds))
-    plot_sweep(rows, [key for d in dimensions for key in d.keys], x_key, out / "sweep.png", metric)
-    return SweepOutcome(out, rows, cells, [c.slug for c in pending], [c.slug for c in skipped])
+    status = _run_pending(pending, out, jobs, show_progress, log)
+    with sweep_lock(out):  # another process of this sweep may be writing the same files
+        rows = sweep_rows(out, cells)
+        write_tables(rows, out, log)
+        cell_summary = summary_rows(rows, cells)
+        _write_text(out / "sweep.md", sweep_markdown(cell_summary, base.seeds))
+        plot_sweep(rows, [key for d in dimensions for key in d.keys], x_key, out / "sweep.png", metric)
+    return SweepOutcome(out, rows, cells, [c.slug for c in pending if status[c.slug] == RAN],
+                        [c.slug for c in skipped], [c.slug for c in pending if status[c.slug] == DONE_ELSEWHERE])
 
 
-def _run_pending(pending: list[Cell], out: Path, jobs: int, show_progress: bool, log: Callable[[str], None]) -> None:
-    """Run cells; a failed cell does not stop the others (their folders stay finished), its error is raised last."""
+def _run_pending(
+    pending: list[Cell], out: Path, jobs: int, show_progress: bool, log: Callable[[str], None]
+) -> dict[str, str]:
+    """Run the cells no other process holds, then wait for (or take over) the held ones; slug -> status.
+
+    A failed cell does not stop the others (their folders stay finished); its error is raised last.
+    """
     failures: list[tuple[Cell, Exception]] = []
-    if jobs <= 1 or len(pending) <= 1:
-        for done, cell in enumerate(pending, start=1):
-            log(f"running {cell.slug} ({done}/{len(pending)})")
-            try:
-                seconds = run_cell(cell.config, out / CELLS / cell.slug, show_progress)
-            except Exception as error:
-                failures.append((cell, error))
-                log(f"FAILED {cell.slug} ({done}/{len(pending)}): {error}")
-                continue
-            log(f"finished {cell.slug} in {seconds:.0f} s ({done}/{len(pending)})")
-    else:
-        _run_in_processes(pending, out, jobs, log, failures)
+    status: dict[str, str] = {}
+    for wait in (False, True):
+        failed = {cell.slug for cell, _ in failures}
+        todo = [cell for cell in pending if status.get(cell.slug, BUSY) == BUSY and cell.slug not in failed]
+        if wait and todo:
+            log(f"waiting for {len(todo)} cell(s) another process is running: {', '.join(c.slug for c in todo)}")
+        if jobs <= 1 or len(todo) <= 1:
+            _run_here(todo, out, wait, show_progress, log, status, failures)
+        else:
+            _run_in_processes(todo, out, jobs, wait, log, status, failures)
     if failures:
         log(f"{len(failures)} cell(s) failed; the finished ones are kept: run the same command again to retry")
         raise failures[0][1]
+    return status
+
+
+def _report(cell: Cell, result: str, seconds: float, done: str, log: Callable[[str], None]) -> None:
+    if result == RAN:
+        log(f"finished {cell.slug} in {seconds:.0f} s ({done})")
+    elif result == DONE_ELSEWHERE:
+        log(f"{cell.slug} was finished by another process ({done})")
+    else:
+        log(f"another process is running {cell.slug}: back to it at the end ({done})")
+
+
+def _run_here(
+    todo: list[Cell], out: Path, wait: bool, show_progress: bool, log: Callable[[str], None],
+    status: dict[str, str], failures: list[tuple[Cell, Exception]],
+) -> None:
+    for done, cell in enumerate(todo, start=1):
+        try:
+            result, seconds, _ = claim_and_run(cell.config, out, cell.slug, wait, show_progress, log,
+                                               f" ({done}/{len(todo)})")
+        except Exception as error:
+            failures.append((cell, error))
+            log(f"FAILED {cell.slug} ({done}/{len(todo)}): {error}")
+            continue
+        status[cell.slug] = result
+        _report(cell, result, seconds, f"{done}/{len(todo)}", log)
 
 
 def _run_in_processes(
-    pending: list[Cell], out: Path, jobs: int, log: Callable[[str], None], failures: list[tuple[Cell, Exception]]
+    todo: list[Cell], out: Path, jobs: int, wait: bool, log: Callable[[str], None], status: dict[str, str],
+    failures: list[tuple[Cell, Exception]],
 ) -> None:
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch thread state
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = {}
-        for cell in pending:
+        for cell in todo:
             threads = max(1, cell.config.train.threads // jobs)
             train = cell.config.train.model_copy(update={"threads": threads})
-            futures[pool.submit(run_cell, cell.config.model_copy(update={"train": train}), out / CELLS / cell.slug)] = (
-                cell
-            )
-        log(f"running {len(pending)} cells, {jobs} at a time: {', '.join(c.slug for c in pending)}")
+            config = cell.config.model_copy(update={"train": train})
+            futures[pool.submit(claim_and_run, config, out, cell.slug, wait)] = cell
+        log(f"running {len(todo)} cells, {jobs} at a time: {', '.join(c.slug for c in todo)}")
         for done, future in enumerate(as_completed(futures), start=1):
             cell = futures[future]
             try:
-                seconds = future.result()
+                result, seconds, lines = future.result()
             except Exception as error:
                 failures.append((cell, error))
-                log(f"FAILED {cell.slug} ({done}/{len(pending)}): {error}")
+                log(f"FAILED {cell.slug} ({done}/{len(todo)}): {error}")
                 continue
-            log(f"finished {cell.slug} in {seconds:.0f} s ({done}/{len(pending)})")
+            for line in lines:
+                log(line)
+            status[cell.slug] = result
+            _report(cell, result, seconds, f"{done}/{len(todo)}", log)
 
 
 def resolve_plot_x(plot_x: str | None, dimensions: list[Dimension]) -> str:
@@ -563,8 +674,10 @@ def plot_sweep(rows: list[dict], grid_keys: list[str], x_key: str, path: Path, m
     axes[0][-1].legend(fontsize=8, loc="center right")
     figure.suptitle(f"Reversal curse sweep: {metric} against {x_key} (95% intervals)", fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    temporary = path.with_name(path.name + ".tmp")
+    figure.savefig(temporary, dpi=110, format="png")
     plt.close(figure)
+    os.replace(temporary, path)
 
 
 def _write_text(path: Path, text: str) -> None:
