@@ -37,6 +37,7 @@ TINY = [
 ]
 GRID = ["model.hidden_size=16,32"]
 SLUGS = ["hidden_size-16", "hidden_size-32"]
+CHECKPOINTED = [*TINY, "train.epochs=15", "train.batch_size=8", "train.checkpoint_every=5"]  # long enough to kill
 
 
 def test_parse_grid_single_linked_size_and_cures():
@@ -218,11 +219,11 @@ def test_grid_takes_phrasings_seeds_and_cures_keys():
 # ---------------------------------------------------------------- real processes: killed, and two at once
 
 
-def sweep_process(out, grid, log_path, jobs=1):
+def sweep_process(out, grid, log_path, jobs=1, sets=TINY):
     """``revcurse sweep`` in its own process (and process group), output into ``log_path``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     command = [sys.executable, "-m", "revcurse.cli", "sweep", "--out", str(out), "--quiet", "--jobs", str(jobs),
-               *_cli_sets(TINY)]
+               *_cli_sets(sets)]
     command += [arg for spec in grid for arg in ("--grid", spec)]
     with open(log_path, "w", encoding="utf-8") as handle:
         return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -236,13 +237,13 @@ def finished_cells(out):
 
 
 def test_a_sweep_killed_mid_cell_skips_the_finished_cell_when_run_again(tmp_path):
-    """SIGKILL while the second cell trains (its staging folder exists), then the same command again."""
+    """SIGKILL while the second cell trains (it has a checkpoint), then the same command again: it resumes there."""
     out = tmp_path / "sweep"
-    process = sweep_process(out, GRID, tmp_path / "first.log")
+    process = sweep_process(out, GRID, tmp_path / "first.log", sets=CHECKPOINTED)
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and process.poll() is None:
-            staging = list((out / "cells").glob(".*.tmp-*")) if (out / "cells").is_dir() else []
+            staging = list((out / "cells").glob(".*.partial/seed-0/checkpoints/step-*[0-9]"))
             if len(finished_cells(out)) == 1 and staging:
                 break
             time.sleep(0.02)
@@ -254,16 +255,18 @@ def test_a_sweep_killed_mid_cell_skips_the_finished_cell_when_run_again(tmp_path
     assert process.returncode == -signal.SIGKILL
     (done,) = finished_cells(out)
     (cut_off,) = set(SLUGS) - {done}
-    assert list((out / "cells").glob(f".{cut_off}.tmp-*"))  # the killed cell's half-written staging folder
+    assert list((out / "cells").glob(f".{cut_off}.partial"))  # the killed cell's unfinished run, checkpointed
     assert not (out / "sweep.csv").exists()
     mtime = (out / "cells" / done / "run.json").stat().st_mtime_ns
 
-    again = sweep_process(out, GRID, tmp_path / "second.log")
+    again = sweep_process(out, GRID, tmp_path / "second.log", sets=CHECKPOINTED)
     assert again.wait(timeout=240) == 0, (tmp_path / "second.log").read_text()
     log = (tmp_path / "second.log").read_text()
     assert f"skipping {done}: finished in an earlier run" in log
     assert f"running {cut_off}" in log and f"running {done}" not in log  # not retrained
-    assert "removing the unfinished leftover" in log and "ran 1 cell(s), skipped 1 finished" in log
+    (resumed,) = [line for line in log.splitlines() if line.startswith(f"running {cut_off}")]
+    assert "resuming the interrupted cell (seed-0 from step" in resumed
+    assert "ran 1 cell(s), skipped 1 finished" in log
     assert (out / "cells" / done / "run.json").stat().st_mtime_ns == mtime
     assert sorted(p.name for p in (out / "cells").iterdir()) == SLUGS  # the leftover is gone
     with open(out / "sweep.csv", encoding="utf-8") as handle:

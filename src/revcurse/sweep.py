@@ -317,12 +317,13 @@ def cell_cost(config: RunConfig) -> float:
     return training_work(config, config.seed) * config.seeds * per_token
 
 
-def run_cell(config: RunConfig, folder: Path, show_progress: bool = False) -> float:
-    """Run one cell into its own run folder (atomic); returns wall seconds."""
+def run_cell(config: RunConfig, folder: Path, show_progress: bool = False, resume: bool = False) -> float:
+    """Run one cell into its own run folder (atomic), or resume its killed run; returns wall seconds."""
     from revcurse.experiment import run_experiment
 
     start = time.perf_counter()
-    run_experiment(config, folder, overwrite=False, show_progress=show_progress, log=lambda *_: None, processes=1)
+    run_experiment(config, folder, overwrite=False, show_progress=show_progress, log=lambda *_: None, processes=1,
+                   resume=resume)
     return time.perf_counter() - start
 
 
@@ -335,6 +336,8 @@ def claim_and_run(
     ``wait``: wait for a holder to let go instead of answering BUSY; then the cell is finished, or its holder
     died and this process runs it. A worker process's entry point (its log lines come back in the result).
     """
+    from revcurse.experiment import describe_progress, partial_folder
+
     lines: list[str] = []
 
     def say(line: str) -> None:
@@ -355,8 +358,14 @@ def claim_and_run(
         for leftover in sorted((out / CELLS).glob(f".{slug}.tmp-*")) + sorted((out / CELLS).glob(f".{slug}.old-*")):
             say(f"removing the unfinished leftover {leftover.name} of an interrupted cell")
             shutil.rmtree(leftover, ignore_errors=True)
-        say(f"running {slug}{label}")
-        return RAN, run_cell(config, folder, show_progress), lines
+        partial = partial_folder(folder)
+        if partial.is_dir() and not (partial / "config.yaml").is_file():  # killed before it had begun
+            shutil.rmtree(partial, ignore_errors=True)
+        if partial.is_dir():
+            say(f"running {slug}{label}: resuming the interrupted cell ({describe_progress(partial)})")
+        else:
+            say(f"running {slug}{label}")
+        return RAN, run_cell(config, folder, show_progress, resume=partial.is_dir()), lines
     finally:
         lock.release()
 
