@@ -715,7 +715,7 @@ def sweep(
     folder per cell), DIR/sweep.csv and DIR/sweep.parquet (every metric
     record of every cell + a column per grid key + parameters), sweep.md and
     sweep.png. Interrupted? Run the same command again: finished cells are
-    skipped, the cut-off one is cleaned and rerun. A different grid or base
+    skipped, the cut-off one resumes from its checkpoint. A different grid or base
     config in the same DIR is refused unless --overwrite. Several processes
     may run the same sweep at once: a lock per cell (DIR/.locks/) shares the
     cells out, each runs once, and each process ends with the whole table.
