@@ -171,7 +171,8 @@ def check_remote_code(folder: Path, trust_remote_code: bool) -> None:
         if isinstance(data, dict) and data.get("auto_map"):
             raise InputError(
                 "this checkpoint ships its own Python code (auto_map), which is not run: it would run with your "
-                "permissions. Pass --set model.trust_remote_code=true only if you trust where it came from",
+                "permissions. It runs only with model.trust_remote_code=true (--set, on commands that take a "
+                "config; serve and parents never run it): set that only if you trust where the folder came from",
                 path,
             )
 
