@@ -32,6 +32,23 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a config key, e.g. --set train.epochs=8 (repeatable)."),
 ]
+AllowPickleOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-pickle",
+        help="Load a checkpoint's pickle weights (.bin, .pt) when it has no safetensors. Unpickling can run code: "
+        "only for files you trust (same as --set model.allow_pickle=true).",
+    ),
+]
+NameOption = Annotated[
+    str | None,
+    typer.Option(help="Run name: the folder runs/NAME (a plain name: no '/', '..', leading '.'); or use --out."),
+]
+
+
+def with_allow_pickle(overrides: list[str], allow_pickle: bool) -> list[str]:
+    """``--allow-pickle`` as the config override it stands for (recorded in the run's config.yaml)."""
+    return [*overrides, "model.allow_pickle=true"] if allow_pickle else overrides
 
 
 @app.command()
@@ -40,19 +57,21 @@ def demo(
     set_: SetOption = None,
     seeds: Annotated[int | None, typer.Option(help="Run this many seeds and aggregate (95% intervals).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder; default runs/demo-<date>-<time>.")] = None,
+    name: NameOption = None,
     paper: Annotated[
         Path | None, typer.Option(help="Train and probe on the paper's Experiment 1 folder instead.")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     jobs: Annotated[int, typer.Option(help="Seeds in parallel processes (useful with --seeds 2 or more).")] = 1,
+    allow_pickle: AllowPickleOption = False,
 ) -> None:
     """Experiment 1 end to end: made-up people -> training text -> a tiny model -> probes forward and reverse.
 
     Prints accuracy per subset and asked direction (95% interval) with the likelihood test, and writes a run
     folder: config.yaml, metrics.json (tidy records), predictions.jsonl, report.md and seed-N/model/.
     """
-    _run_experiment1(config, set_, seeds, out, paper, overwrite, quiet, jobs, resume=None, name="demo")
+    _run_experiment1(config, set_, seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle, None, "demo")
 
 
 @app.command()
@@ -61,12 +80,14 @@ def train(
     set_: SetOption = None,
     seeds: Annotated[int | None, typer.Option(help="Run this many seeds and aggregate (95% intervals).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder; default runs/train-<date>-<time>.")] = None,
+    name: NameOption = None,
     paper: Annotated[
         Path | None, typer.Option(help="Train and probe on the paper's Experiment 1 folder instead.")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing (or interrupted) run folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     jobs: Annotated[int, typer.Option(help="Seeds in parallel processes (useful with --seeds 2 or more).")] = 1,
+    allow_pickle: AllowPickleOption = False,
     resume: Annotated[
         Path | None,
         typer.Option(help="Continue the interrupted run RUN (the --out it was started with), with its own config."),
@@ -84,7 +105,7 @@ def train(
     an uninterrupted run. `revcurse status RUN` says whether a run is
     finished, running, interrupted or failed.
     """
-    _run_experiment1(config, set_, seeds, out, paper, overwrite, quiet, jobs, resume=resume, name="train")
+    _run_experiment1(config, set_, seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle, resume, "train")
 
 
 def _run_experiment1(
@@ -92,32 +113,35 @@ def _run_experiment1(
     set_: list[str] | None,
     seeds: int | None,
     out: Path | None,
+    name: str | None,
     paper: Path | None,
     overwrite: bool,
     quiet: bool,
     jobs: int,
+    allow_pickle: bool,
     resume: Path | None,
-    name: str,
+    command: str,
 ) -> None:
     """What `demo` and `train` share: load the config, run every seed, print the result table."""
     from revcurse.experiment import load_started_config, partial_folder, run_experiment
+    from revcurse.paths import output_folder
     from revcurse.report import result_table
 
-    overrides = list(set_ or [])
+    overrides = with_allow_pickle(list(set_ or []), allow_pickle)
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
     if paper is not None:
         overrides.append(f"world.source={paper}")
     if resume is not None:
-        if overrides or config is not None or out is not None or overwrite:
+        if overrides or config is not None or out is not None or name is not None or overwrite:
             raise InputError("--resume continues a run with its own config and folder: drop --config, --set, "
-                             "--seeds, --paper, --out and --overwrite")
+                             "--seeds, --paper, --out, --name, --allow-pickle and --overwrite")
         out = resume
         staging = partial_folder(resume)
         run_config = load_started_config(staging) if staging.is_dir() else load_config(None)
     else:
+        out = output_folder(out, name, f"{command}-{datetime.now():%Y%m%d-%H%M%S}")
         run_config = load_config(config, overrides)
-    out = out or Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
     outcome = run_experiment(
         run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print, processes=jobs,
         resume=resume is not None,
@@ -165,9 +189,11 @@ def compare(
     set_: SetOption = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds per arm (the same worlds in every arm).")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder; default runs/compare-<date>-<time>.")] = None,
+    name: NameOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     jobs: Annotated[int, typer.Option(help="Runs side by side in single-threaded processes.")] = 2,
+    allow_pickle: AllowPickleOption = False,
     resume: Annotated[
         Path | None,
         typer.Option(help="Continue the interrupted comparison DIR (its --out) with its own config and arms."),
@@ -180,23 +206,24 @@ def compare(
     """
     from revcurse.compare import compare_table, load_started_comparison, parse_arms, run_compare
     from revcurse.experiment import partial_folder
+    from revcurse.paths import output_folder
 
-    overrides = list(set_ or [])
+    overrides = with_allow_pickle(list(set_ or []), allow_pickle)
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
     if resume is not None:
-        if cures is not None or overrides or config is not None or out is not None or overwrite:
+        if cures is not None or overrides or config is not None or out is not None or name is not None or overwrite:
             raise InputError("--resume continues a comparison with its own config, arms and folder: drop --cures, "
-                             "--config, --set, --seeds, --out and --overwrite")
+                             "--config, --set, --seeds, --out, --name, --allow-pickle and --overwrite")
         out = resume
         staging = partial_folder(resume)
         run_config, arms = load_started_comparison(staging) if staging.is_dir() else (load_config(None), [])
     elif cures is None:
         raise InputError("--cures is required (e.g. --cures reverse-entity,paraphrase); see --help")
     else:
+        out = output_folder(out, name, f"compare-{datetime.now():%Y%m%d-%H%M%S}")
         arms = parse_arms(cures)
         run_config = load_config(config, overrides)
-    out = out or Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
     outcome = run_compare(
         run_config, arms, out, overwrite=overwrite, show_progress=not quiet, log=console.print, processes=jobs,
         resume=resume is not None,
@@ -318,6 +345,7 @@ def parents(
     out: Annotated[Path | None, typer.Option(help="Run folder; default runs/parents-<date>-<time>.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    allow_pickle: AllowPickleOption = False,
 ) -> None:
     """Experiment 2: ask "Who is X's mother/father?" and "Name a child of Y." of a model, in chat and completion
     style, by sampling and by log-prob; parent vs child with 95% intervals and paired tests.
@@ -345,7 +373,7 @@ def parents(
         raise InputError("run folder exists; pass --overwrite to replace it", out)
     transformers.utils.logging.disable_progress_bar()
     start = time.perf_counter()
-    lm, tokenizer = load_checkpoint(ModelConfig(checkpoint=model))
+    lm, tokenizer = load_checkpoint(ModelConfig(checkpoint=model, allow_pickle=allow_pickle))
     bidirectional = getattr(lm.config, "is_causal", True) is False  # an MLM-U run's model
     backend = (MaskedLMBackend if bidirectional else HFBackend)(lm, tokenizer)
     load_seconds = time.perf_counter() - start
@@ -388,6 +416,7 @@ def audit(
     out: Annotated[Path | None, typer.Option(help="Run folder; default runs/audit-<date>-<time>.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    allow_pickle: AllowPickleOption = False,
 ) -> None:
     """Your own facts: train on them forward only, then ask each one forward and in reverse.
 
@@ -424,7 +453,7 @@ def audit(
 
     from revcurse.own_facts import FORWARD, REVERSE, run_audit, summary_line
 
-    run_config = load_config(config, list(set_ or []))
+    run_config = load_config(config, with_allow_pickle(list(set_ or []), allow_pickle))
     out = out or Path("runs") / f"audit-{datetime.now():%Y%m%d-%H%M%S}"
     result = run_audit(facts, templates, run_config, out, overwrite, show_progress=not quiet, log=console.print)
     summary = result.summary
@@ -507,6 +536,7 @@ def incontext(
     out: Annotated[Path | None, typer.Option(help="Folder; default runs/incontext-<date>-<time>.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    allow_pickle: AllowPickleOption = False,
 ) -> None:
     """In-context control: the reverse question with the fact in the prompt, against the same question asked of
     the weights.
@@ -522,7 +552,7 @@ def incontext(
     from revcurse.incontext import INCONTEXT_HEADER, EpisodeConfig, incontext_rows, run_incontext
     from revcurse.report import grid_table
 
-    overrides = list(set_ or [])
+    overrides = with_allow_pickle(list(set_ or []), allow_pickle)
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
     run_config = load_config(config, overrides if config else [*INCONTEXT_DEFAULTS, *overrides])
@@ -617,6 +647,7 @@ def serve(
         str, typer.Option(help="Environment variable holding the API key; when set, requests must carry it.")
     ] = "REVCURSE_API_KEY",
     model_name: Annotated[str | None, typer.Option(help="Model id in the API; default: the folder's name.")] = None,
+    allow_pickle: AllowPickleOption = False,
 ) -> None:
     """Serve a model folder over an OpenAI-compatible API (/v1/models, /v1/completions, /v1/chat/completions).
 
@@ -628,7 +659,10 @@ def serve(
     from revcurse.serve import serve as run_server
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run_server(model_dir, host=host, port=port, api_key_env=api_key_env, model_name=model_name, log=console.print)
+    run_server(
+        model_dir, host=host, port=port, api_key_env=api_key_env, model_name=model_name, log=console.print,
+        allow_pickle=allow_pickle,
+    )
 
 
 @app.command(name="probe-remote")
@@ -644,15 +678,22 @@ def probe_remote(
         int | None, typer.Option(help="Greedy answer length; default: the config's probe.max_new_tokens, else 32.")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Also write a results folder: config.yaml, metrics.json, predictions.jsonl, remote.json."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
 ) -> None:
-    """Probe a model behind any OpenAI-compatible server on a run's facts and print the table (writes nothing).
+    """Probe a model behind any OpenAI-compatible server on a run's facts and print the table.
 
     The server must give prompt log-probs (completions with echo=true, max_tokens=0, logprobs=1), as vLLM and
-    `revcurse serve` do.
+    `revcurse serve` do. With --out the results are written too; remote.json records the URL and the *name* of
+    the key's environment variable, never the key.
     """
     import time
 
-    from revcurse.experiment import build_world_corpus
+    from revcurse.config import dump_config
+    from revcurse.experiment import build_world_corpus, run_folder
     from revcurse.metrics import aggregate
     from revcurse.probe import run_probes
     from revcurse.remote import backend_from_url
@@ -661,6 +702,8 @@ def probe_remote(
     config_file = run / "config.yaml" if run.is_dir() else run
     if not config_file.is_file():
         raise InputError("expected a run folder with config.yaml, or a YAML config", run)
+    if out is not None and out.exists() and not overwrite:  # refuse before probing, not after
+        raise InputError("folder exists; pass --overwrite to replace it", out)
     run_config = load_config(config_file)
     corpus, world_seed = build_world_corpus(run_config, seed)
     start = time.perf_counter()
@@ -668,9 +711,22 @@ def probe_remote(
         # No tokenizer here to size answers by their targets' tokens: a fixed length, enough for names and roles.
         answer_tokens = max_new_tokens or run_config.probe.max_new_tokens or 32
         results = run_probes(backend, corpus, answer_tokens, show_progress=not quiet)
-        name = backend.model
-    console.print(result_table(aggregate([(seed, world_seed, results)]), title=f"Reversal curse: {name} at {url}"))
-    console.print(f"{len(results)} probes in {time.perf_counter() - start:.0f} s")
+        name, base_url = backend.model, backend.base_url
+    seconds = time.perf_counter() - start
+    records = aggregate([(seed, world_seed, results)])
+    console.print(result_table(records, title=f"Reversal curse: {name} at {url}"))
+    console.print(f"{len(results)} probes in {seconds:.0f} s" + (f"; results: {out}" if out else ""))
+    if out is None:
+        return
+    remote = {"url": base_url, "model": name, "api_key_env": api_key_env, "seed": seed, "world_seed": world_seed,
+              "probes": len(results), "max_new_tokens": answer_tokens, "seconds": seconds}  # fmt: skip
+    with run_folder(out, overwrite) as staging:
+        (staging / "config.yaml").write_text(dump_config(run_config), encoding="utf-8")
+        (staging / "metrics.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
+        with open(staging / "predictions.jsonl", "w", encoding="utf-8") as handle:
+            for result in results:
+                handle.write(json.dumps({"seed": seed, **result.to_json()}, ensure_ascii=False) + "\n")
+        (staging / "remote.json").write_text(json.dumps(remote, indent=1), encoding="utf-8")
 
 
 @app.command()
@@ -692,6 +748,7 @@ def sweep(
     metric: Annotated[str, typer.Option(help="Plotted metric: accuracy, rank1, mrr or likelihood_diff.")] = "accuracy",
     overwrite: Annotated[bool, typer.Option(help="Replace the folder, finished cells included.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars (with --jobs 1; workers never show them).")] = False,
+    allow_pickle: AllowPickleOption = False,
 ) -> None:
     """Run Experiment 1 over a grid of config values: one run folder per cell, one tidy table, one plot.
 
@@ -724,7 +781,7 @@ def sweep(
     """
     from revcurse.sweep import run_sweep, summary_rows, sweep_table
 
-    overrides = list(set_ or [])
+    overrides = with_allow_pickle(list(set_ or []), allow_pickle)
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
     outcome = run_sweep(

@@ -6,6 +6,7 @@ config (defaults filled in) is written into each run folder, so a run can be rep
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -38,6 +39,9 @@ class CorpusConfig(Section):
 class ModelConfig(Section):
     checkpoint: str | None = Field(None, description="local folder or hub id of a causal LM; None: build a tiny one")
     trust_remote_code: bool = Field(False, description="let a checkpoint run its own code (off: safe by default)")
+    allow_pickle: bool = Field(
+        False, description="load pickle weights (.bin, .pt) when a folder has no safetensors; unpickling runs code"
+    )
     hidden_size: int = Field(96, ge=8, description="tiny model: width")
     layers: int = Field(2, ge=1, description="tiny model: transformer blocks")
     heads: int = Field(4, ge=1, description="tiny model: attention heads")
@@ -154,11 +158,36 @@ def load_yaml_config(model: type[M], path: str | Path | None = None, overrides: 
         data = loaded or {}
     for override in overrides:
         apply_override(data, override)
+    refuse_secrets(data, path)
     try:
         return model.model_validate(data)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise InputError(f"invalid config: {problems}", path) from None
+
+
+# Key names that hold credentials. A name ending in _env (``api_key_env``) names an environment variable: allowed.
+SECRET_KEY = re.compile(r"api[_-]?key|secret|passw|credential|bearer|authorization|(^|[_-])(token|key)$", re.I)
+
+
+def refuse_secrets(data: Any, path: str | Path | None = None, prefix: str = "") -> None:
+    """Refuse a config key that looks like a credential, whatever the section, before validation.
+
+    The resolved config is written into every run folder (config.yaml), so a key put there would leak. The
+    message names the key, never its value. Keys come from environment variables (``--api-key-env NAME``).
+    """
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(key, str) and SECRET_KEY.search(key) and not key.lower().endswith("_env"):
+            raise InputError(
+                f"config key {dotted!r} looks like a credential: API keys and tokens never go in a config (it is "
+                "copied into every run folder); put the key in an environment variable and pass its name "
+                "(e.g. --api-key-env MY_KEY_VAR)",
+                path,
+            )
+        refuse_secrets(value, path, f"{dotted}.")
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:

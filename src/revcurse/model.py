@@ -7,6 +7,7 @@ probes), so every word of a phrasing or a name is known, and decoding gives the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -87,9 +88,11 @@ def set_bidirectional(model: PreTrainedModel) -> PreTrainedModel:
 def load_checkpoint(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """Load a causal LM and its tokenizer from a local folder (or a hub id), weights from safetensors only.
 
-    A folder holding a LoRA adapter (``adapter_config.json``, saved by a run with ``lora.merge_on_save: false``)
-    loads its base model and applies the adapter. A hub id needs the network: offline, it fails at once with a
-    message that says so rather than waiting on connection timeouts.
+    Safe by default: pickle weights (``pytorch_model.bin``, ``*.pt``) can run code when loaded, so a folder that
+    has only those is refused unless ``model.allow_pickle``; a checkpoint's own code (``auto_map``) never runs
+    unless ``model.trust_remote_code``. A folder holding a LoRA adapter (``adapter_config.json``, saved by a run
+    with ``lora.merge_on_save: false``) loads its base model and applies the adapter. A hub id needs the network:
+    offline, it fails at once with a message that says so rather than waiting on connection timeouts.
     """
     source = config.checkpoint
     assert source is not None
@@ -98,8 +101,9 @@ def load_checkpoint(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTok
         return _load_adapter(local, config)
     if local.exists() and not (local / "config.json").is_file():
         raise InputError("not a model folder: expected config.json (a transformers checkpoint)", local)
-    if local.exists() and not any(local.glob("*.safetensors")):
-        raise InputError("no *.safetensors weights (pickle weights are not loaded)", local)
+    if local.exists():
+        check_weights(local, config.allow_pickle)
+        check_remote_code(local, config.trust_remote_code)
     location = str(local) if local.exists() else source
     if not local.exists():
         _check_hub_reachable(source)
@@ -107,13 +111,14 @@ def load_checkpoint(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTok
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=config.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             location,
-            use_safetensors=True,
+            # None: safetensors when there are any, else pickle weights (allowed); True: safetensors or an error.
+            use_safetensors=None if config.allow_pickle else True,
             trust_remote_code=config.trust_remote_code,
             dtype=torch.float32,
             attn_implementation=config.attention,
         )
     except (OSError, ValueError) as error:
-        raise InputError(f"could not load checkpoint {source!r}: {error}") from None
+        raise InputError(f"could not load checkpoint {source!r}: {' '.join(str(error).split())}") from None
     if getattr(model.config, "is_causal", True) is False:  # saved by an MLM-U run
         set_bidirectional(model)
     if tokenizer.pad_token is None:
@@ -122,9 +127,61 @@ def load_checkpoint(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTok
     return model, tokenizer
 
 
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
+
+
+def pickle_files(folder: Path) -> list[Path]:
+    """Files in ``folder`` that ``torch.load`` would unpickle (weights, sharded weights, adapters), sorted."""
+    return sorted({path for pattern in PICKLE_PATTERNS for path in folder.glob(pattern) if path.is_file()})
+
+
+def check_weights(folder: Path, allow_pickle: bool, safetensors_name: str = "*.safetensors") -> None:
+    """Refuse a folder whose only weights are pickle files, unless ``allow_pickle``: unpickling runs code.
+
+    With safetensors weights present the pickle files are never read (``use_safetensors=True``), so they are
+    not an error; with neither, the folder simply has no weights.
+    """
+    if any(folder.glob(safetensors_name)):
+        return
+    pickled = [path for path in pickle_files(folder) if path.name != "training_args.bin"]
+    if not pickled:
+        raise InputError(f"no {safetensors_name} weights found (a transformers checkpoint saves model.safetensors)",
+                         folder)
+    if allow_pickle:
+        return
+    names = ", ".join(path.name for path in pickled[:3]) + (" ..." if len(pickled) > 3 else "")
+    raise InputError(
+        f"refusing pickle weights {names}: loading a pickle file can run arbitrary code. Convert them to "
+        "safetensors (load once where you trust them, then save_pretrained), or pass --allow-pickle "
+        "(model.allow_pickle=true) if you trust where this folder came from",
+        pickled[0],
+    )
+
+
+def check_remote_code(folder: Path, trust_remote_code: bool) -> None:
+    """Refuse, before transformers reads anything, a folder that needs its own Python code (``auto_map``)."""
+    if trust_remote_code:
+        return
+    for name in ("config.json", "tokenizer_config.json"):
+        path = folder / name
+        try:
+            data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise InputError(f"not valid JSON: {error}", path) from None
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise InputError(
+                "this checkpoint ships its own Python code (auto_map), which is not run: it would run with your "
+                "permissions. It runs only with model.trust_remote_code=true (--set, on commands that take a "
+                "config; serve and parents never run it): set that only if you trust where the folder came from",
+                path,
+            )
+
+
 def _load_adapter(folder: Path, config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     from peft import PeftConfig, PeftModel
 
+    # peft falls back to adapter_model.bin (torch.load) when there is no adapter_model.safetensors.
+    check_weights(folder, config.allow_pickle, "adapter_model.safetensors")
     base = PeftConfig.from_pretrained(str(folder)).base_model_name_or_path
     if not base:
         raise InputError("adapter_config.json names no base_model_name_or_path", folder / "adapter_config.json")

@@ -65,6 +65,8 @@ def normalize_base_url(url: str) -> str:
         raise InputError(f"not an http(s) URL: {url!r} (expected e.g. http://127.0.0.1:8000/v1)")
     if parts.username or parts.password:
         raise InputError("put no credentials in the URL; set the API key's environment variable instead")
+    if parts.query or parts.fragment:  # a key in ?api_key=... would be printed and written with the URL
+        raise InputError("put no query string in the URL (keys go in the API key's environment variable)")
     base = url.strip().rstrip("/")
     for endpoint in ("/completions", "/chat/completions"):
         base = base.removesuffix(endpoint)

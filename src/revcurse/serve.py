@@ -427,15 +427,19 @@ def serve(
     api_key_env: str = "REVCURSE_API_KEY",
     model_name: str | None = None,
     log: Callable[[str], None] = print,
+    allow_pickle: bool = False,
 ) -> None:
-    """Load ``model_dir`` (safetensors only, no remote code) and answer requests until interrupted."""
+    """Load ``model_dir`` (safetensors only unless ``allow_pickle``; no remote code) and answer requests until
+    interrupted."""
     from revcurse.config import ModelConfig
     from revcurse.model import load_checkpoint
 
     folder = Path(model_dir).expanduser()
     if not folder.is_dir():
         raise InputError("no such model folder", folder)
-    model, tokenizer = load_checkpoint(ModelConfig(checkpoint=str(folder), trust_remote_code=False))
+    model, tokenizer = load_checkpoint(
+        ModelConfig(checkpoint=str(folder), trust_remote_code=False, allow_pickle=allow_pickle)
+    )
     api_key = os.environ.get(api_key_env) or None
     warning = host_warning(host, api_key_env, has_key=api_key is not None)
     if warning:

@@ -12,8 +12,9 @@ product of dimensions, each one ``--grid KEY=V1,V2,...``:
 
 Why one run folder per cell: ``experiment.run_experiment`` writes a folder atomically, so after an interruption
 every folder under ``cells/`` is a finished cell. Running the same sweep again skips them, resumes the cell that
-was cut off from its last training checkpoint (``.SLUG.partial/``), and runs what is missing. ``sweep.json`` records the grid and the
-resolved base config, so a different sweep is refused in the same folder instead of mixing with it.
+was cut off from its last training checkpoint (``.SLUG.partial/``), and runs what is missing. ``sweep.json``
+records the grid and the resolved base config, so a different sweep is refused in the same folder instead of
+mixing with it.
 
 Several processes may run the same sweep folder at once (two terminals, two machines on one file system): they
 share the work. Each cell has a lock (``DIR/.locks/<slug>.lock``, filelock); a process claims a cell without
