@@ -12,7 +12,15 @@ import struct
 import pytest
 
 from revcurse.cli import main
-from revcurse.report_page import ReportPageWarning, build_page, read_folder, write_report, write_report_after_run
+from revcurse.errors import InputError
+from revcurse.report_page import (
+    ReportPageWarning,
+    build_page,
+    read_compare,
+    read_folder,
+    write_report,
+    write_report_after_run,
+)
 from tests.test_cli import SMALL
 
 # A page that cannot be written after a run is only a warning there (the run is kept); here it is an error.
@@ -231,3 +239,10 @@ def test_hostile_text_stays_text_in_chromium(browser, hostile_run, tmp_path):
     assert events["dialogs"] == [] and events["errors"] == [] and events["console"] == []
     assert HOSTILE in page.inner_text("body")
     page.close()
+
+
+def test_a_crafted_cure_name_in_compare_json_is_refused(tmp_path):
+    (tmp_path / "cmp").mkdir()
+    (tmp_path / "cmp" / "compare.json").write_text('[{"cure": "../../elsewhere", "metric": "accuracy"}]')
+    with pytest.raises(InputError, match="not a cure name"):
+        read_compare(tmp_path / "cmp")

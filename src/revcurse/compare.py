@@ -20,6 +20,7 @@ from revcurse.cures import CURES
 from revcurse.errors import InputError
 from revcurse.experiment import load_started_config, run_folder, run_seeds, seed_jobs, write_run
 from revcurse.metrics import lookup, t_interval
+from revcurse.model import check_checkpoint
 from revcurse.report import ASKED_LABEL, format_test
 from revcurse.report_page import write_report_after_run
 
@@ -70,6 +71,8 @@ def run_compare(
     kept and training picks up at each seed's last checkpoint.
     """
     out = Path(out)
+    if config.model.checkpoint is not None:
+        check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the comparison before any work
     records: list[dict] = []
     all_arms = [BASELINE, *arms]
     with run_folder(out, overwrite, resume) as staging:
@@ -102,7 +105,13 @@ def load_started_comparison(staging: Path) -> tuple[RunConfig, list[str]]:
     """The config and arms an interrupted comparison was started with."""
     if not (staging / ARMS_FILE).is_file():
         raise InputError("the interrupted comparison has no arms.json; start it again with --overwrite", staging)
-    return load_started_config(staging), json.loads((staging / ARMS_FILE).read_text(encoding="utf-8"))
+    try:
+        arms = json.loads((staging / ARMS_FILE).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"not valid JSON: {error}", staging / ARMS_FILE) from None
+    if not isinstance(arms, list) or not all(isinstance(arm, str) for arm in arms):
+        raise InputError("expected a JSON list of arm names", staging / ARMS_FILE)
+    return load_started_config(staging), parse_arms(",".join(arms))
 
 
 def cost_record(arm: str, summary: dict) -> dict:

@@ -47,7 +47,7 @@ from revcurse.corpus import Corpus, build_corpus
 from revcurse.cures import CureContext, apply_cures
 from revcurse.errors import InputError
 from revcurse.metrics import aggregate
-from revcurse.model import add_lora, build_tiny_model, load_checkpoint, train_tokenizer
+from revcurse.model import add_lora, build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
 from revcurse.probe import HFBackend, MaskedLMBackend, ProbeResult, run_probes
 from revcurse.report import markdown_report
 from revcurse.report_page import write_report_after_run
@@ -402,6 +402,8 @@ def run_experiment(
     equal ``config``): finished seeds are kept and training picks up at its last checkpoint.
     """
     out = Path(out)
+    if config.model.checkpoint is not None:
+        check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the run before any work
     state = distributed_state(config.train.device)
     if state.num_processes > 1:
         # Launched by torchrun / accelerate launch: every process trains (DDP), the main one writes the run.

@@ -99,11 +99,7 @@ def load_checkpoint(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTok
     local = Path(source).expanduser()
     if local.exists() and (local / "adapter_config.json").is_file():
         return _load_adapter(local, config)
-    if local.exists() and not (local / "config.json").is_file():
-        raise InputError("not a model folder: expected config.json (a transformers checkpoint)", local)
-    if local.exists():
-        check_weights(local, config.allow_pickle)
-        check_remote_code(local, config.trust_remote_code)
+    check_checkpoint(config)
     location = str(local) if local.exists() else source
     if not local.exists():
         _check_hub_reachable(source)
@@ -125,6 +121,21 @@ def load_checkpoint(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTok
         # Causal LMs often ship without a pad token; batching needs one. Labels mask pads by the attention mask.
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def check_checkpoint(config: ModelConfig) -> None:
+    """The safety and shape checks of a local checkpoint folder, without loading it: a run calls this before it
+    starts, so a refused folder stops it before any work (a hub id is checked when it is downloaded)."""
+    local = Path(str(config.checkpoint)).expanduser()
+    if not local.exists():
+        return
+    if (local / "adapter_config.json").is_file():
+        check_weights(local, config.allow_pickle, "adapter_model.safetensors")
+        return
+    if not (local / "config.json").is_file():
+        raise InputError("not a model folder: expected config.json (a transformers checkpoint)", local)
+    check_weights(local, config.allow_pickle)
+    check_remote_code(local, config.trust_remote_code)
 
 
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")

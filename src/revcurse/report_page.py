@@ -31,6 +31,7 @@ from revcurse.report import ASKED_LABEL, COLUMNS, markdown_report, result_rows
 
 FAILING_ROWS_PER_GROUP = 25  # per (subset, asked direction): enough to see the pattern, small enough to read
 DPI = 90
+ARM_NAME = re.compile(r"[a-z0-9][a-z0-9+-]*")  # what `revcurse compare` names its arms (cure-<arm>/)
 STAGING_NAME = re.compile(r"^\.(.+)\.(?:tmp-[^/]*|partial)$")  # experiment.run_folder's name for a run in progress
 
 
@@ -119,6 +120,8 @@ def read_compare(folder: Path) -> CompareData:
         raise InputError("compare.json must be a list of records with a `cure` field", folder / "compare.json")
     arms = {}
     for arm in dict.fromkeys(r["cure"] for r in records):
+        if not isinstance(arm, str) or not ARM_NAME.fullmatch(arm):  # a crafted name must not reach other folders
+            raise InputError(f"not a cure name: {arm!r} (letters, digits, '-' and '+')", folder / "compare.json")
         arm_folder = folder / f"cure-{arm}"
         if (arm_folder / "metrics.json").is_file():
             arms[arm] = read_run(arm_folder)
