@@ -262,6 +262,10 @@ def run_experiment(
 ) -> RunOutcome:
     """Run every seed of ``config`` and write one run folder at ``out``."""
     out = Path(out)
+    if config.world.source != "celebrities":  # check the paper's folder before any folder is made or model trained
+        from revcurse.paper_format import read_experiment1
+
+        read_experiment1(Path(config.world.source))
     state = distributed_state(config.train.device)
     if state.num_processes > 1:
         # Launched by torchrun / accelerate launch: every process trains (DDP), the main one writes the run.

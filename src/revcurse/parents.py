@@ -90,6 +90,8 @@ def read_parent_child_pairs(path: str | Path) -> list[ParentChildPair]:
         raise InputError("file not found", path) from None
     except IsADirectoryError:
         raise InputError("expected a CSV file, got a folder", path) from None
+    except OSError as error:
+        raise InputError(f"cannot read the file: {error.strerror or error}", path) from None
     pairs = []
     with handle:
         reader = csv.DictReader(handle)
