@@ -205,7 +205,8 @@ def _read_csv(handle, path: Path) -> list[OwnFact]:
                 )
             facts.append(_fact({column: row.get(column) for column in COLUMNS}, path, line, "column"))
     except csv.Error as error:
-        raise InputError(f"not valid CSV: {error}", path, reader.line_num) from None
+        # DictReader.line_num lags a row behind; its csv.reader's counts the line that failed.
+        raise InputError(f"not valid CSV: {error}", path, reader.reader.line_num) from None
     return facts
 
 
