@@ -235,15 +235,13 @@ def compare(
 @app.command()
 def show(run: Annotated[Path, typer.Argument(help="A run folder written by `revcurse demo`.")]) -> None:
     """Print the result table of a finished run from its metrics.json (the model is not run again)."""
-    from revcurse.report import result_table
+    from revcurse.report import check_records, result_table
+    from revcurse.report_page import read_json
 
     metrics = run / "metrics.json"
     if not metrics.is_file():
         raise InputError("not a finished run folder: expected metrics.json", run)
-    try:
-        records = json.loads(metrics.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise InputError(f"metrics.json is not valid JSON: {error.msg}", metrics, error.lineno) from None
+    records = check_records(read_json(metrics), metrics)
     console.print(result_table(records, title=str(run)))
 
 
@@ -826,7 +824,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)
     except InputError as error:
-        print(f"error: {error}", file=sys.stderr)  # one unwrapped line, so file and line stay greppable
+        # One unwrapped line, so file and line stay greppable (quoted user text may hold line breaks).
+        print("error: " + " ".join(str(error).splitlines()), file=sys.stderr)
         sys.exit(2)
 
 

@@ -149,9 +149,19 @@ def load_yaml_config(model: type[M], path: str | Path | None = None, overrides: 
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InputError("config file not found", path) from None
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
+        except IsADirectoryError:
+            raise InputError("expected a YAML config file, got a folder", path) from None
+        except OSError as error:
+            raise InputError(f"cannot read the config file: {error.strerror or error}", path) from None
+        except UnicodeDecodeError as error:
+            raise InputError(f"not UTF-8 text: {error.reason} at byte {error.start}", path) from None
+        except yaml.YAMLError as error:
             line = getattr(getattr(error, "problem_mark", None), "line", None)
-            raise InputError(f"not valid YAML: {error}", path, None if line is None else line + 1) from None
+            raise InputError(
+                f"not valid YAML: {yaml_error_text(error)}", path, None if line is None else line + 1
+            ) from None
+        except (ValueError, RecursionError) as error:
+            raise InputError(f"not readable YAML: {yaml_problem(error)}", path) from None
         if loaded is not None and not isinstance(loaded, dict):
             sections = ", ".join(model.model_fields)
             raise InputError(f"expected a mapping of sections ({sections})", path)
@@ -195,18 +205,39 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     key, sep, raw = override.partition("=")
     if not sep or not key.strip():
         raise InputError(f"--set expects key=value, got {override!r}")
+    parts = [part.strip() for part in key.split(".")]
+    if not all(parts):
+        raise InputError(f"--set {key}: expected a key like section.name, with no empty part between dots")
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         raise InputError(f"--set {key}: value {raw!r} is not valid YAML") from None
+    except (ValueError, RecursionError) as error:
+        raise InputError(f"--set {key}: value is not readable YAML: {yaml_problem(error)}") from None
     node = data
-    parts = key.strip().split(".")
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             raise InputError(f"--set {key}: {part!r} is not a section")
         node = child
     node[parts[-1]] = value
+
+
+def yaml_error_text(error: yaml.YAMLError) -> str:
+    """A YAML error on one line: what the parser was doing, what it found, and the column (the line goes apart)."""
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return " ".join(str(error).split())
+    parts = [part for part in (error.context, error.problem) if part]
+    text = "; ".join(" ".join(part.split()) for part in parts) or "cannot parse"
+    mark = error.problem_mark
+    return text if mark is None else f"{text} (column {mark.column + 1})"
+
+
+def yaml_problem(error: ValueError | RecursionError) -> str:
+    """What the YAML loader objected to beyond syntax: nesting too deep, or a number too long to convert."""
+    if isinstance(error, RecursionError):
+        return "lists or mappings nested too deeply"
+    return str(error).split(";")[0]
 
 
 def dump_config(config: RunConfig) -> str:

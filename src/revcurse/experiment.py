@@ -404,6 +404,10 @@ def run_experiment(
     out = Path(out)
     if config.model.checkpoint is not None:
         check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the run before any work
+    if config.world.source != "celebrities":  # check the paper's folder before any folder is made or model trained
+        from revcurse.paper_format import read_experiment1
+
+        read_experiment1(Path(config.world.source))
     state = distributed_state(config.train.device)
     if state.num_processes > 1:
         # Launched by torchrun / accelerate launch: every process trains (DDP), the main one writes the run.

@@ -31,6 +31,7 @@ background people do in Experiment 1. They are never audited.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 import shutil
@@ -46,7 +47,7 @@ import transformers
 import yaml
 
 from revcurse import vocabulary
-from revcurse.config import RunConfig, dump_config
+from revcurse.config import RunConfig, dump_config, yaml_error_text
 from revcurse.corpus import Document
 from revcurse.errors import InputError
 from revcurse.world import Subset
@@ -146,12 +147,20 @@ def read_facts(path: str | Path) -> list[OwnFact]:
     if path.suffix.lower() not in (".csv", ".jsonl"):
         raise InputError(f"unknown file type {path.suffix or '(none)'!r}: expected .csv or .jsonl", path)
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            facts = _read_csv(handle, path) if path.suffix.lower() == ".csv" else _read_jsonl(handle, path)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise InputError("facts file not found", path) from None
+    except IsADirectoryError:
+        raise InputError("expected a facts file, got a folder", path) from None
+    except OSError as error:
+        raise InputError(f"cannot read the facts file: {error.strerror or error}", path) from None
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise InputError(f"not UTF-8 text: {error.reason}", path) from None
+        line = data[: error.start].count(b"\n") + 1
+        raise InputError(f"not UTF-8 text: {error.reason} at byte {error.start}", path, line) from None
+    with io.StringIO(text, newline="") as handle:
+        facts = _read_csv(handle, path) if path.suffix.lower() == ".csv" else _read_jsonl(handle, path)
     if not facts:
         raise InputError("no facts: expected at least one subject, relation, object", path)
     seen: dict[tuple[str, str, str], OwnFact] = {}
@@ -196,7 +205,8 @@ def _read_csv(handle, path: Path) -> list[OwnFact]:
                 )
             facts.append(_fact({column: row.get(column) for column in COLUMNS}, path, line, "column"))
     except csv.Error as error:
-        raise InputError(f"not valid CSV: {error}", path, reader.line_num) from None
+        # DictReader.line_num lags a row behind; its csv.reader's counts the line that failed.
+        raise InputError(f"not valid CSV: {error}", path, reader.reader.line_num) from None
     return facts
 
 
@@ -209,6 +219,10 @@ def _read_jsonl(handle, path: Path) -> list[OwnFact]:
             record = json.loads(text)
         except json.JSONDecodeError as error:
             raise InputError(f"not valid JSON: {error.msg} (column {error.colno})", path, line) from None
+        except RecursionError:
+            raise InputError("not readable JSON: arrays or objects nested too deeply", path, line) from None
+        except ValueError as error:  # an integer of over 4300 digits
+            raise InputError(f"not readable JSON: {str(error).split(';')[0]}", path, line) from None
         if not isinstance(record, dict):
             raise InputError('expected an object {"subject": ..., "relation": ..., "object": ...}', path, line)
         missing = [column for column in COLUMNS if column not in record]
@@ -241,13 +255,21 @@ def read_templates(path: str | Path) -> dict[str, RelationTemplates]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError("templates file not found", path) from None
+    except IsADirectoryError:
+        raise InputError("expected a YAML templates file, got a folder", path) from None
+    except OSError as error:
+        raise InputError(f"cannot read the templates file: {error.strerror or error}", path) from None
     except UnicodeDecodeError as error:
         raise InputError(f"not UTF-8 text: {error.reason}", path) from None
     try:
         root = yaml.compose(text)  # nodes keep their line numbers, which plain loading forgets
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        raise InputError(f"not valid YAML: {error}", path, None if mark is None else mark.line + 1) from None
+        raise InputError(
+            f"not valid YAML: {yaml_error_text(error)}", path, None if mark is None else mark.line + 1
+        ) from None
+    except RecursionError:
+        raise InputError("not readable YAML: lists or mappings nested too deeply", path) from None
     if root is None:
         return {}
     expected = "a mapping {relation: {statement, question, reverse_question}}"
@@ -255,6 +277,8 @@ def read_templates(path: str | Path) -> dict[str, RelationTemplates]:
         raise InputError(f"expected {expected}", path, _line(root))
     templates: dict[str, RelationTemplates] = {}
     for key_node, value_node in root.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise InputError(f"expected {expected}; a relation must be text", path, _line(key_node))
         relation = str(key_node.value).strip()
         if relation in templates:
             raise InputError(f"relation {relation!r} given twice", path, _line(key_node))
@@ -267,7 +291,7 @@ def read_templates(path: str | Path) -> dict[str, RelationTemplates]:
 def _relation_templates(relation: str, node: yaml.MappingNode, path: Path) -> RelationTemplates:
     given: dict[str, yaml.Node] = {}
     for key_node, value_node in node.value:
-        key = str(key_node.value)
+        key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else f"({key_node.id})"
         if key not in TEMPLATE_KEYS:
             raise InputError(
                 f"relation {relation!r}: unknown key {key!r}; expected {', '.join(TEMPLATE_KEYS)}",

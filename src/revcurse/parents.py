@@ -20,6 +20,7 @@ Parent and child questions come from the same row, so parent vs child is tested 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import random
 import re
@@ -85,13 +86,20 @@ def read_parent_child_pairs(path: str | Path) -> list[ParentChildPair]:
     """
     path = Path(path)
     try:
-        handle = open(path, encoding="utf-8-sig", newline="")  # utf-8-sig: a spreadsheet's BOM is not a column
+        data = path.read_bytes()
     except FileNotFoundError:
         raise InputError("file not found", path) from None
     except IsADirectoryError:
         raise InputError("expected a CSV file, got a folder", path) from None
+    except OSError as error:
+        raise InputError(f"cannot read the file: {error.strerror or error}", path) from None
+    try:
+        text = data.decode("utf-8-sig")  # utf-8-sig: a spreadsheet's BOM is not a column
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise InputError(f"not UTF-8 text: {error.reason} at byte {error.start}", path, line) from None
     pairs = []
-    with handle:
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         try:
             header = reader.fieldnames
@@ -106,8 +114,8 @@ def read_parent_child_pairs(path: str | Path) -> list[ParentChildPair]:
             reader.fieldnames = columns
             for row in reader:
                 pairs.append(_parse_row(row, len(columns), path, reader.line_num))
-        except (UnicodeDecodeError, csv.Error) as error:
-            raise InputError(f"not a readable UTF-8 CSV: {error}", path, reader.line_num or None) from None
+        except csv.Error as error:  # DictReader.line_num lags a row behind; its csv.reader's is the failing line
+            raise InputError(f"not a readable CSV: {error}", path, reader.reader.line_num or None) from None
     if not pairs:
         raise InputError("no rows after the header", path)
     return pairs

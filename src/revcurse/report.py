@@ -3,12 +3,52 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from rich.table import Table
 
+from revcurse.errors import InputError
 from revcurse.metrics import lookup
 
 ASKED_LABEL = {"name_to_description": "name→desc", "description_to_name": "desc→name"}
+
+
+TABLE_METRICS = ("accuracy", "rank1", "mrr", "likelihood_diff", "likelihood_t", "likelihood_p")
+INTERVAL_METRICS = ("accuracy", "likelihood_diff")
+
+
+def check_records(records: object, path: str | Path) -> list[dict]:
+    """``records`` if they are metric records the result table can show (as ``aggregate`` writes them), else an
+    ``InputError`` naming ``path``, the record (0-based) and the field that is missing or of the wrong type."""
+    expected = "a list of metric records (objects with subset, asked, trained, metric, mean, ...)"
+    if not isinstance(records, list):
+        raise InputError(f"expected {expected}, got a JSON {type(records).__name__}", path)
+    groups: dict[tuple[str, str], set[str]] = {}
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise InputError(f"record {index}: expected an object, got {type(record).__name__}", path)
+        for field in ("subset", "asked", "metric"):
+            if not isinstance(record.get(field), str):
+                raise InputError(f"record {index}: field {field!r} must be text", path)
+        if "trained" not in record:
+            raise InputError(f"record {index}: missing field 'trained'", path)
+        numbers = ["mean"]
+        if record["metric"] in INTERVAL_METRICS:
+            numbers += ["ci95_low", "ci95_high"]
+        if record["metric"] == "likelihood_diff":
+            numbers.append("n_facts")
+        for field in numbers:
+            value = record.get(field)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InputError(f"record {index} ({record['metric']}): field {field!r} must be a number", path)
+        if record["metric"] == "likelihood_diff" and not isinstance(record["n_facts"], int):
+            raise InputError(f"record {index} (likelihood_diff): field 'n_facts' must be a whole number", path)
+        groups.setdefault((record["subset"], record["asked"]), set()).add(record["metric"])
+    for (subset, asked), metrics in groups.items():
+        missing = [metric for metric in TABLE_METRICS if metric not in metrics]
+        if missing:
+            raise InputError(f"no {', '.join(missing)} record for subset {subset!r}, asked {asked!r}", path)
+    return records
 
 
 def result_rows(records: list[dict]) -> list[dict[str, str]]:

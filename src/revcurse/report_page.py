@@ -27,7 +27,7 @@ from pathlib import Path
 
 from revcurse.errors import InputError
 from revcurse.metrics import ASKED_ORDER, SUBSET_ORDER, lookup
-from revcurse.report import ASKED_LABEL, COLUMNS, markdown_report, result_rows
+from revcurse.report import ASKED_LABEL, COLUMNS, check_records, markdown_report, result_rows
 
 FAILING_ROWS_PER_GROUP = 25  # per (subset, asked direction): enough to see the pattern, small enough to read
 DPI = 90
@@ -63,24 +63,45 @@ class CompareData:
 # ---------------------------------------------------------------- reading
 
 
-def _read_json(path: Path) -> object:
+def read_json(path: Path) -> object:
+    """A JSON file's value; unreadable, not UTF-8 or not JSON is an ``InputError`` naming the file and line."""
+    return _loads(_read_text(path), path, None)
+
+
+def _read_text(path: Path) -> str:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"cannot read the file: {error.strerror or error}", path) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise InputError(f"not UTF-8 text: {error.reason} at byte {error.start}", path, line) from None
+
+
+def _loads(text: str, path: Path, line: int | None) -> object:
+    """``json.loads``, every failure an ``InputError``; ``line``: the line of a JSONL file ``text`` came from."""
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as error:
-        raise InputError(f"not valid JSON: {error.msg}", path, error.lineno) from None
+        raise InputError(f"not valid JSON: {error.msg}", path, line or error.lineno) from None
+    except RecursionError:
+        raise InputError("not readable JSON: arrays or objects nested too deeply", path, line) from None
+    except ValueError as error:  # an integer of over 4300 digits
+        raise InputError(f"not readable JSON: {str(error).split(';')[0]}", path, line) from None
 
 
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise InputError(f"not valid JSON: {error.msg}", path, number) from None
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+        if line.strip():
+            row = _loads(line, path, number)
+            if not isinstance(row, dict):
+                raise InputError("expected a JSON object on each line", path, number)
+            rows.append(row)
     return rows
 
 
@@ -89,10 +110,10 @@ def read_run(folder: Path) -> RunData:
     for name in ("metrics.json", "run.json"):
         if not (folder / name).is_file():
             raise InputError(f"not a finished run folder: expected {name}", folder)
-    records = _read_json(folder / "metrics.json")
-    summary = _read_json(folder / "run.json")
-    if not isinstance(records, list) or not isinstance(summary, dict):
-        raise InputError("not a run folder of `revcurse demo`: metrics.json must be a list of records", folder)
+    records = check_records(read_json(folder / "metrics.json"), folder / "metrics.json")
+    summary = read_json(folder / "run.json")
+    if not isinstance(summary, dict):
+        raise InputError("expected a JSON object (the run's summary)", folder / "run.json")
     config_path = folder / "config.yaml"
     logs = {
         seed_folder.name: [e for e in _read_jsonl(seed_folder / "train_log.jsonl") if "loss" in e and "step" in e]
@@ -102,7 +123,7 @@ def read_run(folder: Path) -> RunData:
         folder=folder,
         records=records,
         summary=summary,
-        config_text=config_path.read_text(encoding="utf-8") if config_path.is_file() else "",
+        config_text=_read_text(config_path) if config_path.is_file() else "",
         predictions=_read_jsonl(folder / "predictions.jsonl"),
         train_logs={name: log for name, log in logs.items() if log},
     )
@@ -115,7 +136,7 @@ def _seed_number(name: str) -> int:
 
 def read_compare(folder: Path) -> CompareData:
     """A compare folder written by ``revcurse compare`` (compare.json and cure-<arm>/ run folders)."""
-    records = _read_json(folder / "compare.json")
+    records = read_json(folder / "compare.json")
     if not isinstance(records, list) or not all(isinstance(r, dict) and "cure" in r for r in records):
         raise InputError("compare.json must be a list of records with a `cure` field", folder / "compare.json")
     arms = {}
