@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from revcurse.errors import InputError
+from revcurse.errors import InputError, read_user_text
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -145,16 +145,9 @@ def load_yaml_config(model: type[M], path: str | Path | None = None, overrides: 
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
+        text = read_user_text(path, "config file")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError("config file not found", path) from None
-        except IsADirectoryError:
-            raise InputError("expected a YAML config file, got a folder", path) from None
-        except OSError as error:
-            raise InputError(f"cannot read the config file: {error.strerror or error}", path) from None
-        except UnicodeDecodeError as error:
-            raise InputError(f"not UTF-8 text: {error.reason} at byte {error.start}", path) from None
+            loaded = yaml.safe_load(text)
         except yaml.YAMLError as error:
             line = getattr(getattr(error, "problem_mark", None), "line", None)
             raise InputError(

@@ -16,3 +16,21 @@ class InputError(Exception):
             where = self.path if line is None else f"{self.path}, line {line}"
             where += ": "
         super().__init__(where + message)
+
+
+def read_user_text(path: Path, what: str) -> str:
+    """A user's text file as a string (a leading BOM dropped); a missing, unreadable or non-UTF-8 file is an
+    InputError saying which, and for bad UTF-8 on which line. ``what`` names the file: "facts file", ..."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{what} not found", path) from None
+    except IsADirectoryError:
+        raise InputError(f"expected a {what}, got a folder", path) from None
+    except OSError as error:
+        raise InputError(f"cannot read the {what}: {error.strerror or error}", path) from None
+    try:
+        return data.decode("utf-8-sig")  # utf-8-sig: a spreadsheet's BOM is not part of the first column
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise InputError(f"not UTF-8 text: {error.reason} at byte {error.start}", path, line) from None

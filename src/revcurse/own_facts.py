@@ -49,7 +49,7 @@ import yaml
 from revcurse import vocabulary
 from revcurse.config import RunConfig, dump_config, yaml_error_text
 from revcurse.corpus import Document
-from revcurse.errors import InputError
+from revcurse.errors import InputError, read_user_text
 from revcurse.world import Subset
 
 COLUMNS = ("subject", "relation", "object")
@@ -146,19 +146,7 @@ def read_facts(path: str | Path) -> list[OwnFact]:
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".jsonl"):
         raise InputError(f"unknown file type {path.suffix or '(none)'!r}: expected .csv or .jsonl", path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("facts file not found", path) from None
-    except IsADirectoryError:
-        raise InputError("expected a facts file, got a folder", path) from None
-    except OSError as error:
-        raise InputError(f"cannot read the facts file: {error.strerror or error}", path) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise InputError(f"not UTF-8 text: {error.reason} at byte {error.start}", path, line) from None
+    text = read_user_text(path, "facts file")
     with io.StringIO(text, newline="") as handle:
         facts = _read_csv(handle, path) if path.suffix.lower() == ".csv" else _read_jsonl(handle, path)
     if not facts:
@@ -251,16 +239,7 @@ def _fact(record: dict, path: Path, line: int, kind: str) -> OwnFact:
 def read_templates(path: str | Path) -> dict[str, RelationTemplates]:
     """Read per-relation templates from YAML; keys left out get the defaults of this module's docstring."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("templates file not found", path) from None
-    except IsADirectoryError:
-        raise InputError("expected a YAML templates file, got a folder", path) from None
-    except OSError as error:
-        raise InputError(f"cannot read the templates file: {error.strerror or error}", path) from None
-    except UnicodeDecodeError as error:
-        raise InputError(f"not UTF-8 text: {error.reason}", path) from None
+    text = read_user_text(path, "YAML templates file")
     try:
         root = yaml.compose(text)  # nodes keep their line numbers, which plain loading forgets
     except yaml.YAMLError as error:

@@ -35,7 +35,7 @@ from rich.progress import Progress
 from rich.table import Table
 from scipy import stats
 
-from revcurse.errors import InputError
+from revcurse.errors import InputError, read_user_text
 from revcurse.metrics import t_interval
 
 REQUIRED_COLUMNS = ("child", "parent", "parent_type")
@@ -85,19 +85,7 @@ def read_parent_child_pairs(path: str | Path) -> list[ParentChildPair]:
     Every problem is an ``InputError`` naming the file and line, so a user can fix the row, not guess at it.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
-    except IsADirectoryError:
-        raise InputError("expected a CSV file, got a folder", path) from None
-    except OSError as error:
-        raise InputError(f"cannot read the file: {error.strerror or error}", path) from None
-    try:
-        text = data.decode("utf-8-sig")  # utf-8-sig: a spreadsheet's BOM is not a column
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise InputError(f"not UTF-8 text: {error.reason} at byte {error.start}", path, line) from None
+    text = read_user_text(path, "CSV file")
     pairs = []
     with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
