@@ -263,6 +263,8 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
         "trained_parameters": trained.trainable_parameters,
         "epochs": train_config.epochs,
         "resumed_at_step": trained.resumed_at_step,
+        "checkpoints": trained.checkpoints,
+        "checkpoint_seconds": trained.checkpoint_seconds,
     }
     save_seed_outcome(folder / SEED_OUTCOME, world_seed, results, stats)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the trained model is saved: no longer needed

@@ -44,6 +44,8 @@ class TrainResult:
     log: list[dict] = field(default_factory=list)
     trainable_parameters: int = 0
     resumed_at_step: int = 0  # 0: trained from the start; K: continued from a checkpoint after step K
+    checkpoints: int = 0  # checkpoints saved by this process, and the seconds they took (within ``seconds``)
+    checkpoint_seconds: float = 0.0
 
     @property
     def tokens_per_second(self) -> float:
@@ -242,8 +244,11 @@ def train_model(
             if checkpoint_dir is not None and result.steps < total_steps and checkpoint_due(
                 config, result.steps, time.perf_counter() - last_save
             ):
+                saving = time.perf_counter()
                 save_checkpoint(accelerator, checkpoint_dir, scheduler, generator, batches, result)
                 last_save = time.perf_counter()
+                result.checkpoints += 1
+                result.checkpoint_seconds += last_save - saving
     accelerator.unwrap_model(model).eval()
     if log_path is not None and accelerator.is_main_process:
         log_path.write_text("".join(json.dumps(entry) + "\n" for entry in result.log), encoding="utf-8")
