@@ -1,12 +1,16 @@
-"""Data-parallel training: a real 2-process run on CPU (torchrun, gloo) matches the single-process run."""
+"""Data-parallel training: a real 2-process run on CPU (torchrun, gloo) matches the single-process run, and a
+killed one resumes from its checkpoint."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from revcurse.cli import main
@@ -62,3 +66,45 @@ def test_gradient_accumulation_gives_the_same_updates(tmp_path):
     run_demo(tmp_path / "one", "train.epochs=1")
     run_demo(tmp_path / "four", "train.epochs=1", "train.gradient_accumulation=4")
     assert losses(tmp_path / "four") == pytest.approx(losses(tmp_path / "one"), rel=1e-4, abs=1e-5)
+
+
+def torchrun_command() -> list[str]:
+    with socket.socket() as probe:  # a free port for the rendezvous (port 0 does not work with torchrun)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+            "-m", "revcurse.cli"]
+
+
+@pytest.mark.slow
+def test_a_killed_two_process_run_resumes_to_the_same_result(tmp_path):
+    """torchrun, 2 processes, SIGKILL to the whole launch after a checkpoint, then `train --resume` under torchrun:
+    the same losses, step for step, and the same metrics as an uninterrupted 2-process run."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    sets = [a for s in [*TINY, "train.epochs=30", "train.checkpoint_every=5"] for a in ("--set", s)]
+    whole = subprocess.run([*torchrun_command(), "train", "--quiet", "--out", str(tmp_path / "whole"), *sets],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = subprocess.Popen([*torchrun_command(), "train", "--quiet", "--out", str(tmp_path / "killed"), *sets],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / ".killed.partial" / "seed-0" / "checkpoints"
+    deadline = time.monotonic() + 240
+    while not list(checkpoints.glob("step-*[0-9]")) and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # torchrun starts each worker in its own session: kill the launcher and every worker, as a lost node would.
+    launch = psutil.Process(killed.pid)
+    victims = [*launch.children(recursive=True), launch]
+    for process in victims:
+        process.send_signal(signal.SIGKILL)
+    psutil.wait_procs(victims, timeout=30)
+    killed.wait()
+    assert not (tmp_path / "killed").exists(), "the run finished before it could be killed"
+    (checkpoint,) = checkpoints.glob("step-*[0-9]")
+    assert {p.name for p in checkpoint.glob("random_states_*.pkl")} == {"random_states_0.pkl", "random_states_1.pkl"}
+
+    resumed = subprocess.run([*torchrun_command(), "train", "--quiet", "--resume", str(tmp_path / "killed")],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, [line for line in resumed.stderr.splitlines() if "error:" in line.lower()]
+    assert json.loads((tmp_path / "killed" / "run.json").read_text())["per_seed"][0]["resumed_at_step"] > 0
+    assert losses(tmp_path / "killed") == losses(tmp_path / "whole")
+    assert (tmp_path / "killed" / "metrics.json").read_text() == (tmp_path / "whole" / "metrics.json").read_text()

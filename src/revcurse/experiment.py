@@ -416,8 +416,10 @@ def run_experiment(
         if processes > 1:
             raise InputError("--jobs runs seeds in parallel processes; under torchrun/accelerate use --jobs 1")
         if not state.is_main_process:
-            with tempfile.TemporaryDirectory() as scratch:
-                run_seeds(seed_jobs(config, Path(scratch)), 1, False, lambda *_: None)
+            # Train beside the main process in its staging folder (checkpoints hold every process's RNG state),
+            # once it has made and locked that folder. If the main process fails first, torchrun stops this one.
+            state.wait_for_everyone()
+            run_seeds(seed_jobs(config, partial_folder(out)), 1, False, lambda *_: None)
             return RunOutcome(folder=out, records=[], summary={})
     with run_folder(out, overwrite, resume) as staging:
         if resume:
@@ -425,7 +427,10 @@ def run_experiment(
             if started != config:
                 raise InputError("the config differs from the one this run was started with", staging / "config.yaml")
             log(f"resuming {out}: {describe_progress(staging)}")
-        (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+        else:
+            (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+        if state.num_processes > 1:
+            state.wait_for_everyone()  # the other processes may now use the staging folder
         outputs = run_seeds(seed_jobs(config, staging), processes, show_progress, log)
         outcome = write_run(staging, config, outputs)
     return RunOutcome(folder=out, records=outcome.records, summary=outcome.summary)

@@ -196,8 +196,6 @@ def train_model(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     result = TrainResult(steps=0, tokens=0, seconds=0.0, trainable_parameters=trainable)
     batches: list[list[int]] = []
-    if processes > 1:
-        checkpoint_dir = None  # resuming a data-parallel run is not supported yet: each process has its own folder
     latest = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
     if latest is not None:
         batches = load_checkpoint_state(accelerator, latest, scheduler, generator, result)
@@ -242,7 +240,7 @@ def train_model(
             )
             progress.update(task, advance=1, loss=step_loss.item(), speed=result.tokens_per_second)
             if checkpoint_dir is not None and result.steps < total_steps and checkpoint_due(
-                config, result.steps, time.perf_counter() - last_save
+                config, result.steps, time.perf_counter() - last_save, accelerator
             ):
                 saving = time.perf_counter()
                 save_checkpoint(accelerator, checkpoint_dir, scheduler, generator, batches, result)
@@ -258,10 +256,17 @@ def train_model(
 PROGRESS_FILE = "progress.json"  # written last: a checkpoint folder without it is incomplete
 
 
-def checkpoint_due(config: TrainConfig, steps: int, seconds_since_last: float) -> bool:
+def checkpoint_due(
+    config: TrainConfig, steps: int, seconds_since_last: float, accelerator: Accelerator | None = None
+) -> bool:
+    """Every ``checkpoint_every`` steps, or when ``checkpoint_minutes`` have passed on any process: processes
+    save together, so with several of them the clocks' verdicts are combined (a one-number all-reduce)."""
     by_steps = config.checkpoint_every > 0 and steps % config.checkpoint_every == 0
     by_time = config.checkpoint_minutes > 0 and seconds_since_last >= 60 * config.checkpoint_minutes
-    return by_steps or by_time
+    if by_steps or config.checkpoint_minutes <= 0 or accelerator is None or accelerator.num_processes == 1:
+        return by_steps or by_time
+    verdict = torch.tensor(float(by_time), device=accelerator.device)
+    return bool(accelerator.reduce(verdict, reduction="sum").item() > 0)
 
 
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -290,6 +295,7 @@ def save_checkpoint(
         shutil.rmtree(staging, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(staging, safe_serialization=True)
+    accelerator.wait_for_everyone()  # every process's RNG state is written before the folder is renamed
     if accelerator.is_main_process:
         progress = {
             "steps": result.steps,
