@@ -17,10 +17,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+from train_throughput import demo_setup  # bench/ is on sys.path when run as a script
 
-from revcurse.config import load_config
-from revcurse.experiment import build_world_corpus
-from revcurse.model import build_tiny_model, train_tokenizer
+from revcurse.model import build_tiny_model
 from revcurse.train import TrainResult, train_model
 
 
@@ -31,10 +30,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    config = load_config(None, [f"train.threads={args.threads}"])
-    corpus, _ = build_world_corpus(config, 0)
-    tokenizer = train_tokenizer(corpus.texts_seen(), config.model.vocab_size)
+    config, corpus, tokenizer = demo_setup(args.threads)
     steps_per_epoch = math.ceil(len(corpus.documents) / config.train.batch_size)
     plain = config.train.model_copy(update={"epochs": args.steps / steps_per_epoch, "checkpoint_minutes": 0})
     checkpointed = plain.model_copy(update={"checkpoint_every": args.every})

@@ -15,8 +15,10 @@ import math
 import time
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
-from revcurse.config import load_config
+from revcurse.config import RunConfig, load_config
+from revcurse.corpus import Corpus
 from revcurse.experiment import build_world_corpus
 from revcurse.model import build_tiny_model, train_tokenizer
 from revcurse.train import collate, encode_documents, epoch_batches, train_model
@@ -37,16 +39,21 @@ def bare_loop(model, tokenizer, encoded, batches, learning_rate: float) -> tuple
     return time.perf_counter() - start, tokens
 
 
+def demo_setup(threads: int) -> tuple[RunConfig, Corpus, PreTrainedTokenizerBase]:
+    """The embedded default's config, seed-0 corpus and tokenizer (also used by checkpoint_cost.py)."""
+    torch.set_num_threads(threads)
+    config = load_config(None, [f"train.threads={threads}"])
+    corpus, _ = build_world_corpus(config, 0)
+    return config, corpus, train_tokenizer(corpus.texts_seen(), config.model.vocab_size)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    config = load_config(None, [f"train.threads={args.threads}"])
-    corpus, _ = build_world_corpus(config, 0)
-    tokenizer = train_tokenizer(corpus.texts_seen(), config.model.vocab_size)
+    config, corpus, tokenizer = demo_setup(args.threads)
     encoded = encode_documents(corpus.documents, tokenizer)
     lengths = [len(ids) for ids, _ in encoded]
     steps_per_epoch = math.ceil(len(encoded) / config.train.batch_size)
