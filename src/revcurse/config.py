@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from revcurse.errors import InputError, read_user_text
+from revcurse.errors import InputError, loader_problem, read_user_text
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -154,7 +154,7 @@ def load_yaml_config(model: type[M], path: str | Path | None = None, overrides: 
                 f"not valid YAML: {yaml_error_text(error)}", path, None if line is None else line + 1
             ) from None
         except (ValueError, RecursionError) as error:
-            raise InputError(f"not readable YAML: {yaml_problem(error)}", path) from None
+            raise InputError(f"not readable YAML: {loader_problem(error, 'lists or mappings')}", path) from None
         if loaded is not None and not isinstance(loaded, dict):
             sections = ", ".join(model.model_fields)
             raise InputError(f"expected a mapping of sections ({sections})", path)
@@ -206,7 +206,8 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     except yaml.YAMLError:
         raise InputError(f"--set {key}: value {raw!r} is not valid YAML") from None
     except (ValueError, RecursionError) as error:
-        raise InputError(f"--set {key}: value is not readable YAML: {yaml_problem(error)}") from None
+        problem = loader_problem(error, "lists or mappings")
+        raise InputError(f"--set {key}: value is not readable YAML: {problem}") from None
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
@@ -224,13 +225,6 @@ def yaml_error_text(error: yaml.YAMLError) -> str:
     text = "; ".join(" ".join(part.split()) for part in parts) or "cannot parse"
     mark = error.problem_mark
     return text if mark is None else f"{text} (column {mark.column + 1})"
-
-
-def yaml_problem(error: ValueError | RecursionError) -> str:
-    """What the YAML loader objected to beyond syntax: nesting too deep, or a number too long to convert."""
-    if isinstance(error, RecursionError):
-        return "lists or mappings nested too deeply"
-    return str(error).split(";")[0]
 
 
 def dump_config(config: RunConfig) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -34,3 +35,22 @@ def read_user_text(path: Path, what: str) -> str:
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise InputError(f"not UTF-8 text: {error.reason} at byte {error.start}", path, line) from None
+
+
+def loader_problem(error: ValueError | RecursionError, nested: str = "arrays or objects") -> str:
+    """What a JSON or YAML loader objected to beyond syntax: nesting past the stack, or an integer of over 4300
+    digits (Python's int conversion limit)."""
+    if isinstance(error, RecursionError):
+        return f"{nested} nested too deeply"
+    return str(error).split(";")[0]
+
+
+def parse_json(text: str, path: Path, line: int | None = None) -> object:
+    """``json.loads`` with every failure an InputError naming ``path`` and the line (``line``: the JSONL line
+    ``text`` came from; else the line inside ``text``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"not valid JSON: {error.msg} (column {error.colno})", path, line or error.lineno) from None
+    except (ValueError, RecursionError) as error:
+        raise InputError(f"not readable JSON: {loader_problem(error)}", path, line) from None

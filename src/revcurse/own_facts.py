@@ -49,7 +49,7 @@ import yaml
 from revcurse import vocabulary
 from revcurse.config import RunConfig, dump_config, yaml_error_text
 from revcurse.corpus import Document
-from revcurse.errors import InputError, read_user_text
+from revcurse.errors import InputError, loader_problem, parse_json, read_user_text
 from revcurse.world import Subset
 
 COLUMNS = ("subject", "relation", "object")
@@ -203,14 +203,7 @@ def _read_jsonl(handle, path: Path) -> list[OwnFact]:
     for line, text in enumerate(handle, start=1):
         if not text.strip():
             continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InputError(f"not valid JSON: {error.msg} (column {error.colno})", path, line) from None
-        except RecursionError:
-            raise InputError("not readable JSON: arrays or objects nested too deeply", path, line) from None
-        except ValueError as error:  # an integer of over 4300 digits
-            raise InputError(f"not readable JSON: {str(error).split(';')[0]}", path, line) from None
+        record = parse_json(text, path, line)
         if not isinstance(record, dict):
             raise InputError('expected an object {"subject": ..., "relation": ..., "object": ...}', path, line)
         missing = [column for column in COLUMNS if column not in record]
@@ -247,8 +240,8 @@ def read_templates(path: str | Path) -> dict[str, RelationTemplates]:
         raise InputError(
             f"not valid YAML: {yaml_error_text(error)}", path, None if mark is None else mark.line + 1
         ) from None
-    except RecursionError:
-        raise InputError("not readable YAML: lists or mappings nested too deeply", path) from None
+    except RecursionError as error:
+        raise InputError(f"not readable YAML: {loader_problem(error, 'lists or mappings')}", path) from None
     if root is None:
         return {}
     expected = "a mapping {relation: {statement, question, reverse_question}}"

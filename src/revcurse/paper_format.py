@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from revcurse.corpus import Corpus, Document, Probe
-from revcurse.errors import InputError
+from revcurse.errors import InputError, loader_problem, read_user_text
 from revcurse.world import Direction, Fact, Subset
 
 EXPECTED_OBJECT = "expected a JSON object with string fields 'prompt' and 'completion'"
@@ -157,15 +157,7 @@ def read_experiment1(folder: str | os.PathLike[str]) -> Corpus:
 def read_jsonl_objects(path: Path, expected: str) -> list[tuple[int, dict]]:
     """(line number, object) for every non-blank line of a JSONL file; anything else is an InputError naming the
     file, the line and ``expected`` (what one line should hold). Shared by the paper's Exp. 1 and Exp. 3 layouts."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read the file: {exc.strerror or exc}", path) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"expected UTF-8 text: {exc.reason} at byte {exc.start}", path, line) from None
+    text = read_user_text(path, "file")
     objects = []
     # Split on "\n" only: str.splitlines would also split inside strings holding U+2028 and friends.
     for number, raw in enumerate(text.split("\n"), start=1):
@@ -176,18 +168,11 @@ def read_jsonl_objects(path: Path, expected: str) -> list[tuple[int, dict]]:
         except json.JSONDecodeError as exc:
             raise InputError(f"{expected}; not valid JSON ({exc.msg}, column {exc.colno})", path, number) from None
         except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits; nesting past the stack
-            raise InputError(f"{expected}; not readable JSON ({_json_problem(exc)})", path, number) from None
+            raise InputError(f"{expected}; not readable JSON ({loader_problem(exc)})", path, number) from None
         if not isinstance(obj, dict):
             raise InputError(f"{expected}; got a JSON {_json_kind(obj)}", path, number)
         objects.append((number, obj))
     return objects
-
-
-def _json_problem(error: ValueError | RecursionError) -> str:
-    """What ``json.loads`` objected to, beyond a syntax error: nesting too deep, or a number too long."""
-    if isinstance(error, RecursionError):
-        return "arrays or objects nested too deeply"
-    return str(error).split(";")[0]
 
 
 def _read_jsonl(path: Path, *, allow_empty: bool) -> list[Line]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import os
 import re
@@ -25,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from revcurse.errors import InputError
+from revcurse.errors import InputError, parse_json, read_user_text
 from revcurse.metrics import ASKED_ORDER, SUBSET_ORDER, lookup
 from revcurse.report import ASKED_LABEL, COLUMNS, check_records, markdown_report, result_rows
 
@@ -65,40 +64,16 @@ class CompareData:
 
 def read_json(path: Path) -> object:
     """A JSON file's value; unreadable, not UTF-8 or not JSON is an ``InputError`` naming the file and line."""
-    return _loads(_read_text(path), path, None)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise InputError(f"cannot read the file: {error.strerror or error}", path) from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise InputError(f"not UTF-8 text: {error.reason} at byte {error.start}", path, line) from None
-
-
-def _loads(text: str, path: Path, line: int | None) -> object:
-    """``json.loads``, every failure an ``InputError``; ``line``: the line of a JSONL file ``text`` came from."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(f"not valid JSON: {error.msg}", path, line or error.lineno) from None
-    except RecursionError:
-        raise InputError("not readable JSON: arrays or objects nested too deeply", path, line) from None
-    except ValueError as error:  # an integer of over 4300 digits
-        raise InputError(f"not readable JSON: {str(error).split(';')[0]}", path, line) from None
+    return parse_json(read_user_text(path, "file"), path)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     rows = []
-    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+    for number, line in enumerate(read_user_text(path, "file").split("\n"), start=1):
         if line.strip():
-            row = _loads(line, path, number)
+            row = parse_json(line, path, number)
             if not isinstance(row, dict):
                 raise InputError("expected a JSON object on each line", path, number)
             rows.append(row)
@@ -123,7 +98,7 @@ def read_run(folder: Path) -> RunData:
         folder=folder,
         records=records,
         summary=summary,
-        config_text=_read_text(config_path) if config_path.is_file() else "",
+        config_text=read_user_text(config_path, "file") if config_path.is_file() else "",
         predictions=_read_jsonl(folder / "predictions.jsonl"),
         train_logs={name: log for name, log in logs.items() if log},
     )
