@@ -46,6 +46,13 @@ NameOption = Annotated[
 ]
 
 
+def refuse_beside_resume(**given: object) -> None:
+    """``--resume`` continues a run with the config and folder it was started with: other options would not."""
+    named = [f"--{name.replace('_', '-')}" for name, value in given.items() if value not in (None, False, [], ())]
+    if named:
+        raise InputError(f"--resume continues a run with its own config and folder: drop {', '.join(named)}")
+
+
 def with_allow_pickle(overrides: list[str], allow_pickle: bool) -> list[str]:
     """``--allow-pickle`` as the config override it stands for (recorded in the run's config.yaml)."""
     return [*overrides, "model.allow_pickle=true"] if allow_pickle else overrides
@@ -123,7 +130,7 @@ def _run_experiment1(
     command: str,
 ) -> None:
     """What `demo` and `train` share: load the config, run every seed, print the result table."""
-    from revcurse.experiment import load_started_config, partial_folder, run_experiment
+    from revcurse.experiment import load_started_config, resumable_folder, run_experiment
     from revcurse.paths import output_folder
     from revcurse.report import result_table
 
@@ -133,12 +140,10 @@ def _run_experiment1(
     if paper is not None:
         overrides.append(f"world.source={paper}")
     if resume is not None:
-        if overrides or config is not None or out is not None or name is not None or overwrite:
-            raise InputError("--resume continues a run with its own config and folder: drop --config, --set, "
-                             "--seeds, --paper, --out, --name, --allow-pickle and --overwrite")
+        refuse_beside_resume(config=config, set=set_, seeds=seeds, paper=paper, out=out, name=name,
+                             allow_pickle=allow_pickle, overwrite=overwrite)
         out = resume
-        staging = partial_folder(resume)
-        run_config = load_started_config(staging) if staging.is_dir() else load_config(None)
+        run_config = load_started_config(resumable_folder(resume))
     else:
         out = output_folder(out, name, f"{command}-{datetime.now():%Y%m%d-%H%M%S}")
         run_config = load_config(config, overrides)
@@ -205,19 +210,17 @@ def compare(
     (a bar chart) and one run folder per arm (cure-<arm>/).
     """
     from revcurse.compare import compare_table, load_started_comparison, parse_arms, run_compare
-    from revcurse.experiment import partial_folder
+    from revcurse.experiment import resumable_folder
     from revcurse.paths import output_folder
 
     overrides = with_allow_pickle(list(set_ or []), allow_pickle)
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
     if resume is not None:
-        if cures is not None or overrides or config is not None or out is not None or name is not None or overwrite:
-            raise InputError("--resume continues a comparison with its own config, arms and folder: drop --cures, "
-                             "--config, --set, --seeds, --out, --name, --allow-pickle and --overwrite")
+        refuse_beside_resume(cures=cures, config=config, set=set_, seeds=seeds, out=out, name=name,
+                             allow_pickle=allow_pickle, overwrite=overwrite)
         out = resume
-        staging = partial_folder(resume)
-        run_config, arms = load_started_comparison(staging) if staging.is_dir() else (load_config(None), [])
+        run_config, arms = load_started_comparison(resumable_folder(resume))
     elif cures is None:
         raise InputError("--cures is required (e.g. --cures reverse-entity,paraphrase); see --help")
     else:

@@ -71,15 +71,15 @@ def run_compare(
     kept and training picks up at each seed's last checkpoint.
     """
     out = Path(out)
-    if config.model.checkpoint is not None:
-        check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the comparison before any work
+    check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the comparison before any work
     records: list[dict] = []
     all_arms = [BASELINE, *arms]
     with run_folder(out, overwrite, resume) as staging:
         if resume and load_started_comparison(staging) != (config, arms):
             raise InputError("the config or arms differ from those this comparison was started with", staging)
-        (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
-        (staging / ARMS_FILE).write_text(json.dumps(arms), encoding="utf-8")
+        if not resume:
+            (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+            (staging / ARMS_FILE).write_text(json.dumps(arms), encoding="utf-8")
         jobs = []
         for arm in all_arms:
             (staging / f"cure-{arm}").mkdir(exist_ok=True)

@@ -42,7 +42,7 @@ from filelock import FileLock, Timeout
 
 import revcurse
 from revcurse.chat import render_as_chat
-from revcurse.config import RunConfig, dump_config
+from revcurse.config import RunConfig, dump_config, load_config
 from revcurse.corpus import Corpus, build_corpus
 from revcurse.cures import CureContext, apply_cures
 from revcurse.errors import InputError
@@ -135,6 +135,16 @@ def run_status(destination: Path) -> str:
     return "interrupted" if recorded == "running" else recorded
 
 
+def resumable_folder(destination: Path) -> Path:
+    """The ``.partial`` folder of an interrupted run, or an InputError saying why there is none to resume."""
+    staging = partial_folder(destination)
+    if not staging.is_dir():
+        if run_status(destination) == "finished":
+            raise InputError("this run has finished; there is nothing to resume", destination)
+        raise InputError(f"no interrupted run to resume (expected {staging.name} beside it)", destination)
+    return staging
+
+
 def _resumable(staging: Path) -> bool:
     """Anything worth keeping after a failure: a training checkpoint or a finished seed."""
     return any(staging.glob("**/seed-*/checkpoints/step-*")) or any(staging.glob(f"**/seed-*/{SEED_OUTCOME}"))
@@ -153,10 +163,7 @@ def run_folder(destination: Path, overwrite: bool, resume: bool = False, keep_st
     destination = Path(destination)
     staging = partial_folder(destination)
     if resume:
-        if not staging.is_dir():
-            if run_status(destination) == "finished":
-                raise InputError("this run has finished; there is nothing to resume", destination)
-            raise InputError(f"no interrupted run to resume (expected {staging.name} beside it)", destination)
+        resumable_folder(destination)
     else:
         if destination.exists() and not overwrite:
             raise InputError("run folder exists; pass --overwrite to replace it", destination)
@@ -334,8 +341,6 @@ def seed_jobs(config: RunConfig, folder: Path) -> list[SeedJob]:
 
 def load_started_config(staging: Path) -> RunConfig:
     """The config an interrupted run was started with (written first thing into its folder)."""
-    from revcurse.config import load_config
-
     if not (staging / "config.yaml").is_file():
         raise InputError("the interrupted run has no config.yaml; start it again with --overwrite", staging)
     return load_config(staging / "config.yaml")
@@ -404,8 +409,7 @@ def run_experiment(
     equal ``config``): finished seeds are kept and training picks up at its last checkpoint.
     """
     out = Path(out)
-    if config.model.checkpoint is not None:
-        check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the run before any work
+    check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the run before any work
     if config.world.source != "celebrities":  # check the paper's folder before any folder is made or model trained
         from revcurse.paper_format import read_experiment1
 

@@ -125,8 +125,11 @@ def load_checkpoint(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTok
 
 def check_checkpoint(config: ModelConfig) -> None:
     """The safety and shape checks of a local checkpoint folder, without loading it: a run calls this before it
-    starts, so a refused folder stops it before any work (a hub id is checked when it is downloaded)."""
-    local = Path(str(config.checkpoint)).expanduser()
+    starts, so a refused folder stops it before any work (a hub id is checked when it is downloaded; no
+    checkpoint, the tiny model, needs no check)."""
+    if config.checkpoint is None:
+        return
+    local = Path(config.checkpoint).expanduser()
     if not local.exists():
         return
     if (local / "adapter_config.json").is_file():
