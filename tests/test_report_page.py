@@ -11,7 +11,6 @@ import struct
 
 import pytest
 
-from revcurse.cli import main
 from revcurse.errors import InputError
 from revcurse.report_page import (
     ReportPageWarning,
@@ -21,7 +20,7 @@ from revcurse.report_page import (
     write_report,
     write_report_after_run,
 )
-from tests.test_cli import SMALL
+from tests.test_cli import SMALL, run_cli
 
 # A page that cannot be written after a run is only a warning there (the run is kept); here it is an error.
 pytestmark = pytest.mark.filterwarnings("error::revcurse.report_page.ReportPageWarning")
@@ -30,12 +29,6 @@ TINY = [*SMALL, "--set", "train.threads=1"]
 RUN_SECTIONS = ("Run facts", "Accuracy forward and reverse", "Likelihood of the correct vs random targets",
                 "Training loss", "Per-fact results")
 HOSTILE = "<script>alert('pwned')</script> & <b>bold</b>"
-
-
-def run_cli(args: list[str]) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    return exit_info.value.code
 
 
 @pytest.fixture(scope="module")
