@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -54,3 +56,50 @@ def parse_json(text: str, path: Path, line: int | None = None) -> object:
         raise InputError(f"not valid JSON: {error.msg} (column {error.colno})", path, line or error.lineno) from None
     except (ValueError, RecursionError) as error:
         raise InputError(f"not readable JSON: {loader_problem(error)}", path, line) from None
+
+
+SKIPPED_FILE = "skipped.jsonl"  # in a run folder: one line per input example a reader skipped, with why
+
+
+@dataclass(frozen=True)
+class SkippedLine:
+    """One input example a reader could not use (an empty answer, a duplicate) and left out of the run.
+
+    Published data has such lines; one of them must not stop a run of a thousand. A reader skips it with a
+    warning naming the file and line, the run folder records it (``skipped.jsonl``), and ``--strict`` refuses.
+    """
+
+    path: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}, line {self.line}: {self.reason}; skipped"
+
+    def to_json(self) -> dict[str, object]:
+        return {"file": self.path, "line": self.line, "reason": self.reason}
+
+
+def skip_or_refuse(reason: str, path: str | Path, line: int, strict: bool, skipped: list[SkippedLine]) -> None:
+    """Record an unusable example in ``skipped``, or with ``strict`` refuse it as an InputError (exit 2)."""
+    if strict:
+        raise InputError(f"{reason} (--strict refuses an unusable line; without it the line is skipped)", path, line)
+    skipped.append(SkippedLine(str(path), line, reason))
+
+
+def warn_skipped(skipped: list[SkippedLine], log: Callable[[str], object], total: int | None = None) -> None:
+    """Print one warning per skipped line (the first 20) and the count, so a user sees what was left out."""
+    if not skipped:
+        return
+    for entry in skipped[:20]:
+        log(f"warning: {entry}")
+    if len(skipped) > 20:
+        log(f"warning: ... and {len(skipped) - 20} more (all listed in {SKIPPED_FILE})")
+    of = f" of {total}" if total is not None else ""
+    log(f"warning: skipped {len(skipped)} unusable line(s){of}; pass --strict to refuse instead")
+
+
+def write_skipped(folder: Path, skipped: list[SkippedLine]) -> None:
+    """Record the skipped lines in a run folder (always written, empty when nothing was skipped)."""
+    lines = "".join(json.dumps(entry.to_json(), ensure_ascii=False) + "\n" for entry in skipped)
+    (Path(folder) / SKIPPED_FILE).write_text(lines, encoding="utf-8")
