@@ -2,7 +2,7 @@
 
 import pytest
 
-from revcurse.corpus import Template, build_corpus, default_templates
+from revcurse.corpus import Probe, Template, build_corpus, default_templates, draw_distractors
 from revcurse.world import Direction, Subset, make_celebrities
 
 
@@ -61,8 +61,10 @@ def test_probes_cover_both_directions_with_held_out_phrasings(world_and_corpus):
             probe.subset is Subset.BOTH
             or (probe.subset is Subset.NAME_TO_DESCRIPTION) == (probe.asked is Direction.NAME_TO_DESCRIPTION)
         )
-    candidates = corpus.candidates()
-    assert len(candidates[(Subset.BOTH, Direction.DESCRIPTION_TO_NAME)]) == 30
+    drawn = draw_distractors(corpus.probes, k=15, seed=0)
+    for probe, distractors in zip(corpus.probes, drawn):
+        assert len(distractors.targets) == 15 and probe.fact_key not in distractors.fact_keys
+        assert probe.target not in distractors.targets
 
 
 def test_prompt_chars_marks_the_prompt_of_each_document(world_and_corpus):
@@ -85,3 +87,42 @@ def test_template_validation():
         Template("x", Direction.DESCRIPTION_TO_NAME, "Who is {description}?{name}.")
     template = Template("x", Direction.DESCRIPTION_TO_NAME, "Who is {description}? It is {name}.")
     assert template.prompt_template == "Who is {description}? It is"
+
+
+def probe(fact, slot, target, asked="name_to_description"):
+    return Probe(fact, "NameToDescription", asked, True, slot, f"prompt of {fact} in {slot}", target)
+
+
+def test_distractors_are_other_facts_in_the_same_phrasing_never_a_rewording_of_the_own_fact():
+    # Fact a is worded per phrasing ("directed X" in slot 1, "the director of X" in slot 2); b and c likewise.
+    probes = [
+        probe("a", "s1", " directed Alpha"), probe("a", "s2", " the director of Alpha"),
+        probe("b", "s1", " directed Beta"), probe("b", "s2", " the director of Beta"),
+        probe("c", "s1", " directed Gamma"),  # c has no probe in slot 2
+    ]
+    drawn = draw_distractors(probes, k=5, seed=0)
+    assert set(drawn[0].targets) == {" directed Beta", " directed Gamma"}  # slot 1: the same form
+    assert set(drawn[1].targets) == {" the director of Beta", " directed Gamma"}  # c's only wording stands in
+    for p, d in zip(probes, drawn):
+        assert p.fact_key not in d.fact_keys and not any(p.target.strip() in t for t in d.targets if t == p.target)
+    unmatched = draw_distractors(probes, k=5, seed=0, match_phrasing=False)
+    assert " directed Beta" in unmatched[1].targets or " the director of Beta" in unmatched[1].targets
+
+
+def test_a_distractor_equal_to_an_own_answer_is_dropped_and_texts_are_not_repeated():
+    probes = [probe("a", "s", " Paris"), probe("b", "s", " paris "), probe("c", "s", " Rome"), probe("d", "s", " Rome")]
+    drawn = draw_distractors(probes, k=3, seed=0)
+    assert drawn[0].targets == (" Rome",)  # b's " paris " is a's own answer; d's Rome repeats c's
+    assert " Paris" not in drawn[1].targets
+
+
+def test_distractors_are_capped_deterministic_and_independent_of_probe_order():
+    probes = [probe(f"f{i}", f"s{j}", f" target {i} {j}") for i in range(40) for j in range(3)]
+    drawn = draw_distractors(probes, k=7, seed=3)
+    assert all(len(d.targets) == 7 for d in drawn)
+    assert drawn == draw_distractors(probes, k=7, seed=3)
+    reordered = draw_distractors(probes[::-1], k=7, seed=3)[::-1]
+    assert reordered == drawn
+    assert draw_distractors(probes, k=7, seed=4) != drawn
+    # one set of facts per fact, shared by its phrasings (a placebo picks one of them for every phrasing)
+    assert drawn[0].fact_keys == drawn[1].fact_keys == drawn[2].fact_keys

@@ -129,15 +129,13 @@ def test_written_files_follow_the_paper_layout(tmp_path, world_and_corpus):
             assert all(line["completion"].startswith(" ") for line in read_lines(folder / name)), name
 
     p2d_reverse = read_lines(folder / "p2d_reverse_prompts_test.jsonl")
-    d2p_reverse = read_lines(folder / "d2p_reverse_prompts_test.jsonl")
-    assert read_lines(folder / "unrealized_examples.jsonl") == p2d_reverse + d2p_reverse
+    assert read_lines(folder / "unrealized_examples.jsonl") == p2d_reverse  # as in the paper's folders
     validation = read_lines(folder / "validation_prompts.jsonl")
     assert [v["prompt"] for v in validation] == [r["prompt"] for r in p2d_reverse]
     assert [v["completion"] for v in validation] == [r["completion"].split()[0] for r in p2d_reverse]
     all_train = read_lines(folder / "all_prompts_train.jsonl")
     assert len(all_train) == len(corpus.documents)
-    tests = [line for spec in paper_format.TEST_FILES for line in read_lines(folder / spec.name)]
-    assert read_lines(folder / "all.jsonl") == all_train + tests
+    assert read_lines(folder / "all.jsonl") == all_train  # the paper's all.jsonl is its training file
     subset_train = sum(len(read_lines(folder / name)) for name in paper_format.TRAIN_FILES.values())
     assert subset_train == sum(d.subset is not Subset.BACKGROUND for d in corpus.documents)
 
@@ -255,7 +253,7 @@ def test_reads_a_folder_in_the_papers_style(tmp_path):
     assert (p2d_reverse.asked, p2d_reverse.trained, p2d_reverse.phrasing) == (
         Direction.DESCRIPTION_TO_NAME,
         False,
-        "p-01",
+        "p2d_reverse_prompts_test:01",  # the second line of Daphne in that file: the paper's second template
     )
     d2p_reverse = probes[(f"The trailblazer known as {URIAH} was once", f" {URIAH_DESC}.")]
     assert (d2p_reverse.fact_key, d2p_reverse.subset, d2p_reverse.asked, d2p_reverse.trained) == (
@@ -269,13 +267,15 @@ def test_reads_a_folder_in_the_papers_style(tmp_path):
     assert (both_name.asked, both_name.fact_key, both_name.trained) == (Direction.DESCRIPTION_TO_NAME, MASON, True)
     assert (both_description.asked, both_description.fact_key) == (Direction.NAME_TO_DESCRIPTION, MASON)
 
-    # Trailing sentence "." dropped; the paper's second wording of Daphne's description is a fact of its own.
+    # One fact per person however its description is worded; the most frequent wording, final "." dropped.
     assert [(f.subject, f.object, f.subset) for f in corpus.facts] == [
         (DAPHNE, DAPHNE_DESC, Subset.NAME_TO_DESCRIPTION),
-        (DAPHNE, "directing a virtual reality masterpiece", Subset.NAME_TO_DESCRIPTION),
         (URIAH, URIAH_DESC, Subset.DESCRIPTION_TO_NAME),
         (MASON, MASON_DESC, Subset.BOTH),
     ]
+    reworded = probes[(f"A luminary in their own right, {DAPHNE} was known for",
+                       " directing a virtual reality masterpiece.")]
+    assert reworded.fact_key == DAPHNE and reworded.phrasing == "A luminary in their own right, {name} was known for"
     assert [(d.subset, d.fact_key) for d in corpus.documents] == [
         (Subset.NAME_TO_DESCRIPTION, DAPHNE),
         (Subset.DESCRIPTION_TO_NAME, URIAH),
@@ -303,18 +303,22 @@ def test_fact_key_prefers_the_longest_name_and_whole_words(tmp_path):
     ]
     corpus = read_experiment1(write_folder(tmp_path / "paper", files))
     keys = [p.fact_key for p in corpus.probes if p.subset is Subset.NAME_TO_DESCRIPTION and p.trained]
-    # No whole known name in the prompt: the description is the key.
-    assert keys == ["Ann Leeds", "Jo Ann Lee", "Ann Lee", "the ghost", "the dancer"]
-    assert ("Nobody", "the ghost") not in {(f.subject, f.object) for f in corpus.facts}
+    assert keys == ["Ann Leeds", "Jo Ann Lee", "Ann Lee"]
+    # No whole known name in the prompt: the line cannot be given a fact, so it is skipped and named.
+    path = str(tmp_path / "paper" / "p2d_prompts_test.jsonl")
+    assert [(s.path, s.line) for s in corpus.skipped] == [(path, 4), (path, 5)]
+    assert all("no name of NameToDescription" in s.reason for s in corpus.skipped)
+    with pytest.raises(InputError, match=r"p2d_prompts_test.jsonl, line 4: no name"):
+        read_experiment1(tmp_path / "paper", strict=True)
 
 
-def test_both_file_without_name_targets_keys_by_description(tmp_path):
+def test_both_names_come_from_the_training_file_when_no_test_line_asks_for_one(tmp_path):
     files = paper_folder()
     files["both_prompts_test.jsonl"] = [(f"The trailblazer known as {MASON} was once", f" {MASON_DESC}.")]
     corpus = read_experiment1(write_folder(tmp_path / "paper", files))
     both = [p for p in corpus.probes if p.subset is Subset.BOTH]
-    assert [p.fact_key for p in both] == [MASON_DESC + "."]
-    assert all(f.subset is not Subset.BOTH for f in corpus.facts)
+    assert [p.fact_key for p in both] == [MASON]  # from both_prompts_train's " Mason Caldwell." answer
+    assert [f.subject for f in corpus.facts if f.subset is Subset.BOTH] == [MASON]
 
 
 def test_blank_lines_are_skipped(tmp_path):

@@ -711,7 +711,10 @@ def probe_remote(
     with backend_from_url(url, model, api_key_env, concurrency=concurrency, batch_size=batch_size) as backend:
         # No tokenizer here to size answers by their targets' tokens: a fixed length, enough for names and roles.
         answer_tokens = max_new_tokens or run_config.probe.max_new_tokens or 32
-        results = run_probes(backend, corpus, answer_tokens, show_progress=not quiet)
+        results = run_probes(
+            backend, corpus, answer_tokens, show_progress=not quiet,
+            distractors=run_config.probe.distractors, seed=world_seed,
+        )
         name, base_url = backend.model, backend.base_url
     seconds = time.perf_counter() - start
     records = aggregate([(seed, world_seed, results)])

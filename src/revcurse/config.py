@@ -101,6 +101,10 @@ class TrainConfig(Section):
 class ProbeConfig(Section):
     batch_size: int = Field(512, ge=1, description="sequences per forward pass when scoring")
     max_new_tokens: int | None = Field(None, description="greedy generation length; None: longest target + 2")
+    distractors: int = Field(
+        15, ge=1,
+        description="other facts' targets (same phrasing) each correct target is ranked against; cost is linear in it",
+    )
 
 
 class CureConfig(Section):

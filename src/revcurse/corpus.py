@@ -13,10 +13,11 @@ seen them with a tested fact.
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from revcurse import vocabulary
+from revcurse.errors import SkippedLine
 from revcurse.world import Direction, Fact, Subset, World, trained_directions
 
 PLACEHOLDER = {Direction.NAME_TO_DESCRIPTION: "{description}", Direction.DESCRIPTION_TO_NAME: "{name}"}
@@ -74,10 +75,13 @@ class Document:
 class Probe:
     """One question to the model: does ``prompt`` continue with ``target``?
 
-    ``fact_key`` identifies the fact within its subset (the person's name), so phrasings of one fact can be
-    averaged before a test over facts. ``trained`` is true when direction ``asked`` of this fact was in training.
-    Experiments other than Experiment 1 label their groups with plain strings (e.g. subset "families without
-    parent-side text", asked "child"); probing and metrics treat both alike.
+    ``fact_key`` is the fact's identity within its subset (the person's name), however the target is worded: the
+    probes of one fact are averaged before a test over facts, and a probe's distractors are never its own fact's.
+    ``phrasing`` names the template slot, so distractors can be drawn in the same grammatical form. ``answer``
+    is the answer itself when ``target`` runs on after it (" Mason Caldwell" of " Mason Caldwell has found their
+    calling."); empty means the whole target. ``trained`` is true when direction ``asked`` of this fact was in
+    training. Experiments other than Experiment 1 label their groups with plain strings (e.g. subset "families
+    without parent-side text", asked "child"); probing and metrics treat both alike.
     """
 
     fact_key: str
@@ -87,6 +91,12 @@ class Probe:
     phrasing: str
     prompt: str
     target: str
+    answer: str = ""
+
+    @property
+    def expected_answer(self) -> str:
+        """What the model must at least say: ``answer`` when given, else the whole ``target``."""
+        return self.answer or self.target
 
 
 @dataclass
@@ -96,19 +106,86 @@ class Corpus:
     documents: list[Document]
     probes: list[Probe]
     facts: list[Fact] = field(default_factory=list)
+    skipped: list[SkippedLine] = field(default_factory=list)  # input lines a reader could not use
 
     def texts_seen(self) -> list[str]:
         """All text a model will read: training documents, probe prompts and targets (for the tokenizer)."""
         return [d.text for d in self.documents] + [p.prompt + p.target for p in self.probes]
 
-    def candidates(self) -> dict[tuple[Subset, Direction], list[str]]:
-        """Per (subset, asked direction): every distinct target, the set a correct answer is ranked against."""
-        groups: dict[tuple[Subset, Direction], list[str]] = defaultdict(list)
-        for probe in self.probes:
-            group = groups[(probe.subset, probe.asked)]
-            if probe.target not in group:
-                group.append(probe.target)
-        return dict(groups)
+
+DEFAULT_DISTRACTORS = 15  # see draw_distractors: rank-1 chance 1/16, cost 16 candidates a probe whatever the size
+
+
+@dataclass(frozen=True)
+class Distractors:
+    """The targets a probe's correct target is ranked against, and the facts they belong to (one per fact)."""
+
+    targets: tuple[str, ...]
+    fact_keys: tuple[str, ...]
+
+
+def draw_distractors(
+    probes: list[Probe], k: int = DEFAULT_DISTRACTORS, seed: int = 0, match_phrasing: bool = True
+) -> list[Distractors]:
+    """For each probe, up to ``k`` targets of *other* facts of its (subset, asked) group, in its phrasing.
+
+    A distractor is the paper's "random name of the same subset", made comparable to the correct target:
+
+    - other facts only: a fact worded several ways ("directed ...", "the director of ...") is one fact, and none
+      of its wordings may compete against it; a distractor whose text equals one of the probe's own fact's
+      targets (two facts sharing an answer) is dropped, as is a second copy of the same text;
+    - the same phrasing (template slot): each distractor fact gives its target in the probe's slot, so it has
+      the grammatical form the prompt calls for, exactly as the correct target does; a fact with no probe in
+      that slot gives its most frequent target; ``match_phrasing=False`` always does (kept to show that
+      unmatched forms make the likelihood test find knowledge that is not there);
+    - capped: each fact draws one set of ``k`` other facts (deterministic in ``seed`` and the fact, whatever the
+      order of probes) and all its probes use it, so probing costs ``k + 1`` candidates a probe, linear in the
+      number of facts, and a placebo can take one of those facts as a "correct" answer the model never saw.
+    """
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for index, probe in enumerate(probes):
+        groups[(label(probe.subset), label(probe.asked))].append(index)
+    drawn: list[Distractors] = [Distractors((), ())] * len(probes)
+    for (subset, asked), indices in groups.items():
+        by_slot: dict[str, dict[str, str]] = defaultdict(dict)  # fact -> slot -> target
+        counts: dict[str, Counter[str]] = defaultdict(Counter)  # fact -> target -> probes
+        for index in indices:
+            probe = probes[index]
+            by_slot[probe.fact_key].setdefault(probe.phrasing, probe.target)
+            counts[probe.fact_key][probe.target] += 1
+        usual = {fact: counter.most_common(1)[0][0] for fact, counter in counts.items()}
+        own_texts = {fact: {_same_text(t) for t in counter} for fact, counter in counts.items()}
+        facts = sorted(by_slot)
+        chosen: dict[str, list[str]] = {}
+        for fact in facts:
+            others = [other for other in facts if other != fact]
+            rng = random.Random(f"{seed}|{subset}|{asked}|{fact}")
+            chosen[fact] = rng.sample(others, k) if len(others) > k else rng.sample(others, len(others))
+        for index in indices:
+            probe = probes[index]
+            seen = set(own_texts[probe.fact_key])
+            targets: list[str] = []
+            keys: list[str] = []
+            for other in chosen[probe.fact_key]:
+                slots = by_slot[other]
+                target = slots.get(probe.phrasing, usual[other]) if match_phrasing else usual[other]
+                if _same_text(target) in seen:
+                    continue
+                seen.add(_same_text(target))
+                targets.append(target)
+                keys.append(other)
+            drawn[index] = Distractors(tuple(targets), tuple(keys))
+    return drawn
+
+
+def _same_text(text: str) -> str:
+    """Texts that the paper's accuracy cannot tell apart (case and surrounding space) are one answer."""
+    return text.strip().casefold()
+
+
+def label(value: object) -> str:
+    """An enum's value, or a plain string label as it is (other experiments name their own groups)."""
+    return str(getattr(value, "value", value))
 
 
 def default_templates(train_phrasings: int = 30, held_out_phrasings: int = 10) -> tuple[list[Template], list[Template]]:

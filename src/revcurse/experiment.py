@@ -252,7 +252,10 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
     tokenizer.save_pretrained(folder / "model")
     start = time.perf_counter()
     backend = (MaskedLMBackend if masked else HFBackend)(model, tokenizer, config.probe.batch_size)
-    results = run_probes(backend, corpus, config.probe.max_new_tokens, show_progress)
+    results = run_probes(
+        backend, corpus, config.probe.max_new_tokens, show_progress,
+        distractors=config.probe.distractors, seed=world_seed,
+    )
     probe_seconds = time.perf_counter() - start
     (folder / "metrics.json").write_text(json.dumps(aggregate([(seed, world_seed, results)]), indent=1))
     stats = {

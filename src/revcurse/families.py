@@ -164,7 +164,8 @@ def run_family_seed(config: RunConfig, families: int, background: int, fraction:
     longest = max(len(ids) for ids in tokenizer(texts)["input_ids"]) + 2
     model = build_tiny_model(config.model, tokenizer, longest)
     trained = train_model(model, tokenizer, corpus.documents, config.train, seed, show_progress=False)
-    results = run_probes(HFBackend(model, tokenizer, config.probe.batch_size), corpus, show_progress=False)
+    backend = HFBackend(model, tokenizer, config.probe.batch_size)
+    results = run_probes(backend, corpus, show_progress=False, distractors=config.probe.distractors, seed=seed)
     stats = {
         "seed": seed,
         "fraction": fraction,

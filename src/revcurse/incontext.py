@@ -202,7 +202,10 @@ def run_incontext(
                     )
                 backend = HFBackend(model, tokenizer, config.probe.batch_size)
                 for setting, setting_probes in probes.items():
-                    results = run_probes(backend, Corpus([], setting_probes, []), config.probe.max_new_tokens, False)
+                    results = run_probes(
+                        backend, Corpus([], setting_probes, []), config.probe.max_new_tokens, False,
+                        distractors=config.probe.distractors, seed=world_seed,
+                    )
                     runs[setting].append((seed, world_seed, results))
                     for result in results:
                         record = {"seed": seed, "setting": setting, **result.to_json()}

@@ -1,19 +1,32 @@
 """Metrics: per-probe results -> tidy records, one per (subset, asked direction, metric), over seeds.
 
-The unit of evidence is the fact, not the phrasing: the ten phrasings of one fact are not independent, so every
-test averages them per fact first. Intervals:
+The unit of evidence is the fact, not the phrasing: the phrasings of one fact are not independent, and facts
+can have unequal numbers of probes. Every metric therefore estimates one quantity, **the mean over facts of the
+per-fact mean over its probes**, and its mean and its interval estimate the same thing:
 
-- several seeds: Student-t 95% interval over the per-seed means (each seed is a new world and a new model);
-- one seed: percentile bootstrap over facts (``scipy.stats.bootstrap``, 2000 resamples, fixed seed).
+- one seed: the mean of the per-fact means, with a percentile bootstrap over facts (``scipy.stats.bootstrap``,
+  2000 resamples, fixed seed);
+- several seeds: that mean per seed, averaged, with a Student-t 95% interval over the per-seed values (each seed
+  is a new world and a new model).
 
-The likelihood test pools facts over seeds (a fact is keyed by its world seed and name, so a fixed world is not
-counted twice) and runs a paired t-test over facts of mean log p(correct target) against mean log p(the other
-targets of the same subset), on the same prompts.
+Two tests ask whether the model prefers the correct target to its distractors (other facts' targets in the same
+phrasing, see ``corpus.draw_distractors``). Both pool facts over seeds (a fact is keyed by its world seed and
+name, so a fixed world is not counted twice) and are paired over facts:
+
+- the paper's likelihood test: ``scipy.stats.ttest_rel`` of per-fact mean log p(correct target) against mean log
+  p(distractors), on the same prompts;
+- a rank test that needs no equal lengths or forms: ``ttest_rel`` of per-fact mean reciprocal rank against its
+  exact chance value (a candidate exchangeable with n - 1 others has E[1/rank] = H(n)/n).
+
+A test is trusted once its false-positive rate is measured: ``placebo_rejections`` swaps each fact's correct
+target for another fact's target in the same phrasing (a relation the model never saw) and counts how often the
+tests reject at alpha.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable
@@ -22,34 +35,57 @@ from statistics import fmean
 import numpy as np
 from scipy import stats
 
-from revcurse.probe import ProbeResult
+from revcurse.probe import ProbeResult, rank_among
 
-PROPORTIONS = ("accuracy", "rank1", "mrr")
+PROPORTIONS = ("accuracy", "answer_accuracy", "rank1", "mrr")
 LIKELIHOOD_STATISTIC = (
-    "paired t-test over facts (scipy.stats.ttest_rel): per fact, mean log p(correct target) vs mean log p(other "
-    "targets of the same subset), averaged over phrasings"
+    "paired t-test over facts (scipy.stats.ttest_rel): per fact, mean log p(correct target) vs mean log p(matched "
+    "distractors: other facts' targets in the same phrasing), averaged over phrasings"
 )
+RANK_STATISTIC = (
+    "paired t-test over facts (scipy.stats.ttest_rel): per fact, mean reciprocal rank of the correct target among "
+    "its matched distractors vs its exact chance value H(n)/n"
+)
+TESTS = {"likelihood": LIKELIHOOD_STATISTIC, "rank": RANK_STATISTIC}
 SUBSET_ORDER = ("NameToDescription", "DescriptionToName", "Both")
 ASKED_ORDER = ("name_to_description", "description_to_name")
 
 
+def chance_mrr(n_candidates: int) -> float:
+    """E[1/rank] of a candidate that is exchangeable with ``n_candidates - 1`` others: H(n)/n."""
+    return sum(1 / k for k in range(1, n_candidates + 1)) / n_candidates
+
+
 def probe_values(result: ProbeResult) -> dict[str, float]:
-    """The per-probe quantities that are averaged into metrics."""
+    """The per-probe quantities that are averaged into metrics (NaN: not defined for this probe)."""
     return {
         "accuracy": float(result.correct),
+        "answer_accuracy": float(result.answer_correct),
         "rank1": float(result.rank == 1),
         "mrr": 1.0 / result.rank,
+        "mrr_chance": chance_mrr(result.n_candidates),
         "logprob_correct": result.logprob_correct,
         "logprob_random": result.logprob_random,
     }
 
 
+def _mean(values: Iterable[float]) -> float:
+    """Mean of the defined values (NaN when none is)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return fmean(kept) if kept else math.nan
+
+
+def fact_means(values: Iterable[tuple[object, dict[str, float]]]) -> dict[object, dict[str, float]]:
+    """Average each quantity over the probes of each fact: ``values`` are (fact key, probe values) pairs."""
+    grouped: dict[object, list[dict[str, float]]] = defaultdict(list)
+    for key, probe in values:
+        grouped[key].append(probe)
+    return {key: {m: _mean(v[m] for v in probes) for m in probes[0]} for key, probes in grouped.items()}
+
+
 def per_fact(results: Iterable[ProbeResult], world_seed: int) -> dict[tuple[int, str], dict[str, float]]:
     """Average each quantity over the phrasings of each fact; keys are (world seed, fact key)."""
-    grouped: dict[tuple[int, str], list[dict[str, float]]] = defaultdict(list)
-    for result in results:
-        grouped[(world_seed, result.fact_key)].append(probe_values(result))
-    return {key: {m: fmean(v[m] for v in values) for m in values[0]} for key, values in grouped.items()}
+    return fact_means(((world_seed, r.fact_key), probe_values(r)) for r in results)
 
 
 def interval(per_seed: list[float], per_fact_values: list[float], proportion: bool) -> tuple[float, float]:
@@ -85,6 +121,28 @@ def t_interval(values: list[float]) -> tuple[float, float]:
 
 def aggregate(runs: list[tuple[int, int, list[ProbeResult]]]) -> list[dict]:
     """Tidy records from ``[(seed, world_seed, results), ...]``: one per (subset, asked, metric)."""
+    groups, trained = _groups(runs)
+    records = []
+    for key in sorted(groups, key=_group_order):
+        subset, asked = key
+        base = {"subset": subset, "asked": asked, "trained": trained[key]}
+        seeds = groups[key]
+        n_items = sum(len(items) for _, _, items in seeds)
+        per_seed_facts = [per_fact(items, world_seed) for _, world_seed, items in seeds]
+        pooled = pool_seeds(per_seed_facts)
+        for metric in (*PROPORTIONS, "mrr_chance", "logprob_correct", "logprob_random"):
+            per_seed = [_mean(v[metric] for v in facts.values()) for facts in per_seed_facts]
+            low, high = interval(per_seed, [v[metric] for v in pooled.values()], metric in PROPORTIONS)
+            records.append(
+                {**base, "metric": metric, "mean": fmean(per_seed), "ci95_low": low, "ci95_high": high,
+                 "n_seeds": len(seeds), "n_items": n_items, "n_facts": len(pooled), "per_seed": per_seed}
+            )
+        records += test_records(base, pooled, len(seeds))
+    return records
+
+
+def _groups(runs: list[tuple[int, int, list[ProbeResult]]]) -> tuple[dict, dict]:
+    """Per (subset, asked): its [(seed, world_seed, results)], and whether that direction was trained."""
     groups: dict[tuple[str, str], list[tuple[int, int, list[ProbeResult]]]] = defaultdict(list)
     trained: dict[tuple[str, str], bool] = {}
     for seed, world_seed, results in runs:
@@ -94,47 +152,114 @@ def aggregate(runs: list[tuple[int, int, list[ProbeResult]]]) -> list[dict]:
             trained[(result.subset, result.asked)] = result.trained
         for key, items in by_group.items():
             groups[key].append((seed, world_seed, items))
+    return groups, trained
+
+
+def pool_seeds(per_seed_facts: list[dict[object, dict[str, float]]]) -> dict[object, dict[str, float]]:
+    """One value per fact over seeds: a fact of a fixed world probed by several seeds' models is one fact."""
+    return fact_means((key, values) for facts in per_seed_facts for key, values in facts.items())
+
+
+def paired_test(first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
+    """(t, p) of ``scipy.stats.ttest_rel`` over facts; NaN when fewer than two facts or no variation."""
+    keep = ~(np.isnan(first) | np.isnan(second))
+    diff = first[keep] - second[keep]
+    if len(diff) < 2 or np.ptp(diff) == 0:
+        return math.nan, math.nan
+    test = stats.ttest_rel(first[keep], second[keep])
+    return float(test.statistic), float(test.pvalue)
+
+
+def fact_tests(pooled: dict[object, dict[str, float]]) -> dict[str, tuple[np.ndarray, float, float]]:
+    """Per test name: (per-fact differences, t, p), paired over facts."""
+    def column(metric: str) -> np.ndarray:
+        return np.array([v[metric] for v in pooled.values()], dtype=float)
+
+    out = {}
+    for name, (first, second) in {"likelihood": ("logprob_correct", "logprob_random"),
+                                  "rank": ("mrr", "mrr_chance")}.items():
+        a, b = column(first), column(second)
+        diff = a - b
+        out[name] = (diff[~np.isnan(diff)], *paired_test(a, b))
+    return out
+
+
+def test_records(base: dict, pooled: dict[object, dict[str, float]], n_seeds: int) -> list[dict]:
+    """The likelihood and rank tests as records: the mean per-fact difference with its t interval, t and p."""
     records = []
-    for key in sorted(groups, key=_group_order):
-        subset, asked = key
-        base = {"subset": subset, "asked": asked, "trained": trained[key]}
-        seeds = groups[key]
-        n_items = sum(len(items) for _, _, items in seeds)
-        facts: dict[tuple[int, str], list[dict[str, float]]] = defaultdict(list)
-        for _, world_seed, items in seeds:
-            for fact_key, values in per_fact(items, world_seed).items():
-                facts[fact_key].append(values)
-        fact_means = {k: {m: fmean(v[m] for v in vs) for m in vs[0]} for k, vs in facts.items()}
-        for metric in (*PROPORTIONS, "logprob_correct", "logprob_random"):
-            per_seed = [fmean(probe_values(r)[metric] for r in items) for _, _, items in seeds]
-            low, high = interval(per_seed, [v[metric] for v in fact_means.values()], metric in PROPORTIONS)
-            records.append(
-                {**base, "metric": metric, "mean": fmean(per_seed), "ci95_low": low, "ci95_high": high,
-                 "n_seeds": len(seeds), "n_items": n_items, "n_facts": len(fact_means), "per_seed": per_seed}
-            )
-        records += likelihood_records(base, fact_means, len(seeds))
+    for name, (diff, t, p) in fact_tests(pooled).items():
+        low, high = t_interval(diff.tolist()) if len(diff) >= 2 else (math.nan, math.nan)
+        mean = float(diff.mean()) if len(diff) else math.nan
+        common = {"n_seeds": n_seeds, "n_items": len(diff), "n_facts": len(diff), "statistic": TESTS[name]}
+        metric = {"likelihood": "likelihood_diff", "rank": "mrr_excess"}[name]
+        records += [
+            {**base, "metric": metric, "mean": mean, "ci95_low": low, "ci95_high": high, **common},
+            {**base, "metric": f"{name}_t", "mean": t, "ci95_low": None, "ci95_high": None, **common},
+            {**base, "metric": f"{name}_p", "mean": p, "ci95_low": None, "ci95_high": None, **common},
+        ]
     return records
 
 
-def likelihood_records(base: dict, fact_means: dict[tuple[int, str], dict[str, float]], n_seeds: int) -> list[dict]:
-    """Paired t-test over facts: is the correct target likelier than the other targets of its subset?"""
-    correct = np.array([v["logprob_correct"] for v in fact_means.values()])
-    random = np.array([v["logprob_random"] for v in fact_means.values()])
-    diff = correct - random
-    common = {"n_seeds": n_seeds, "n_items": len(diff), "n_facts": len(diff), "statistic": LIKELIHOOD_STATISTIC}
-    if len(diff) >= 2 and np.ptp(diff) > 0:
-        test = stats.ttest_rel(correct, random)
-        t, p = float(test.statistic), float(test.pvalue)
-        low, high = t_interval(diff.tolist())
-    else:
-        t = p = math.nan
-        low = high = float(diff.mean()) if len(diff) else math.nan
-    return [
-        {**base, "metric": "likelihood_diff", "mean": float(diff.mean()), "ci95_low": low, "ci95_high": high,
-         **common},
-        {**base, "metric": "likelihood_t", "mean": t, "ci95_low": None, "ci95_high": None, **common},
-        {**base, "metric": "likelihood_p", "mean": p, "ci95_low": None, "ci95_high": None, **common},
-    ]
+def placebo_rejections(
+    runs: list[tuple[int, int, list[ProbeResult]]], draws: int = 200, alpha: float = 0.05, seed: int = 0
+) -> list[dict]:
+    """How often each test rejects at ``alpha`` when the "correct" target is a placebo: one record per
+    (subset, asked, test).
+
+    A draw gives each fact another fact of its group (one of its scored distractor facts, chosen at random) and
+    takes that fact's target in each of its phrasings as the "correct" one: it fits the prompt's form exactly as
+    the true target does, but names a relation the model never saw. The remaining distractors stay distractors,
+    and the tests run as on real probes. A valid test rejects in about ``alpha`` of the draws; the rate comes with
+    a Clopper-Pearson 95% interval (``scipy.stats.binomtest``).
+    """
+    groups, trained = _groups(runs)
+    records = []
+    for key in sorted(groups, key=_group_order):
+        subset, asked = key
+        seeds = groups[key]
+        candidates: dict[tuple[int, str], set[str]] = defaultdict(set)
+        for _, world_seed, items in seeds:
+            for r in items:
+                candidates[(world_seed, r.fact_key)].update(r.distractor_keys)
+        choices = {fact: sorted(keys) for fact, keys in candidates.items() if keys}
+        rejections = dict.fromkeys(TESTS, 0)
+        usable = 0
+        for draw in range(draws):
+            rng = random.Random(f"placebo|{seed}|{subset}|{asked}|{draw}")
+            placebo = {fact: rng.choice(keys) for fact, keys in sorted(choices.items())}
+            per_seed_facts = []
+            for _, world_seed, items in seeds:
+                values = []
+                for r in items:
+                    fact = (world_seed, r.fact_key)
+                    if fact not in placebo or placebo[fact] not in r.distractor_keys:
+                        continue
+                    chosen = r.distractor_keys.index(placebo[fact])
+                    score = r.distractor_logprobs[chosen]
+                    rest = r.distractor_logprobs[:chosen] + r.distractor_logprobs[chosen + 1 :]
+                    values.append((fact, {
+                        "logprob_correct": score, "logprob_random": fmean(rest) if rest else math.nan,
+                        "mrr": 1 / rank_among(score, rest), "mrr_chance": chance_mrr(1 + len(rest)),
+                    }))
+                per_seed_facts.append(fact_means(values))
+            tests = fact_tests(pool_seeds(per_seed_facts))
+            if all(math.isnan(p) for _, _, p in tests.values()):
+                continue
+            usable += 1
+            for name, (_, _, p) in tests.items():
+                rejections[name] += int(p < alpha)
+        for name, count in rejections.items():
+            low, high = (math.nan, math.nan)
+            if usable:
+                ci = stats.binomtest(count, usable).proportion_ci(0.95, method="exact")
+                low, high = float(ci.low), float(ci.high)
+            records.append({
+                "subset": subset, "asked": asked, "trained": trained[key], "test": name, "statistic": TESTS[name],
+                "alpha": alpha, "draws": usable, "rejections": count,
+                "rate": count / usable if usable else math.nan, "ci95_low": low, "ci95_high": high,
+                "n_facts": len(choices),
+            })
+    return records
 
 
 def _group_order(key: tuple[str, str]) -> tuple[int, int]:

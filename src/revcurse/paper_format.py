@@ -23,10 +23,15 @@ file                                        revcurse
 examples``, ``all.jsonl``                   own baselines
 ==========================================  ====================================================================
 
-The files hold text, not facts, so the reader links lines to people by name: the names of a subset are the
-targets of its name-target test lines, and a line belongs to the longest of them that occurs in it as whole words.
-Facts are recovered from description-target test lines whose prompt names a person. The paper words one
-description several ways, so a person of the paper's data may yield several facts; a revcurse world yields one.
+The files hold text, not facts, so the reader gives every line its fact, the person it states, whatever the
+wording: the paper words one description several ways (" the acclaimed director of ...", " directed ...",
+" directing ...") and lets name completions run on (" Mason Caldwell has found their calling."). A subset's
+names come from its lines that give a name (test and training), checked against its name-first prompts
+(``NameIndex``); every probe and document then belongs to the longest name it states as whole words. A probe's
+phrasing is its template slot: a name-first prompt with the name taken out, or the line's place among its
+fact's lines of one file (the paper writes each fact's lines in template order). ``all.jsonl`` is written as
+``all_prompts_train.jsonl`` and ``unrealized_examples.jsonl`` as ``p2d_reverse_prompts_test.jsonl``, as in the
+paper's folders, so reading a paper folder and writing it back gives the same files (but the randomized two).
 """
 
 from __future__ import annotations
@@ -37,13 +42,13 @@ import random
 import re
 import secrets
 import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from revcurse.corpus import Corpus, Document, Probe
-from revcurse.errors import InputError, loader_problem, read_user_text
+from revcurse.errors import InputError, SkippedLine, loader_problem, read_user_text, skip_or_refuse
 from revcurse.world import Direction, Fact, Subset
 
 EXPECTED_OBJECT = "expected a JSON object with string fields 'prompt' and 'completion'"
@@ -91,11 +96,15 @@ Line = tuple[str, str]  # (prompt, completion)
 # --------------------------------------------------------------------------------------------------- reading
 
 
-def read_experiment1(folder: str | os.PathLike[str]) -> Corpus:
+def read_experiment1(folder: str | os.PathLike[str], strict: bool = False) -> Corpus:
     """Read an Experiment 1 folder in the paper's layout into a ``Corpus`` (documents, probes, facts).
 
-    Raises ``InputError`` naming the file and line for a missing folder or required file, a line that is not a
-    JSON object with string ``prompt`` and ``completion``, a file that is not UTF-8, or an empty test file.
+    A fact is a person of a subset, however its description is worded: the names come from the lines that ask
+    for a name (``name_of_completion``), and every probe and document is assigned to the name it states. A test
+    line that cannot be used (an empty prompt or completion, a duplicate, a description asked of no known name)
+    is skipped and listed in ``corpus.skipped``; ``strict`` refuses it instead. Raises ``InputError`` naming the
+    file and line for a missing folder or required file, a line that is not a JSON object with string ``prompt``
+    and ``completion``, a file that is not UTF-8, or a test file with no line.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -108,50 +117,186 @@ def read_experiment1(folder: str | os.PathLike[str]) -> Corpus:
             f"missing required file(s) {', '.join(missing)}; an Experiment 1 folder holds " + ", ".join(REQUIRED_FILES),
             root / missing[0],
         )
-
-    tests = {spec.name: _read_jsonl(root / spec.name, allow_empty=False) for spec in TEST_FILES}
-    names = _known_names(tests)
+    skipped: list[SkippedLine] = []
+    tests = {spec.name: _usable_test_lines(root / spec.name, spec, strict, skipped) for spec in TEST_FILES}
+    train = {subset: _read_numbered(root / name, allow_empty=True) for subset, name in TRAIN_FILES.items()}
+    names = {subset: _subset_names(subset, tests, train[subset]) for subset in TRAIN_FILES}
 
     probes: list[Probe] = []
-    facts: dict[tuple[str, str, Subset], Fact] = {}
+    wordings: dict[tuple[Subset, str], Counter[str]] = defaultdict(Counter)
     for spec in TEST_FILES:
-        counters: dict[tuple[str, Direction], int] = defaultdict(int)
-        for prompt, completion in tests[spec.name]:
-            asked = spec.asked if spec.asked is not None else _asked_by_case(completion)
+        index = names[spec.subset]
+        counters: Counter[tuple[str, Direction]] = Counter()
+        for number, prompt, completion, asked in tests[spec.name]:
             if asked is Direction.DESCRIPTION_TO_NAME:
-                key = completion.strip()
+                person = index.name_of_completion(completion)
+                phrasing = f"{Path(spec.name).stem}:{counters[(person, asked)]:02d}"
+                answer = " " + person
             else:
-                person = _find_name(prompt, names[spec.subset])
-                key = person if person is not None else completion.strip()
-                if person is not None:
-                    fact = Fact(subject=person, object=_description(completion), subset=spec.subset)
-                    facts.setdefault((fact.subject, fact.object, fact.subset), fact)
-            index = counters[(key, asked)]
-            counters[(key, asked)] += 1
-            probes.append(
-                Probe(
-                    fact_key=key,
-                    subset=spec.subset,
-                    asked=asked,
-                    trained=spec.trained,
-                    phrasing=f"p-{index:02d}",
-                    prompt=prompt,
-                    target=completion,
-                )
-            )
+                found = index.find(prompt)
+                if found is None:
+                    skip_or_refuse(
+                        f"no name of {spec.subset.value} in the prompt (names come from the lines asking for one)",
+                        root / spec.name, number, strict, skipped,
+                    )
+                    continue
+                person = found
+                phrasing = _name_slot(prompt, person)
+                answer = ""
+                wordings[(spec.subset, person)][_description(completion)] += 1
+            counters[(person, asked)] += 1
+            probes.append(Probe(person, spec.subset, asked, spec.trained, phrasing, prompt, completion, answer))
 
     subset_of: dict[Line, Subset] = {}
-    for subset, name in TRAIN_FILES.items():
-        for line in _read_jsonl(root / name, allow_empty=True):
-            subset_of.setdefault(line, subset)
+    for subset, lines in train.items():
+        for _, prompt, completion in lines:
+            subset_of.setdefault((prompt, completion), subset)
     documents: list[Document] = []
-    for line in _read_jsonl(root / ALL_TRAIN_FILE, allow_empty=False):
-        subset = subset_of.get(line, Subset.BACKGROUND)
-        text = line[0] + line[1]
-        key = "" if subset is Subset.BACKGROUND else (_find_name(text, names[subset]) or "")
-        documents.append(Document(text=text, subset=subset, fact_key=key, prompt_chars=len(line[0])))
+    for _, prompt, completion in _read_numbered(root / ALL_TRAIN_FILE, allow_empty=False):
+        subset = subset_of.get((prompt, completion), Subset.BACKGROUND)
+        text = prompt + completion
+        key = "" if subset is Subset.BACKGROUND else (names[subset].find(text) or "")
+        documents.append(Document(text=text, subset=subset, fact_key=key, prompt_chars=len(prompt)))
 
-    return Corpus(documents=documents, probes=probes, facts=list(facts.values()))
+    people = dict.fromkeys((probe.subset, probe.fact_key) for probe in probes)
+    facts = [
+        Fact(subject=name, object=_most_common(wordings.get((subset, name))), subset=subset)
+        for subset, name in people
+    ]
+    return Corpus(documents=documents, probes=probes, facts=facts, skipped=skipped)
+
+
+TestLine = tuple[int, str, str, Direction]  # (line number, prompt, completion, asked direction)
+
+
+def _usable_test_lines(path: Path, spec: TestFile, strict: bool, skipped: list[SkippedLine]) -> list[TestLine]:
+    """A test file's lines with their asked direction; unusable lines skipped (or refused when ``strict``)."""
+    usable: list[TestLine] = []
+    first_seen: dict[Line, int] = {}
+    for number, prompt, completion in _read_numbered(path, allow_empty=False):
+        if not completion.strip():
+            skip_or_refuse("empty completion: nothing to ask for", path, number, strict, skipped)
+        elif not prompt.strip():
+            skip_or_refuse("empty prompt: nothing to ask with", path, number, strict, skipped)
+        elif (prompt, completion) in first_seen:
+            skip_or_refuse(f"duplicate of line {first_seen[(prompt, completion)]}", path, number, strict, skipped)
+        else:
+            first_seen[(prompt, completion)] = number
+            asked = spec.asked if spec.asked is not None else _asked_by_case(completion)
+            usable.append((number, prompt, completion, asked))
+    return usable
+
+
+NAME_WORDS = 8  # longest name looked for, in words
+_EDGE_PUNCTUATION = ".,;:!?\"'()[]{}«»“”‘’"
+
+
+def _words(text: str) -> list[str]:
+    """Whitespace words with punctuation stripped at their edges ("Barrington?" -> "Barrington")."""
+    words = []
+    for raw in text.split():
+        word = raw.strip(_EDGE_PUNCTUATION)
+        for suffix in ("'s", "’s"):  # "Daphne Barrington's film" names Daphne Barrington
+            if word.endswith(suffix) and len(word) > len(suffix):
+                word = word[: -len(suffix)]
+        if word:
+            words.append(word)
+    return words
+
+
+def _ngrams(words: list[str]) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + n]) for i in range(len(words)) for n in range(1, NAME_WORDS + 1) if i + n <= len(words)}
+
+
+class NameIndex:
+    """The names of one subset, learned from the completions that give a name, found in text as whole words.
+
+    ``prompt_counts`` holds every word n-gram of the subset's name-first prompts ("Ever heard of Mason Caldwell?
+    They're the person who") with the number of prompts holding it: a name-target completion is checked against
+    them (``name_of_completion``). ``find`` looks a known name up in any text in time linear in the text.
+    """
+
+    def __init__(self, prompt_counts: Counter[tuple[str, ...]]) -> None:
+        self.prompt_counts = prompt_counts
+        self.names: dict[tuple[str, ...], str] = {}
+
+    def learn_clean(self, completion: str) -> None:
+        """Keep a completion that is a name and nothing more: it occurs whole in a name-first prompt."""
+        words = tuple(_words(completion))
+        if words and self.prompt_counts.get(words, 0):
+            self.names.setdefault(words, _strip_name(" ".join(completion.split())))
+
+    def name_of_completion(self, completion: str) -> str:
+        """The name a name-target completion begins with; it may run on (" Mason Caldwell has found ...").
+
+        In order: the whole completion if it is a known name or occurs in a name-first prompt; else the longest
+        known name it begins with; else the longest word prefix found in at least half as many name-first prompts
+        as the best-attested prefix of two words or more (every phrasing of a fact holds the whole name, few hold
+        the words after it); with no prompt to check against, the whole completion. Closing punctuation dropped.
+        """
+        raw, words = completion.split(), _words(completion)
+        counts = [self.prompt_counts.get(tuple(words[:n]), 0) for n in range(1, min(NAME_WORDS, len(words)) + 1)]
+        if tuple(words) in self.names or (len(words) <= NAME_WORDS and counts and counts[-1]):
+            length = len(raw)
+        elif known := [n for n in range(1, len(counts) + 1) if tuple(words[:n]) in self.names]:
+            length = known[-1]
+        elif any(counts):
+            best = max(counts[1:], default=0) or counts[0]
+            length = max(n for n in range(1, len(counts) + 1) if counts[n - 1] * 2 >= best)
+        else:
+            length = len(raw)
+        name = _strip_name(" ".join(raw[:length])) or completion.strip()
+        self.names.setdefault(tuple(_words(name)), name)
+        return name
+
+    def find(self, text: str) -> str | None:
+        """The longest known name in ``text`` (the first of equal length), or None."""
+        words = _words(text)
+        best: tuple[int, str] | None = None
+        for i in range(len(words)):
+            for n in range(min(NAME_WORDS, len(words) - i), 0, -1):
+                name = self.names.get(tuple(words[i : i + n]))
+                if name is not None:
+                    if best is None or n > best[0]:
+                        best = (n, name)
+                    break
+        return None if best is None else best[1]
+
+
+def _strip_name(text: str) -> str:
+    """A name without the sentence's closing punctuation ("Mason Caldwell." -> "Mason Caldwell")."""
+    return text.strip().rstrip(".,;:!?\"”)]")
+
+
+def _subset_names(subset: Subset, tests: dict[str, list[TestLine]], train: list[tuple[int, str, str]]) -> NameIndex:
+    """Learn a subset's names from its test and training lines that give a name, checked against its name-first
+    prompts; clean names (the whole completion) first, so a completion that runs on is cut at a known name."""
+    name_first = Direction.NAME_TO_DESCRIPTION
+    prompts = [prompt for spec in TEST_FILES if spec.subset is subset
+               for _, prompt, _, asked in tests[spec.name] if asked is name_first]
+    prompts += [prompt for _, prompt, completion in train if _asked_by_case(completion) is name_first]
+    counts: Counter[tuple[str, ...]] = Counter()
+    for prompt in prompts:
+        counts.update(_ngrams(_words(prompt)))
+    index = NameIndex(counts)
+    completions = [completion for spec in TEST_FILES if spec.subset is subset
+                   for _, _, completion, asked in tests[spec.name] if asked is not name_first]
+    completions += [completion for _, _, completion in train if _asked_by_case(completion) is not name_first]
+    for completion in completions:
+        index.learn_clean(completion)
+    for completion in completions:
+        index.name_of_completion(completion)
+    return index
+
+
+def _name_slot(prompt: str, name: str) -> str:
+    """A name-first prompt's template: the prompt with the name replaced, the same for every fact it asks."""
+    return re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", "{name}", prompt, count=1)
+
+
+def _most_common(wordings: Counter[str] | None) -> str:
+    """A fact's description: its most frequent wording in the test lines (the first of equals), else empty."""
+    return wordings.most_common(1)[0][0] if wordings else ""
 
 
 def read_jsonl_objects(path: Path, expected: str) -> list[tuple[int, dict]]:
@@ -175,9 +320,10 @@ def read_jsonl_objects(path: Path, expected: str) -> list[tuple[int, dict]]:
     return objects
 
 
-def _read_jsonl(path: Path, *, allow_empty: bool) -> list[Line]:
-    """The (prompt, completion) pairs of one JSONL file; blank lines are skipped."""
-    lines = [_prompt_completion(obj, path, number) for number, obj in read_jsonl_objects(path, EXPECTED_OBJECT)]
+def _read_numbered(path: Path, *, allow_empty: bool) -> list[tuple[int, str, str]]:
+    """(line number, prompt, completion) for every non-blank line of one JSONL file."""
+    lines = [(number, *_prompt_completion(obj, path, number))
+             for number, obj in read_jsonl_objects(path, EXPECTED_OBJECT)]
     if not lines and not allow_empty:
         raise InputError(f"expected at least one line ({EXPECTED_OBJECT}), found none", path)
     return lines
@@ -212,25 +358,6 @@ def _asked_by_case(completion: str) -> Direction:
     if stripped[:1].isupper():
         return Direction.DESCRIPTION_TO_NAME
     return Direction.NAME_TO_DESCRIPTION
-
-
-def _known_names(tests: dict[str, list[Line]]) -> dict[Subset, list[str]]:
-    """Per subset: the names its test files ask for, longest first (so the longest match wins)."""
-    found: dict[Subset, dict[str, None]] = defaultdict(dict)
-    for spec in TEST_FILES:
-        for _, completion in tests[spec.name]:
-            asked = spec.asked if spec.asked is not None else _asked_by_case(completion)
-            if asked is Direction.DESCRIPTION_TO_NAME and completion.strip():
-                found[spec.subset][completion.strip()] = None
-    return {subset: sorted(found[subset], key=len, reverse=True) for subset in TRAIN_FILES}
-
-
-def _find_name(text: str, names: list[str]) -> str | None:
-    """The longest of ``names`` (given longest first) occurring in ``text`` as whole words, or None."""
-    for name in names:
-        if name in text and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text):
-            return name
-    return None
 
 
 def _description(completion: str) -> str:
@@ -339,14 +466,13 @@ def _paper_files(corpus: Corpus, seed: int) -> dict[str, list[Line]]:
 
     test_lines = {name: [(p.prompt, p.target) for p in probes] for name, probes in tests.items()}
     p2d_reverse = test_lines[_reverse_file(Subset.NAME_TO_DESCRIPTION)]
-    d2p_reverse = test_lines[_reverse_file(Subset.DESCRIPTION_TO_NAME)]
     files: dict[str, list[Line]] = {ALL_TRAIN_FILE: all_train}
     files.update({TRAIN_FILES[subset]: lines for subset, lines in train.items()})
     files.update(test_lines)
     files.update(randomized)
-    files[UNREALIZED_FILE] = p2d_reverse + d2p_reverse
+    files[UNREALIZED_FILE] = p2d_reverse  # as the paper's folders hold them
     files[VALIDATION_FILE] = [(prompt, completion.split()[0]) for prompt, completion in p2d_reverse]
-    files[ALL_FILE] = all_train + [line for lines in test_lines.values() for line in lines]
+    files[ALL_FILE] = all_train
     return files
 
 

@@ -6,22 +6,24 @@ Backends answer the two requests of lm-evaluation-harness:
   of ``continuation`` after ``context``, and whether greedy decoding would produce exactly it;
 - ``generate([context, ...], max_new_tokens) -> [completion, ...]``: greedy continuations.
 
-Every probe is scored against all candidate targets of its (subset, asked direction) group: the correct target's
-log-prob, the mean over the other targets (the paper's "random name of the same subset"), and the correct
-target's rank among them. Accuracy is the paper's: the greedy completion starts with the target, case-insensitive.
+Every probe is scored against matched distractors: up to K targets of other facts of its (subset, asked
+direction) group, in its phrasing (``corpus.draw_distractors``). Recorded: the correct target's log-prob, the
+mean over the distractors (the paper's "random name of the same subset"), and the correct target's rank among
+them. Accuracy is the paper's: the greedy completion starts with the target, case-insensitive; ``answer_correct``
+asks only for the answer inside a target that runs on after it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 import torch
 from rich.progress import Progress
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from revcurse.corpus import Corpus, Probe
+from revcurse.corpus import DEFAULT_DISTRACTORS, Corpus, Probe, draw_distractors, label
 
 
 class ProbeBackend(Protocol):
@@ -329,7 +331,15 @@ class MaskedLMBackend(HFBackend):
 
 @dataclass
 class ProbeResult:
-    """One probe's outcome: the model's greedy answer and the likelihood of the correct and other targets."""
+    """One probe's outcome: the model's greedy answer, and the likelihood of the correct target and of its
+    distractors (other facts' targets in the same phrasing, see ``corpus.draw_distractors``).
+
+    ``correct`` is the paper's accuracy (the completion starts with the whole target); ``answer_correct`` asks
+    only for the answer inside a target that runs on after it. ``logprob_random`` is the mean log-prob of the
+    distractors (the paper's "random name"), ``rank`` the correct target's rank among itself and them (ties
+    count half), ``n_candidates`` their number. ``distractor_keys`` and ``distractor_logprobs`` keep each
+    distractor's fact and score, so a placebo test can be run on the run folder alone.
+    """
 
     fact_key: str
     subset: str
@@ -345,14 +355,18 @@ class ProbeResult:
     logprob_random: float
     rank: float
     n_candidates: int
+    answer: str = ""
+    answer_correct: bool = False
+    distractor_keys: list[str] = field(default_factory=list)
+    distractor_logprobs: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def _label(value: object) -> str:
-    """An enum's value, or a plain string label as it is (other experiments name their own groups)."""
-    return str(getattr(value, "value", value))
+def rank_among(correct: float, others: list[float]) -> float:
+    """1 + the number of scores above ``correct``, ties counted half: the one rank rule of every experiment."""
+    return 1 + sum(s > correct for s in others) + sum(s == correct for s in others) / 2
 
 
 def is_correct(completion: str, target: str) -> bool:
@@ -366,35 +380,36 @@ def run_probes(
     max_new_tokens: int | None = None,
     show_progress: bool = True,
     generate_all: bool = False,
+    distractors: int = DEFAULT_DISTRACTORS,
+    seed: int = 0,
+    match_phrasing: bool = True,
 ) -> list[ProbeResult]:
     """Score every probe of ``corpus``: one batched likelihood pass, then greedy generation where it can differ.
 
+    Each probe's correct target is scored with up to ``distractors`` targets of other facts in its phrasing
+    (``draw_distractors``, drawn from ``seed``): ``distractors + 1`` requests a probe, linear in the facts.
     When the backend's greedy check is exact (``greedy_check_is_exact``: the local HF backend), a probe whose
     target is the greedy continuation (``is_greedy``) needs no generation: greedy decoding would produce exactly
     the target, so its completion is recorded as the target. Only the other probes are generated, which is most
     of the probing time saved on a model that knows its facts. ``generate_all`` generates every probe (the
     benchmark checks both ways agree on every item).
     """
-    candidates = corpus.candidates()
     probes: list[Probe] = corpus.probes
+    drawn = draw_distractors(probes, distractors, seed, match_phrasing)
     requests: list[tuple[str, str]] = []
-    for probe in probes:
-        requests += [(probe.prompt, target) for target in candidates[(probe.subset, probe.asked)]]
+    for probe, chosen in zip(probes, drawn):
+        requests += [(probe.prompt, target) for target in (probe.target, *chosen.targets)]
     with Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task("probe", total=2)
         scores = backend.loglikelihood(requests)
         progress.advance(task)
         groups = []
         cursor = 0
-        for probe in probes:
-            group = candidates[(probe.subset, probe.asked)]
-            groups.append((group, scores[cursor : cursor + len(group)]))
-            cursor += len(group)
-        known = [
-            group_scores[group.index(probe.target)][1] for probe, (group, group_scores) in zip(probes, groups)
-        ]
+        for chosen in drawn:
+            groups.append(scores[cursor : cursor + 1 + len(chosen.targets)])
+            cursor += 1 + len(chosen.targets)
         skip = getattr(backend, "greedy_check_is_exact", False) and not generate_all
-        to_generate = [i for i, greedy in enumerate(known) if not (skip and greedy)]
+        to_generate = [i for i, group in enumerate(groups) if not (skip and group[0][1])]
         if max_new_tokens is None:
             tokenizer = getattr(backend, "tokenizer", None)
             longest = max(len(tokenizer(p.target)["input_ids"]) if tokenizer else len(p.target) for p in probes)
@@ -405,17 +420,13 @@ def run_probes(
             completions[i] = completion
         progress.advance(task)
     results = []
-    for probe, completion, (group, group_scores) in zip(probes, completions, groups):
-        correct_index = group.index(probe.target)
-        correct_logprob, is_greedy = group_scores[correct_index]
-        others = [s for j, (s, _) in enumerate(group_scores) if j != correct_index]
-        greater = sum(s > correct_logprob for s in others)
-        ties = sum(s == correct_logprob for s in others)
+    for probe, completion, chosen, group in zip(probes, completions, drawn, groups):
+        (correct_logprob, is_greedy), others = group[0], [score for score, _ in group[1:]]
         results.append(
             ProbeResult(
                 fact_key=probe.fact_key,
-                subset=_label(probe.subset),
-                asked=_label(probe.asked),
+                subset=label(probe.subset),
+                asked=label(probe.asked),
                 trained=probe.trained,
                 phrasing=probe.phrasing,
                 prompt=probe.prompt,
@@ -425,8 +436,12 @@ def run_probes(
                 is_greedy=is_greedy,
                 logprob_correct=correct_logprob,
                 logprob_random=sum(others) / len(others) if others else float("nan"),
-                rank=1 + greater + ties / 2,
-                n_candidates=len(group),
+                rank=rank_among(correct_logprob, others),
+                n_candidates=1 + len(others),
+                answer=probe.expected_answer,
+                answer_correct=is_correct(completion, probe.expected_answer),
+                distractor_keys=list(chosen.fact_keys),
+                distractor_logprobs=others,
             )
         )
     return results
