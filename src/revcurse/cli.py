@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Wide enough for the result table when output goes to a file or a pipe (rich assumes 80 columns there).
-console = Console(width=None if sys.stdout.isatty() else 140)
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config; defaults when omitted.")]
 SetOption = Annotated[
@@ -53,6 +53,16 @@ def refuse_beside_resume(**given: object) -> None:
         raise InputError(f"--resume continues a run with its own config and folder: drop {', '.join(named)}")
 
 
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        help="Refuse a data folder with any unusable line (an empty completion, a duplicate, a description asked of "
+        "no known name). Default: such a line is skipped with a warning naming its file and line, and listed in "
+        "the run folder's skipped.jsonl; a file that is not in the expected format is refused either way."
+    ),
+]
+
+
 def with_allow_pickle(overrides: list[str], allow_pickle: bool) -> list[str]:
     """``--allow-pickle`` as the config override it stands for (recorded in the run's config.yaml)."""
     return [*overrides, "model.allow_pickle=true"] if allow_pickle else overrides
@@ -72,13 +82,14 @@ def demo(
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     jobs: Annotated[int, typer.Option(help="Seeds in parallel processes (useful with --seeds 2 or more).")] = 1,
     allow_pickle: AllowPickleOption = False,
+    strict: StrictOption = False,
 ) -> None:
     """Experiment 1 end to end: made-up people -> training text -> a tiny model -> probes forward and reverse.
 
     Prints accuracy per subset and asked direction (95% interval) with the likelihood test, and writes a run
     folder: config.yaml, metrics.json (tidy records), predictions.jsonl, report.md and seed-N/model/.
     """
-    _run_experiment1(config, set_, seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle, None, "demo")
+    _run_experiment1(config, set_, seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle, None, "demo", strict)
 
 
 @app.command()
@@ -99,6 +110,7 @@ def train(
         Path | None,
         typer.Option(help="Continue the interrupted run RUN (the --out it was started with), with its own config."),
     ] = None,
+    strict: StrictOption = False,
 ) -> None:
     """Train and probe Experiment 1 with a config (as `demo`), checkpointing so that a killed run can resume.
 
@@ -112,7 +124,9 @@ def train(
     an uninterrupted run. `revcurse status RUN` says whether a run is
     finished, running, interrupted or failed.
     """
-    _run_experiment1(config, set_, seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle, resume, "train")
+    _run_experiment1(
+        config, set_, seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle, resume, "train", strict
+    )
 
 
 def _run_experiment1(
@@ -128,6 +142,7 @@ def _run_experiment1(
     allow_pickle: bool,
     resume: Path | None,
     command: str,
+    strict: bool = False,
 ) -> None:
     """What `demo` and `train` share: load the config, run every seed, print the result table."""
     from revcurse.experiment import load_started_config, resumable_folder, run_experiment
@@ -139,9 +154,11 @@ def _run_experiment1(
         overrides.append(f"seeds={seeds}")
     if paper is not None:
         overrides.append(f"world.source={paper}")
+    if strict:
+        overrides.append("world.strict=true")
     if resume is not None:
         refuse_beside_resume(config=config, set=set_, seeds=seeds, paper=paper, out=out, name=name,
-                             allow_pickle=allow_pickle, overwrite=overwrite)
+                             allow_pickle=allow_pickle, overwrite=overwrite, strict=strict)
         out = resume
         run_config = load_started_config(resumable_folder(resume))
     else:
@@ -249,6 +266,75 @@ def show(run: Annotated[Path, typer.Argument(help="A run folder written by `revc
 
 
 @app.command()
+def calibrate(
+    run: Annotated[Path, typer.Argument(help="A finished run folder (demo, train, probe-remote, a compare arm).")],
+    draws: Annotated[int, typer.Option(min=1, help="Placebo draws per (subset, asked) group.")] = 200,
+    alpha: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Significance level of each test.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the placebo draws.")] = 0,
+) -> None:
+    """How often the run's tests find knowledge that is not there: their false-positive rate under a placebo.
+
+    \b
+    Each draw swaps every fact's correct target for another fact's target in
+    the same phrasing (it fits the prompt's form, but names a relation the
+    model never saw), scores it against the remaining distractors from the
+    run's predictions.jsonl (the model is not run again), and runs the log p
+    and rank tests as on real probes. A test whose rate is near alpha can be
+    trusted on this run; one far above it finds differences of form, not
+    knowledge.
+    """
+    from revcurse.metrics import placebo_rejections
+    from revcurse.report import ASKED_LABEL, grid_table
+
+    runs = _read_probe_runs(run)
+    records = placebo_rejections(runs, draws=draws, alpha=alpha, seed=seed)
+    rows = []
+    for record in records:
+        rows.append([
+            record["subset"], ASKED_LABEL.get(record["asked"], record["asked"]), "yes" if record["trained"] else "no",
+            {"likelihood": "log p, paired t", "rank": "MRR vs chance, t"}[record["test"]],
+            f"{record['rejections']}/{record['draws']}",
+            f"{record['rate']:.3f} [{record['ci95_low']:.3f}, {record['ci95_high']:.3f}]",
+        ])
+    header = ["subset", "asked", "trained", "test", "rejections", "rate [95% CI]"]
+    console.print(grid_table(f"Placebo rejection rate at alpha={alpha}: {run}", header, rows))
+    worst = max((r["rate"] for r in records if r["draws"]), default=float("nan"))
+    limit = alpha + 0.02
+    console.print(f"highest rate {worst:.3f} (a calibrated test stays near {alpha}; revcurse asks <= {limit:.2f})")
+
+
+def _read_probe_runs(run: Path) -> list[tuple[int, int, list]]:
+    """A run folder's probe results per seed, [(seed, world_seed, results)], read back from predictions.jsonl."""
+    from dataclasses import fields
+
+    from revcurse.probe import ProbeResult
+    from revcurse.report_page import _read_jsonl, read_json
+
+    path = run / "predictions.jsonl"
+    if not path.is_file():
+        raise InputError("not a finished run folder: expected predictions.jsonl (a compare folder: pass an arm)", run)
+    world_seeds: dict[int, int] = {}
+    if (run / "run.json").is_file():
+        summary = read_json(run / "run.json")
+        for stats in summary.get("per_seed", []) if isinstance(summary, dict) else []:
+            world_seeds[stats["seed"]] = stats.get("world_seed", stats["seed"])
+    if (run / "remote.json").is_file():
+        remote = read_json(run / "remote.json")
+        world_seeds[remote["seed"]] = remote["world_seed"]
+    names = {f.name for f in fields(ProbeResult)}
+    by_seed: dict[int, list[ProbeResult]] = {}
+    for number, row in enumerate(_read_jsonl(path), start=1):
+        if "distractor_keys" not in row:
+            raise InputError("no distractor scores (written by an older revcurse): probe the model again", path, number)
+        try:
+            result = ProbeResult(**{k: v for k, v in row.items() if k in names})
+        except TypeError as error:
+            raise InputError(f"not a probe result: {error}", path, number) from None
+        by_seed.setdefault(int(row.get("seed", 0)), []).append(result)
+    return [(seed, world_seeds.get(seed, seed), results) for seed, results in sorted(by_seed.items())]
+
+
+@app.command()
 def generate(
     out: Annotated[Path, typer.Option(help="Folder to write, in the paper's Experiment 1 layout.")],
     config: ConfigOption = None,
@@ -320,17 +406,38 @@ def export(
 
 
 @app.command(name="import")
-def import_(folder: Annotated[Path, typer.Argument(help="The paper's Experiment 1 folder.")]) -> None:
-    """Check a folder in the paper's Experiment 1 layout and summarise what revcurse reads from it."""
+def import_(
+    folder: Annotated[Path, typer.Argument(help="The paper's Experiment 1 folder.")],
+    strict: StrictOption = False,
+) -> None:
+    """Check a folder in the paper's Experiment 1 layout and summarise what revcurse reads from it.
+
+    Facts are people, however their descriptions are worded: the counts are facts per subset, and per asked
+    direction the probes and the facts they ask about (with the fewest and most probes of one fact).
+    """
     from collections import Counter
 
+    from revcurse.errors import warn_skipped
     from revcurse.paper_format import read_experiment1
 
-    corpus = read_experiment1(folder)
-    counts = Counter((p.subset.value, p.asked.value, p.trained) for p in corpus.probes)
+    corpus = read_experiment1(folder, strict=strict)
+    warn_skipped(corpus.skipped, lambda line: console.print(line, style="yellow", soft_wrap=True))
+    facts = Counter(f.subset.value for f in corpus.facts)
+    documents = Counter(d.subset.value for d in corpus.documents)
     console.print(f"{folder}: {len(corpus.documents)} training documents, {len(corpus.facts)} facts")
-    for (subset, asked, trained), n in sorted(counts.items()):
-        console.print(f"  {subset:18} asked {asked:20} {'trained' if trained else 'reverse'}: {n} probes")
+    for subset, n in facts.items():
+        console.print(f"  {subset:18} {n} facts, {documents.get(subset, 0)} training documents")
+    if documents.get("Background"):
+        console.print(f"  {'Background':18} {documents['Background']} training documents (no fact under test)")
+    per_fact = Counter((p.subset.value, p.asked.value, p.trained, p.fact_key) for p in corpus.probes)
+    groups: dict[tuple[str, str, bool], list[int]] = {}
+    for (subset, asked, trained, _), n in per_fact.items():
+        groups.setdefault((subset, asked, trained), []).append(n)
+    for (subset, asked, trained), counts in groups.items():
+        console.print(
+            f"  {subset:18} asked {asked:20} {'trained' if trained else 'reverse'}: {sum(counts)} probes of "
+            f"{len(counts)} facts ({min(counts)}-{max(counts)} a fact)"
+        )
 
 
 @app.command()

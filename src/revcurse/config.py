@@ -28,6 +28,9 @@ class WorldConfig(Section):
     facts_per_subset: int = Field(30, ge=1, description="facts in each of NameToDescription, DescriptionToName, Both")
     background: int = Field(300, ge=0, description="people stated both ways with all phrasings; never probed")
     seed: int | None = Field(None, description="seed of the world; None: the run's seed, so each seed is new people")
+    strict: bool = Field(
+        False, description="a paper folder's unusable line (empty, duplicate, no known name) is refused, not skipped"
+    )
 
 
 class CorpusConfig(Section):

@@ -45,8 +45,8 @@ from revcurse.chat import render_as_chat
 from revcurse.config import RunConfig, dump_config, load_config
 from revcurse.corpus import Corpus, build_corpus
 from revcurse.cures import CureContext, apply_cures
-from revcurse.errors import InputError
-from revcurse.metrics import aggregate
+from revcurse.errors import InputError, SkippedLine, warn_skipped, write_skipped
+from revcurse.metrics import aggregate, placebo_rejections
 from revcurse.model import add_lora, build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
 from revcurse.probe import HFBackend, MaskedLMBackend, ProbeResult, run_probes
 from revcurse.report import markdown_report
@@ -96,7 +96,7 @@ def _base_corpus(config: RunConfig, seed: int) -> tuple[Corpus, int]:
         return corpus, world_seed
     from revcurse.paper_format import read_experiment1
 
-    return read_experiment1(Path(config.world.source)), 0
+    return read_experiment1(Path(config.world.source), strict=config.world.strict), 0
 
 
 STATUS_FILE = "status.json"  # {"status": "running" | "failed" | "finished", ...}: what state a run folder is in
@@ -370,6 +370,8 @@ def write_run(folder: Path, config: RunConfig, outputs: list[SeedOutput]) -> Run
     runs = [(stats["seed"], world_seed, results) for world_seed, results, stats in outputs]
     records = aggregate(runs)
     (folder / "metrics.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
+    calibration = placebo_rejections(runs)
+    write_calibration(folder, calibration)
     with open(folder / "predictions.jsonl", "w", encoding="utf-8") as handle:
         for seed, _, results in runs:
             for result in results:
@@ -392,9 +394,17 @@ def write_run(folder: Path, config: RunConfig, outputs: list[SeedOutput]) -> Run
         },
     }
     (folder / "run.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    (folder / "report.md").write_text(markdown_report(records, summary), encoding="utf-8")
+    (folder / "report.md").write_text(markdown_report(records, summary, calibration), encoding="utf-8")
     write_report_after_run(folder)  # report.html, and report.md with the per-fact counts
     return RunOutcome(folder=folder, records=records, summary=summary)
+
+
+CALIBRATION_FILE = "calibration.json"  # the placebo rejection rate of each test, per (subset, asked)
+
+
+def write_calibration(folder: Path, records: list[dict]) -> None:
+    """Record how often each test rejected under the placebo (``metrics.placebo_rejections``) beside metrics."""
+    (folder / CALIBRATION_FILE).write_text(json.dumps(records, indent=1), encoding="utf-8")
 
 
 def run_experiment(
@@ -413,10 +423,13 @@ def run_experiment(
     """
     out = Path(out)
     check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the run before any work
+    skipped: list[SkippedLine] = []
     if config.world.source != "celebrities":  # check the paper's folder before any folder is made or model trained
         from revcurse.paper_format import read_experiment1
 
-        read_experiment1(Path(config.world.source))
+        corpus = read_experiment1(Path(config.world.source), strict=config.world.strict)
+        skipped = corpus.skipped
+        warn_skipped(skipped, log, total=len(corpus.probes) + len(skipped))
     state = distributed_state(config.train.device)
     if state.num_processes > 1:
         # Launched by torchrun / accelerate launch: every process trains (DDP), the main one writes the run.
@@ -439,5 +452,6 @@ def run_experiment(
         if state.num_processes > 1:
             state.wait_for_everyone()  # the other processes may now use the staging folder
         outputs = run_seeds(seed_jobs(config, staging), processes, show_progress, log)
+        write_skipped(staging, skipped)
         outcome = write_run(staging, config, outputs)
     return RunOutcome(folder=out, records=outcome.records, summary=outcome.summary)

@@ -65,16 +65,24 @@ def result_rows(records: list[dict]) -> list[dict[str, str]]:
         diff = lookup(records, subset, asked, "likelihood_diff")
         t = lookup(records, subset, asked, "likelihood_t")["mean"]
         p = lookup(records, subset, asked, "likelihood_p")["mean"]
+        answer, rank_test = "n/a", "n/a"  # records written before these metrics existed
+        if any(r["metric"] == "answer_accuracy" and (r["subset"], r["asked"]) == key for r in records):
+            answer = f"{lookup(records, subset, asked, 'answer_accuracy')['mean']:.2f}"
+        if any(r["metric"] == "rank_t" and (r["subset"], r["asked"]) == key for r in records):
+            rank_t = lookup(records, subset, asked, "rank_t")
+            rank_test = format_test(rank_t["mean"], lookup(records, subset, asked, "rank_p")["mean"], rank_t["n_facts"])
         rows.append(
             {
                 "subset": subset,
                 "asked": ASKED_LABEL.get(asked, asked),
                 "trained": "yes" if record["trained"] else "no",
                 "accuracy": f"{accuracy['mean']:.2f} [{accuracy['ci95_low']:.2f}, {accuracy['ci95_high']:.2f}]",
+                "answer": answer,
                 "rank1": f"{lookup(records, subset, asked, 'rank1')['mean']:.2f}",
                 "mrr": f"{lookup(records, subset, asked, 'mrr')['mean']:.2f}",
                 "logp_gap": f"{diff['mean']:+.2f} [{diff['ci95_low']:+.2f}, {diff['ci95_high']:+.2f}]",
                 "t_test": format_test(t, p, diff["n_facts"]),
+                "rank_test": rank_test,
             }
         )
     return rows
@@ -85,10 +93,12 @@ COLUMNS = {
     "asked": "asked",
     "trained": "trained",
     "accuracy": "accuracy [95% CI]",
+    "answer": "answer",
     "rank1": "rank-1",
     "mrr": "MRR",
     "logp_gap": "log p gap [95% CI]",
-    "t_test": "paired t, facts",
+    "t_test": "log p: paired t",
+    "rank_test": "MRR vs chance: t",
 }
 
 
@@ -98,24 +108,50 @@ def format_test(t: float, p: float, n_facts: int) -> str:
     return f"t({n_facts - 1})={t:.2f} p={p:.2g}"
 
 
+def shown_columns(rows: list[dict[str, str]]) -> dict[str, str]:
+    """The table's columns: *answer* only where some target runs on after its answer (it equals accuracy else)."""
+    differs = any(row["answer"] not in ("n/a", row["accuracy"].split()[0]) for row in rows)
+    return {key: label for key, label in COLUMNS.items() if key != "answer" or differs}
+
+
 def result_table(records: list[dict], title: str = "") -> Table:
     table = Table(title=title or None)
-    for label in COLUMNS.values():
+    rows = result_rows(records)
+    columns = shown_columns(rows)
+    for label in columns.values():
         table.add_column(label, no_wrap=True)
-    for row in result_rows(records):
-        table.add_row(*(row[key] for key in COLUMNS))
+    for row in rows:
+        table.add_row(*(row[key] for key in columns))
     return table
 
 
 def markdown_table(records: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS.values()) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in result_rows(records):
-        lines.append("| " + " | ".join(row[key] for key in COLUMNS) + " |")
+    rows = result_rows(records)
+    columns = shown_columns(rows)
+    lines = ["| " + " | ".join(columns.values()) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(row[key] for key in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
-def markdown_report(records: list[dict], summary: dict) -> str:
-    """A short Markdown page: what was run, the table, and how to read it."""
+def calibration_lines(calibration: list[dict]) -> list[str]:
+    """The placebo rejection rate of each test, one line per (subset, asked) group."""
+    lines = []
+    for record in calibration:
+        if record["test"] != "likelihood":
+            continue
+        rank = next(r for r in calibration if (r["subset"], r["asked"], r["test"]) ==
+                    (record["subset"], record["asked"], "rank"))
+        lines.append(
+            f"{record['subset']} {ASKED_LABEL.get(record['asked'], record['asked'])}: log p test rejects "
+            f"{record['rejections']}/{record['draws']} ({record['rate']:.1%}), rank test {rank['rejections']}/"
+            f"{rank['draws']} ({rank['rate']:.1%}) of placebo draws at alpha {record['alpha']}"
+        )
+    return lines
+
+
+def markdown_report(records: list[dict], summary: dict, calibration: list[dict] | None = None) -> str:
+    """A short Markdown page: what was run, the table, how to read it, and the tests' placebo calibration."""
     n_seeds = records[0]["n_seeds"] if records else 0
     interval = "t interval over seeds" if n_seeds > 1 else "bootstrap over facts (one seed)"
     return (
@@ -125,10 +161,27 @@ def markdown_report(records: list[dict], summary: dict) -> str:
         f"{summary.get('tokens_per_second', 0):,.0f} tokens/s; probing: {summary.get('probe_seconds', 0):.0f} s\n"
         f"- probes: held-out phrasings only; 95% intervals: {interval}\n\n"
         + markdown_table(records)
-        + "\nHow to read it: *accuracy* is the paper's (the greedy completion starts with the target). *log p gap* is"
-        " the mean, over facts, of log p(correct target) minus the mean log p of the other targets of the same"
-        " subset on the same prompts; the t-test is paired over facts. The reversal curse shows as high accuracy"
-        " where `trained` is yes and near-zero accuracy with no likelihood gap where it is no.\n"
+        + "\nHow to read it: every number is a mean over facts of per-fact means over their probes, with a 95%"
+        " interval of that same quantity. *accuracy* is the paper's (the greedy completion starts with the whole"
+        " target); *answer* asks only for the answer inside a target that runs on after it. Each correct target is"
+        " ranked against matched distractors: other facts' targets in the same phrasing. *log p gap* is the mean,"
+        " over facts, of log p(correct target) minus the mean log p of its distractors on the same prompts, tested"
+        " by a t-test paired over facts; *MRR vs chance* tests the per-fact mean reciprocal rank against its exact"
+        " chance value. The reversal curse shows as high accuracy where `trained` is yes and near-zero accuracy"
+        " with no likelihood gap where it is no.\n"
+        + _calibration_section(calibration)
+    )
+
+
+def _calibration_section(calibration: list[dict] | None) -> str:
+    if not calibration:
+        return ""
+    lines = calibration_lines(calibration)
+    return (
+        "\n## Calibration: the tests under a placebo\n\nEach fact's correct target swapped for another fact's target"
+        " in the same phrasing (a relation the model never saw), scored against the other distractors; a valid"
+        " test rejects in about alpha of the draws (`revcurse calibrate RUN`).\n\n"
+        + "".join(f"- {line}\n" for line in lines)
     )
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from revcurse.errors import InputError, parse_json, read_user_text
 from revcurse.metrics import ASKED_ORDER, SUBSET_ORDER, lookup
-from revcurse.report import ASKED_LABEL, COLUMNS, check_records, markdown_report, result_rows
+from revcurse.report import ASKED_LABEL, calibration_lines, check_records, markdown_report, result_rows, shown_columns
 
 FAILING_ROWS_PER_GROUP = 25  # per (subset, asked direction): enough to see the pattern, small enough to read
 DPI = 90
@@ -48,6 +48,7 @@ class RunData:
     config_text: str
     predictions: list[dict]
     train_logs: dict[str, list[dict]] = field(default_factory=dict)  # seed folder name -> log lines
+    calibration: list[dict] = field(default_factory=list)  # calibration.json: the tests' placebo rejection rates
 
 
 @dataclass
@@ -101,7 +102,18 @@ def read_run(folder: Path) -> RunData:
         config_text=read_user_text(config_path, "file") if config_path.is_file() else "",
         predictions=_read_jsonl(folder / "predictions.jsonl"),
         train_logs={name: log for name, log in logs.items() if log},
+        calibration=_calibration(folder / "calibration.json"),
     )
+
+
+def _calibration(path: Path) -> list[dict]:
+    """calibration.json's records, or none for a run written before it existed (or one that does not have it)."""
+    if not path.is_file():
+        return []
+    records = read_json(path)
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise InputError("expected a list of placebo records", path)
+    return records
 
 
 def _seed_number(name: str) -> int:
@@ -487,7 +499,12 @@ def run_section_html(run: RunData, level: int) -> str:
     if run.records:
         parts.append(_img(plot_accuracy(run.records), "accuracy per subset and asked direction"))
         rows = result_rows(run.records)
-        parts.append(_table(list(COLUMNS.values()), [[r[key] for key in COLUMNS] for r in rows]))
+        columns = shown_columns(rows)
+        parts.append(_table(list(columns.values()), [[r[key] for key in columns] for r in rows]))
+    if run.calibration:
+        lines = "".join(f"<li>{_e(line)}</li>" for line in calibration_lines(run.calibration))
+        parts.append(f"<p>Placebo calibration of the tests (another fact's target in the same phrasing as the "
+                     f"\"correct\" one):</p><ul>{lines}</ul>")
     parts.append(f"<h{h}>Likelihood of the correct vs random targets</h{h}>")
     if run.predictions:
         parts.append(_img(plot_likelihood(run.predictions), "log p of correct and other targets"))
@@ -565,7 +582,7 @@ def _md_cell(text: object) -> str:
 
 def run_markdown(run: RunData, title: str) -> str:
     """report.md's content (markdown_report) with the failure counts and the training loss added."""
-    text = markdown_report(run.records, run.summary).replace("# revcurse run", f"# {title}", 1)
+    text = markdown_report(run.records, run.summary, run.calibration).replace("# revcurse run", f"# {title}", 1)
     lines = [text.rstrip("\n"), ""]
     if run.predictions:
         lines += ["## Facts per direction", "",
