@@ -1,20 +1,28 @@
 """Own facts: reading CSV/JSONL and templates (every bad input names file and line), the corpus, the audit."""
 
 import json
+import math
 
 import pytest
 import torch
+from scipy import stats
 
 from revcurse.cli import main
 from revcurse.errors import InputError
+from revcurse.metrics import lookup, placebo_rejections
 from revcurse.own_facts import (
+    ALL_RELATIONS,
     DEFAULT_REVERSE_QUESTION,
+    OwnFact,
     RelationTemplates,
+    audit_records,
     build_own_corpus,
+    probe_own_facts,
     read_facts,
     read_templates,
 )
 from revcurse.world import Subset
+from tests.fakes import RANK_TEST_MISCALIBRATED, FakeBackend
 
 FACTS_CSV = """subject,relation,object,source
 Orla Fenwright,wrote,The Salt Cartographer,notes
@@ -231,7 +239,10 @@ def test_default_templates_state_facts_forward_only(tmp_path):
     assert (reverse.direction, reverse.trained, reverse.prompt, reverse.target) == (
         "reverse", False, "Who or what born in Leeds? Answer:", " Ada"
     )  # fmt: skip
-    assert forward.candidates == (" Leeds", " York") and reverse.candidates == (" Ada", " Bea")
+    # the shared probe: the question is the fact, its group is (relation, direction)
+    shared = forward.as_probe()
+    assert (shared.fact_key, shared.subset, shared.asked) == ("Ada born in", "born_in", "forward")
+    assert reverse.as_probe().fact_key == "Who or what born in Leeds? Answer:"
 
 
 def test_corpus_cycles_statements_and_never_trains_the_reverse_of_a_user_fact(tmp_path):
@@ -256,17 +267,107 @@ def test_corpus_cycles_statements_and_never_trains_the_reverse_of_a_user_fact(tm
     assert sum(d.text.startswith("Who wrote ") for d in background) == 3 * 2
     entities = {f.subject for f in facts} | {f.object for f in facts}
     assert not entities & {e for d in background for e in d.entities}
-    # candidates: every object (forward) / subject (reverse) of the same relation
-    by_direction = {p.direction: p for p in probes if p.fact.subject == "Corwin Ashgrove"}
-    assert len(by_direction["forward"].candidates) == 5 and " Pellmarch" in by_direction["forward"].candidates
-    assert " Saskia Thornell" in by_direction["reverse"].candidates
+    # one question per fact and direction: distinct facts, distinct questions
+    assert len({(p.direction, p.as_probe().fact_key) for p in probes}) == 2 * 15
 
 
 def test_a_question_shared_by_two_facts_lists_the_other_answer(tmp_path):
     facts = read_facts(write(tmp_path / "f.csv", "subject,relation,object\nAda,born_in,Leeds\nBea,born_in,Leeds\n"))
     _, probes = build_own_corpus(facts, {}, documents_per_fact=1)
-    assert probes[1].candidates == (" Ada", " Bea") and probes[1].also_valid == (" Bea",)
-    assert probes[0].candidates == (" Leeds",) and probes[0].also_valid == ()
+    assert probes[1].also_valid == (" Bea",) and probes[0].also_valid == ()
+    # both reverse probes ask one question: one fact, so neither answer is the other's distractor
+    assert probes[1].as_probe().fact_key == probes[3].as_probe().fact_key
+
+
+# --------------------------------------------------------------------------------------------------------- scoring
+
+
+def own_facts(lines: list[tuple[str, str, str]]) -> list[OwnFact]:
+    return [OwnFact(subject, relation, object_, i + 2) for i, (subject, relation, object_) in enumerate(lines)]
+
+
+def test_distractors_are_other_questions_answers_never_one_this_question_also_has():
+    facts = own_facts([
+        ("Ada", "wrote", "The Salt"), ("Ada", "wrote", "Nine Doors"), ("Bea", "wrote", "The Salt"),
+        ("Cy", "wrote", "the salt "), ("Di", "wrote", "Glass Letters"), ("Ed", "wrote", "Small Winters"),
+        ("Ada", "was born in", "Leeds"), ("Fay", "was born in", "York"),
+    ])  # fmt: skip
+    _, probes = build_own_corpus(facts, {}, documents_per_fact=1)
+    backend = FakeBackend()
+    results = probe_own_facts(backend, probes, max_new_tokens=4, distractors=15)
+    scored = backend.candidates([r.n_candidates for r in results])
+    for probe, result, candidates in zip(probes, results, scored):
+        assert candidates[0] == probe.target and result.n_candidates == len(candidates)
+        same_group = {p.target for p in probes if (p.fact.relation, p.direction) == (probe.fact.relation,
+                                                                                     probe.direction)}  # fmt: skip
+        own = {text.strip().casefold() for text in (probe.target, *probe.also_valid)}
+        assert set(candidates[1:]) <= same_group
+        assert not {c.strip().casefold() for c in candidates[1:]} & own
+        assert len({c.strip().casefold() for c in candidates}) == len(candidates)  # no text twice
+        assert probe.as_probe().fact_key not in result.distractor_keys
+    by_key = {(p.fact.subject, p.fact.object, p.direction): c for p, c in zip(probes, scored)}
+    # "Ada wrote" has two answers: neither is the other's distractor, nor is Cy's "the salt" (the same text)
+    assert by_key[("Ada", "The Salt", "forward")][1:] == by_key[("Ada", "Nine Doors", "forward")][1:]
+    assert sorted(by_key[("Ada", "The Salt", "forward")][1:]) == [" Glass Letters", " Small Winters"]
+    # "Who or what wrote The Salt?" is answered by Ada and Bea: both are the one question's, never distractors
+    assert sorted(by_key[("Bea", "The Salt", "reverse")]) == [" Bea", " Cy", " Di", " Ed"]
+    assert by_key[("Ada", "Leeds", "reverse")] == [" Ada", " Fay"]  # another relation's people never come in
+
+
+@pytest.mark.parametrize("n_facts", [3, 60])
+def test_candidates_are_capped_at_k_whatever_the_number_of_facts(n_facts):
+    facts = own_facts([(f"Person {i}", "wrote", f"Book {i}") for i in range(n_facts)])
+    _, probes = build_own_corpus(facts, {}, documents_per_fact=1)
+    backend = FakeBackend()
+    results = probe_own_facts(backend, probes, max_new_tokens=4, distractors=5)
+    assert {r.n_candidates for r in results} == {min(n_facts, 6)}
+    assert len(backend.requests) == 2 * n_facts * min(n_facts, 6)  # linear in the facts
+
+
+def test_audit_records_average_each_questions_answers_first_and_match_scipy():
+    lines = [("Ada", "wrote", f"Book {i}") for i in range(4)] + [("Bea", "wrote", "Tale 0"), ("Bea", "wrote", "Tale 1")]
+    lines += [(f"Person {i}", "wrote", f"Work {i}") for i in range(10)]
+    _, probes = build_own_corpus(own_facts(lines), {}, documents_per_fact=1)
+    completions = {"Ada wrote": " Book 0", "Person 1 wrote": " Work 1", "Person 2 wrote": " Work 2"}
+    results = probe_own_facts(FakeBackend(completions=completions), probes, max_new_tokens=4, distractors=5)
+    records = audit_records(results)
+    by_question: dict[str, list] = {}
+    for result in results:
+        if result.asked == "forward":
+            by_question.setdefault(result.prompt, []).append(result)
+    assert sorted(len(v) for v in by_question.values()) == [1] * 10 + [2, 4]  # unequal answers per question
+
+    def per_question(value) -> list[float]:
+        return [sum(value(r) for r in group) / len(group) for group in by_question.values()]
+
+    accuracy = lookup(records, ALL_RELATIONS, "forward", "accuracy")
+    assert accuracy["mean"] == pytest.approx((1 / 4 + 2) / 12) and accuracy["n_facts"] == 12
+    assert accuracy["n_items"] == 16
+    for record in records:
+        if record["ci95_low"] is not None and not math.isnan(record["ci95_low"]):
+            assert record["ci95_low"] - 1e-12 <= record["mean"] <= record["ci95_high"] + 1e-12, record["metric"]
+    likelihood = stats.ttest_rel(per_question(lambda r: r.logprob_correct), per_question(lambda r: r.logprob_random))
+    t = lookup(records, ALL_RELATIONS, "forward", "likelihood_t")
+    assert t["mean"] == pytest.approx(likelihood.statistic) and t["n_facts"] == 12
+    assert lookup(records, ALL_RELATIONS, "forward", "likelihood_p")["mean"] == pytest.approx(likelihood.pvalue)
+
+    def chance(n: int) -> float:
+        return sum(1 / k for k in range(1, n + 1)) / n
+
+    rank = stats.ttest_rel(per_question(lambda r: 1 / r.rank), per_question(lambda r: chance(r.n_candidates)))
+    assert lookup(records, ALL_RELATIONS, "forward", "rank_t")["mean"] == pytest.approx(rank.statistic)
+    assert lookup(records, ALL_RELATIONS, "forward", "rank_p")["mean"] == pytest.approx(rank.pvalue)
+
+
+@pytest.mark.parametrize("test", ["likelihood", pytest.param("rank", marks=RANK_TEST_MISCALIBRATED)])
+def test_under_a_placebo_the_audit_tests_reject_at_most_7_percent(test):
+    facts = own_facts([(f"Person {i}", "wrote", f"Book {i}") for i in range(40)])
+    _, probes = build_own_corpus(facts, {}, documents_per_fact=1)
+    results = probe_own_facts(FakeBackend(), probes, max_new_tokens=4)
+    placebo = [r for r in placebo_rejections([(0, 0, results)], draws=400, alpha=0.05) if r["test"] == test]
+    assert len(placebo) == 2 and all(record["draws"] == 400 for record in placebo)
+    for record in placebo:
+        assert record["rate"] <= 0.07, record
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI
@@ -343,6 +444,10 @@ def test_audit_end_to_end_from_csv(audit_run, capsys):
     report = (out / "audit.md").read_text(encoding="utf-8")
     assert f"forward reachable {summary['forward']['reachable']}/15" in report
     assert "| 2 | Orla Fenwright | wrote | The Salt Cartographer |" in report
+    # the shared tests, over questions, per direction
+    assert summary["distractors"] == 15 and "up to 15 answers of other questions" in report
+    forward_t = lookup(summary["records"], ALL_RELATIONS, "forward", "likelihood_t")
+    assert forward_t["n_facts"] == 15 and "| forward | 15 | " in report and "| reverse | 15 | " in report
 
 
 def test_audit_refuses_an_existing_folder_and_fine_tunes_a_checkpoint(audit_run, capsys):

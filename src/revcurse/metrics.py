@@ -47,6 +47,9 @@ RANK_STATISTIC = (
     "its matched distractors vs its exact chance value H(n)/n"
 )
 TESTS = {"likelihood": LIKELIHOOD_STATISTIC, "rank": RANK_STATISTIC}
+PAIRED_T = "paired t-test (scipy.stats.ttest_rel)"
+MCNEMAR = "McNemar exact test: two-sided binomial test of the discordant pairs (scipy.stats.binomtest)"
+WILSON = "Wilson score interval (scipy.stats.binomtest(...).proportion_ci)"
 SUBSET_ORDER = ("NameToDescription", "DescriptionToName", "Both")
 ASKED_ORDER = ("name_to_description", "description_to_name")
 
@@ -160,14 +163,31 @@ def pool_seeds(per_seed_facts: list[dict[object, dict[str, float]]]) -> dict[obj
     return fact_means((key, values) for facts in per_seed_facts for key, values in facts.items())
 
 
-def paired_test(first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
-    """(t, p) of ``scipy.stats.ttest_rel`` over facts; NaN when fewer than two facts or no variation."""
-    keep = ~(np.isnan(first) | np.isnan(second))
-    diff = first[keep] - second[keep]
+def paired_test(first: Iterable[float], second: Iterable[float]) -> tuple[float, float]:
+    """(t, p) of ``scipy.stats.ttest_rel`` over facts, pairs with a NaN left out; NaN when fewer than two pairs
+    or no variation in their differences (the t statistic is then undefined)."""
+    a, b = np.asarray(list(first), dtype=float), np.asarray(list(second), dtype=float)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    diff = a[keep] - b[keep]
     if len(diff) < 2 or np.ptp(diff) == 0:
         return math.nan, math.nan
-    test = stats.ttest_rel(first[keep], second[keep])
+    test = stats.ttest_rel(a[keep], b[keep])
     return float(test.statistic), float(test.pvalue)
+
+
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion of independent items: unlike a bootstrap, not [0, 0] when
+    nothing is right (NaN for no items)."""
+    if n == 0:
+        return math.nan, math.nan
+    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def mcnemar_test(first_only: int, second_only: int) -> float:
+    """p of McNemar's exact test from the discordant pairs; 1 when there are none (nothing tells them apart)."""
+    discordant = first_only + second_only
+    return float(stats.binomtest(first_only, discordant, 0.5).pvalue) if discordant else 1.0
 
 
 def fact_tests(pooled: dict[object, dict[str, float]]) -> dict[str, tuple[np.ndarray, float, float]]:

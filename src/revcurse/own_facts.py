@@ -26,6 +26,13 @@ per fact and epoch, cycling through the relation's statements, so the reverse co
 and asked in reverse, each with its answer, ``corpus.background_phrasings`` times per direction and epoch: they
 teach a model trained from scratch the language of the questions and that a fact can be asked either way, as the
 background people do in Experiment 1. They are never audited.
+
+Scoring is Experiment 1's (``probe.run_probes``, ``metrics.aggregate``): each question's expected answer is ranked
+by log-prob against up to ``probe.distractors`` (default 15) answers of *other* questions of the same relation and
+direction, never an answer that this question also has (another book of the same author); the likelihood and
+rank tests run over questions, per direction, into ``run.json`` (``records``) and ``audit.md``. Until this was
+shared, every answer of the relation was a candidate (cost quadratic in the facts) and a question's other valid
+answers could be counted against it.
 """
 
 from __future__ import annotations
@@ -33,13 +40,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import random
 import shutil
 import string
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -48,8 +56,10 @@ import yaml
 
 from revcurse import vocabulary
 from revcurse.config import RunConfig, dump_config, yaml_error_text
-from revcurse.corpus import Document
+from revcurse.corpus import DEFAULT_DISTRACTORS, Corpus, Document, Probe
 from revcurse.errors import InputError, loader_problem, parse_json, read_user_text
+from revcurse.metrics import LIKELIHOOD_STATISTIC, RANK_STATISTIC, aggregate, lookup
+from revcurse.probe import ProbeResult, is_correct, run_probes
 from revcurse.world import Subset
 
 COLUMNS = ("subject", "relation", "object")
@@ -94,15 +104,33 @@ class RelationTemplates:
 
 @dataclass(frozen=True)
 class OwnProbe:
-    """One question about one user fact; ``candidates`` are the answers the correct one is ranked against."""
+    """One question about one user fact; ``also_valid`` are the targets of other facts it asks for just as well
+    (another book of the same author, another person born in the same town)."""
 
     fact: OwnFact
     direction: str
     trained: bool
     prompt: str
     target: str
-    candidates: tuple[str, ...]
-    also_valid: tuple[str, ...] = ()  # targets of other facts that the same question asks for
+    also_valid: tuple[str, ...] = ()
+
+    def as_probe(self) -> Probe:
+        """The shared probe (``corpus.Probe``), so the audit is scored as every experiment is (``run_probes``).
+
+        The fact's identity is the question itself (``prompt``): the probes of facts that ask the same question
+        (same relation, same subject forward or same object in reverse) are one fact, so none of their answers
+        is ever another's distractor. Its group is (relation, direction): distractors are answers of the same
+        relation asked the same way. Each relation has one question per direction: one phrasing slot.
+        """
+        return Probe(
+            fact_key=self.prompt,
+            subset=self.fact.relation,
+            asked=self.direction,
+            trained=self.trained,
+            phrasing=self.direction,
+            prompt=self.prompt,
+            target=self.target,
+        )
 
 
 @dataclass
@@ -363,9 +391,8 @@ def build_own_corpus(
 ) -> tuple[list[Document], list[OwnProbe]]:
     """Training documents (each user fact forward only) and two probes per fact (forward, reverse).
 
-    A probe's candidates are the distinct targets of its relation and direction among the user's facts: all
-    objects of that relation when asked forward, all its subjects when asked in reverse. ``background`` made-up
-    facts are spread over the relations (see the module docstring); they are trained both ways and never probed.
+    ``background`` made-up facts are spread over the relations (see the module docstring); they are trained both
+    ways and never probed. Distractors are drawn when probing (``probe_own_facts``).
     """
     by_relation: dict[str, list[OwnFact]] = defaultdict(list)
     for fact in facts:
@@ -381,8 +408,6 @@ def build_own_corpus(
     for fact in facts:
         relation_facts = by_relation[fact.relation]
         template = chosen[fact.relation]
-        objects = tuple(dict.fromkeys(" " + f.object for f in relation_facts))
-        subjects = tuple(dict.fromkeys(" " + f.subject for f in relation_facts))
         same_question_forward = {" " + f.object for f in relation_facts if f.subject == fact.subject}
         same_question_reverse = {" " + f.subject for f in relation_facts if f.object == fact.object}
         target = " " + fact.object
@@ -393,7 +418,6 @@ def build_own_corpus(
                 True,
                 _render(template.question, fact.subject, fact.relation, fact.object).rstrip(),
                 target,
-                objects,
                 tuple(sorted(same_question_forward - {target})),
             )
         )
@@ -405,7 +429,6 @@ def build_own_corpus(
                 False,
                 _render(template.reverse_question, fact.subject, fact.relation, fact.object).rstrip(),
                 target,
-                subjects,
                 tuple(sorted(same_question_reverse - {target})),
             )
         )
@@ -457,25 +480,30 @@ def _background_documents(
 # ---------------------------------------------------------------------------------------------------------- audit
 
 
-def score_probes(backend, probes: list[OwnProbe], max_new_tokens: int | None = None) -> list[AuditRow]:
-    """Ask every probe: one greedy answer each, and the log-prob of every candidate to rank the correct one."""
-    from revcurse.probe import is_correct
+def probe_own_facts(
+    backend, probes: list[OwnProbe], max_new_tokens: int | None = None, distractors: int = DEFAULT_DISTRACTORS,
+    seed: int = 0, show_progress: bool = False,
+) -> list[ProbeResult]:
+    """Ask every probe with the shared scorer (``probe.run_probes``): a greedy answer, and the correct answer's
+    log-prob ranked (``rank_among``) against up to ``distractors`` answers of other questions of the same relation
+    and direction (``corpus.draw_distractors``, drawn from ``seed``), never one that also answers this question.
 
-    requests = [(probe.prompt, candidate) for probe in probes for candidate in probe.candidates]
-    scores = backend.loglikelihood(requests)
+    Capped, so an audit of many facts costs ``distractors + 1`` sequences a probe, not one per fact of the relation.
+    """
     if max_new_tokens is None:
         tokenizer = backend.tokenizer
         # room past the longest expected answer, so a wrong answer is shown whole rather than cut mid-name
         max_new_tokens = max(len(tokenizer(p.target, add_special_tokens=False)["input_ids"]) for p in probes) + 4
-    answers = backend.generate([probe.prompt for probe in probes], max_new_tokens)
+    corpus = Corpus(documents=[], probes=[probe.as_probe() for probe in probes])
+    return run_probes(
+        backend, corpus, max_new_tokens, show_progress=show_progress, distractors=distractors, seed=seed
+    )
+
+
+def audit_rows(probes: list[OwnProbe], results: list[ProbeResult]) -> list[AuditRow]:
+    """One audit row per probe, from its result (in the same order)."""
     rows = []
-    cursor = 0
-    for probe, answer in zip(probes, answers):
-        group = [score for score, _ in scores[cursor : cursor + len(probe.candidates)]]
-        cursor += len(probe.candidates)
-        correct_index = probe.candidates.index(probe.target)
-        correct = group[correct_index]
-        others = [s for i, s in enumerate(group) if i != correct_index]
+    for probe, result in zip(probes, results, strict=True):
         fact = probe.fact
         rows.append(
             AuditRow(
@@ -487,16 +515,26 @@ def score_probes(backend, probes: list[OwnProbe], max_new_tokens: int | None = N
                 trained=probe.trained,
                 prompt=probe.prompt,
                 target=probe.target,
-                answer=answer,
-                correct=is_correct(answer, probe.target),
-                answers_another_fact=any(is_correct(answer, other) for other in probe.also_valid),
-                logprob_correct=correct,
-                logprob_others=sum(others) / len(others) if others else float("nan"),
-                rank=1 + sum(s > correct for s in others) + sum(s == correct for s in others) / 2,
-                n_candidates=len(probe.candidates),
+                answer=result.completion,
+                correct=result.correct,
+                answers_another_fact=any(is_correct(result.completion, other) for other in probe.also_valid),
+                logprob_correct=result.logprob_correct,
+                logprob_others=result.logprob_random,
+                rank=result.rank,
+                n_candidates=result.n_candidates,
             )
         )
     return rows
+
+
+ALL_RELATIONS = "all relations"
+
+
+def audit_records(results: list[ProbeResult], seed: int = 0) -> list[dict]:
+    """Tidy records per direction over all relations (``metrics.aggregate``): means over questions (the probes of
+    one question averaged first) with their intervals, and the likelihood and rank tests, as in Experiment 1."""
+    pooled = [replace(result, subset=ALL_RELATIONS) for result in results]
+    return aggregate([(seed, seed, pooled)])
 
 
 def summarise(rows: list[AuditRow]) -> dict:
@@ -546,8 +584,9 @@ def markdown_audit(rows: list[AuditRow], summary: dict) -> str:
         f"**{summary_line(summary)}**",
         "",
         "A fact is *reachable* in a direction when the model's greedy answer starts with the expected one "
-        "(case-insensitive). `rank` is where the expected answer comes by likelihood among all answers of the same "
-        "relation and direction (1 = likeliest).",
+        "(case-insensitive). `rank` is where the expected answer comes by likelihood (1 = likeliest, ties count "
+        f"half) among itself and up to {summary.get('distractors', DEFAULT_DISTRACTORS)} answers of other questions "
+        "of the same relation and direction, never one that also answers this question.",
         "",
         "| line | subject | relation | object | forward answer | rank | reverse answer | rank |",
         "|---|---|---|---|---|---|---|---|",
@@ -567,8 +606,42 @@ def markdown_audit(rows: list[AuditRow], summary: dict) -> str:
             f"| {relation} | {counts[FORWARD]['n']} | {counts[FORWARD]['reachable']}/{counts[FORWARD]['n']} | "
             f"{counts[REVERSE]['reachable']}/{counts[REVERSE]['n']} |"
         )
+    lines += test_lines(summary.get("records", []))
     lines += ["", "Prompts, answers and log-probs of every question: `audit.jsonl`.", ""]
     return "\n".join(lines)
+
+
+def test_lines(records: list[dict]) -> list[str]:
+    """The likelihood and rank tests per direction, as a markdown table (none without records)."""
+    if not records:
+        return []
+
+    def cell(direction: str, metric: str, test: str) -> str:
+        diff = lookup(records, ALL_RELATIONS, direction, metric)
+        t = lookup(records, ALL_RELATIONS, direction, f"{test}_t")["mean"]
+        p = lookup(records, ALL_RELATIONS, direction, f"{test}_p")["mean"]
+        tested = "t n/a" if math.isnan(t) else f"t={t:.2f} p={p:.2g}"
+        return f"{diff['mean']:+.2f} [{diff['ci95_low']:+.2f}, {diff['ci95_high']:+.2f}], {tested}"
+
+    lines = [
+        "",
+        "| direction | questions | log p gap [95% CI], test | MRR - chance [95% CI], test |",
+        "|---|---|---|---|",
+    ]
+    for direction in (FORWARD, REVERSE):
+        try:
+            facts = lookup(records, ALL_RELATIONS, direction, "likelihood_t")["n_facts"]
+        except KeyError:
+            continue
+        lines.append(
+            f"| {direction} | {facts} | {cell(direction, 'likelihood_diff', 'likelihood')} | "
+            f"{cell(direction, 'mrr_excess', 'rank')} |"
+        )
+    return lines + [
+        "",
+        "Both tests are over questions (the answers of one question averaged first). log p gap: "
+        f"{LIKELIHOOD_STATISTIC}. MRR - chance: {RANK_STATISTIC}.",
+    ]
 
 
 def run_audit(
@@ -616,7 +689,7 @@ def run_audit(
         seed_everything(config.seed)
         torch.set_num_threads(config.train.threads)
         if config.model.checkpoint is None:
-            texts = [d.text for d in documents] + [p.prompt + c for p in probes for c in p.candidates]
+            texts = [d.text for d in documents] + [p.prompt + p.target for p in probes]
             tokenizer = train_tokenizer(texts, config.model.vocab_size)
             longest = max(len(ids) for ids in tokenizer(texts)["input_ids"]) + 2
             model = build_tiny_model(config.model, tokenizer, longest)
@@ -629,10 +702,16 @@ def run_audit(
         model.save_pretrained(staging / "model", safe_serialization=True)
         tokenizer.save_pretrained(staging / "model")
         start = time.perf_counter()
-        rows = score_probes(HFBackend(model, tokenizer, config.probe.batch_size), probes, config.probe.max_new_tokens)
+        backend = HFBackend(model, tokenizer, config.probe.batch_size)
+        results = probe_own_facts(
+            backend, probes, config.probe.max_new_tokens, config.probe.distractors, config.seed, show_progress
+        )
+        rows = audit_rows(probes, results)
         probe_seconds = time.perf_counter() - start
         summary = {
             **summarise(rows),
+            "distractors": config.probe.distractors,
+            "records": audit_records(results, config.seed),
             "model": config.model.checkpoint or "tiny Llama from scratch",
             "parameters": sum(p.numel() for p in model.parameters()),
             "documents": len(documents),
