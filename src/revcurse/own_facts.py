@@ -481,8 +481,12 @@ def _background_documents(
 
 
 def probe_own_facts(
-    backend, probes: list[OwnProbe], max_new_tokens: int | None = None, distractors: int = DEFAULT_DISTRACTORS,
-    seed: int = 0, show_progress: bool = False,
+    backend,
+    probes: list[OwnProbe],
+    max_new_tokens: int | None = None,
+    distractors: int = DEFAULT_DISTRACTORS,
+    seed: int = 0,
+    show_progress: bool = False,
 ) -> list[ProbeResult]:
     """Ask every probe with the shared scorer (``probe.run_probes``): a greedy answer, and the correct answer's
     log-prob ranked (``rank_among``) against up to ``distractors`` answers of other questions of the same relation
@@ -495,9 +499,7 @@ def probe_own_facts(
         # room past the longest expected answer, so a wrong answer is shown whole rather than cut mid-name
         max_new_tokens = max(len(tokenizer(p.target, add_special_tokens=False)["input_ids"]) for p in probes) + 4
     corpus = Corpus(documents=[], probes=[probe.as_probe() for probe in probes])
-    return run_probes(
-        backend, corpus, max_new_tokens, show_progress=show_progress, distractors=distractors, seed=seed
-    )
+    return run_probes(backend, corpus, max_new_tokens, show_progress=show_progress, distractors=distractors, seed=seed)
 
 
 def audit_rows(probes: list[OwnProbe], results: list[ProbeResult]) -> list[AuditRow]:
