@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 from revcurse import instructions as ins
@@ -24,6 +25,8 @@ from revcurse.instructions import (
     run_instructions,
     write_instructions,
 )
+from revcurse.metrics import placebo_rejections
+from tests.fakes import RANK_TEST_MISCALIBRATED, FakeBackend
 
 
 def small_data(order: str = "answer_first", seed: int = 3) -> InstructionData:
@@ -248,24 +251,6 @@ def test_config_overrides_and_validation():
         load_instructions_config(None, ["instructions.guidances_per_document_min=6"])
 
 
-class FakeBackend:
-    """Scores a continuation by a table keyed on (prompt, continuation); generates a fixed text per prompt."""
-
-    tokenizer = None
-
-    def __init__(self, scores: dict[tuple[str, str], float], completions: dict[str, str]) -> None:
-        self.scores = scores
-        self.completions = completions
-        self.requests: list[tuple[str, str]] = []
-
-    def loglikelihood(self, requests):
-        self.requests += requests
-        return [(self.scores.get(request, -10.0), False) for request in requests]
-
-    def generate(self, contexts, max_new_tokens):
-        return [self.completions[c] for c in contexts]
-
-
 def test_probe_ranks_against_distinct_answers_of_the_same_part_only():
     probes = [
         ins.InstructionProbe(1, "realized", "q1", "Yes"),
@@ -278,17 +263,53 @@ def test_probe_ranks_against_distinct_answers_of_the_same_part_only():
     backend = FakeBackend(
         {("q1", " Yes"): -1.0, ("q1", " No"): -2.0, ("q5", " Quiet meadow"): -1.0, ("q5", " Amber lantern"): -3.0},
         {"q1": " Yes\n\n<END", "q2": " No", "q3": " no way", "q4": " May", "q5": " Quiet meadow", "q6": ""},
+        default=-10.0,
     )
     results = ins.probe_instructions(backend, probes, seed=0, arm="answer_first", max_new_tokens=4, candidates=3)
-    asked = {}
-    for prompt, continuation in backend.requests:
-        asked.setdefault(prompt, []).append(continuation)
-    assert asked["q1"] == [" Yes", " No", " Maybe"]  # "yes" of q2 is the same answer, skipped
-    assert asked["q5"] == [" Amber lantern", " Quiet meadow"]  # realized answers are not candidates
+    asked = backend.candidates([r.n_candidates for r in results])
+    assert asked[0][0] == " Yes" and set(asked[0][1:]) <= {" No", " Maybe"}  # "yes" of q2 is the same answer
+    assert asked[4] == [" Amber lantern", " Quiet meadow"]  # realized answers are not candidates
     assert [r.correct for r in results] == [True, False, True, False, False, False]
     first, unrealized = results[0], results[4]
-    assert first.rank == 1 and first.logprob_other == -6.0 and first.n_candidates == 3
+    assert first.rank == 1 and first.n_candidates == len(asked[0]) <= 3
+    assert first.logprob_other == sum(backend.score(("q1", c)) for c in asked[0][1:]) / (len(asked[0]) - 1)
     assert unrealized.rank == 2 and unrealized.logprob_correct == -3.0 and unrealized.n_candidates == 2
+    assert unrealized.distractor_keys == ["6"] and unrealized.distractor_logprobs == [-1.0]
+
+
+def random_results(
+    n_pairs: int = 60, unrealized: int = 20, seeds: tuple[int, ...] = (0,), arm: str = "answer_first",
+    candidates: int = 16,
+) -> list[ins.InstructionResult]:
+    """Probe results of a model that knows nothing: every answer's log-prob an independent draw."""
+    results = []
+    for seed in seeds:
+        pairs = make_qa_pairs(n_pairs, unrealized, seed=0 if arm == "folder" else seed)
+        probes = build_instructions(pairs, seed=seed).probes()
+        backend = FakeBackend({(p.prompt, " " + p.answer): -4.0 + 0.3 * seed for p in probes[::7]})
+        results += ins.probe_instructions(backend, probes, seed, arm, max_new_tokens=4, candidates=candidates)
+    return results
+
+
+@pytest.mark.parametrize("candidates", [5, 100])
+def test_distractors_are_other_questions_answers_capped_at_k(candidates):
+    pairs = make_qa_pairs(60, 20, seed=1)
+    probes = build_instructions(pairs, seed=1).probes()
+    backend = FakeBackend()
+    results = ins.probe_instructions(backend, probes, 0, "answer_first", max_new_tokens=4, candidates=candidates)
+    scored = backend.candidates([r.n_candidates for r in results])
+    part_of = {p.id: p.part for p in probes}
+    answer_of = {p.id: p.answer for p in probes}
+    for probe, result, asked in zip(probes, results, scored):
+        others = sum(p.part == probe.part for p in probes) - 1
+        assert result.n_candidates == len(asked) == 1 + min(candidates - 1, others)  # capped, whatever the size
+        assert asked[0] == " " + probe.answer
+        assert {a.strip().casefold() for a in asked[1:]}.isdisjoint({probe.answer.casefold()})
+        assert str(probe.id) not in result.distractor_keys
+        assert all(part_of[int(key)] == probe.part for key in result.distractor_keys)  # same part only
+        assert asked[1:] == [" " + answer_of[int(key)] for key in result.distractor_keys]
+        assert result.distractor_logprobs == [backend.score((probe.prompt, a)) for a in asked[1:]]
+    assert len(backend.requests) == sum(r.n_candidates for r in results)
 
 
 # --------------------------------------------------------------------------------------------------- metrics
@@ -317,6 +338,56 @@ def test_aggregate_intervals_over_seeds_and_wilson_for_one_seed():
     assert accuracy["ci95_low"] < 0.9 < accuracy["ci95_high"] <= 1.0
     t = ins._lookup(records, "answer_first", "realized", "likelihood_t")
     assert t["df"] == 29 and t["mean"] > 10
+
+
+def chance(n: int) -> float:
+    return sum(1 / k for k in range(1, n + 1)) / n
+
+
+def means(groups: list[list[ins.InstructionResult]], value) -> list[float]:
+    """Per group (a fact's probes), the mean of ``value``."""
+    return [sum(value(r) for r in group) / len(group) for group in groups]
+
+
+@pytest.mark.parametrize(("arm", "seeds"), [("answer_first", (0,)), ("answer_first", (0, 1, 2)), ("folder", (0, 1, 2))])
+def test_aggregate_matches_scipy_over_questions_and_each_mean_is_inside_its_interval(arm, seeds):
+    results = random_results(40, 15, seeds, arm)
+    records = ins.aggregate_instructions(results)
+    for part in ins.PARTS:
+        items = [r for r in results if r.part == part]
+        # a folder's questions are the same under every seed: one fact each, averaged over seeds
+        facts: dict[tuple[int, int], list[ins.InstructionResult]] = {}
+        for r in items:
+            facts.setdefault((0 if arm == "folder" else r.seed, r.id), []).append(r)
+        assert {len(v) for v in facts.values()} == {len(seeds) if arm == "folder" else 1}
+
+        groups = list(facts.values())
+        likelihood = stats.ttest_rel(
+            means(groups, lambda r: r.logprob_correct), means(groups, lambda r: r.logprob_other)
+        )
+        rank = stats.ttest_rel(means(groups, lambda r: 1 / r.rank), means(groups, lambda r: chance(r.n_candidates)))
+        for name, expected in (("likelihood", likelihood), ("rank", rank)):
+            t = ins._lookup(records, arm, part, f"{name}_t")
+            assert t["mean"] == pytest.approx(expected.statistic) and t["df"] == len(facts) - 1
+            assert ins._lookup(records, arm, part, f"{name}_p")["mean"] == pytest.approx(expected.pvalue)
+        accuracy = ins._lookup(records, arm, part, "accuracy")
+        assert accuracy["interval"] == ("t over seeds" if len(seeds) > 1 else "Wilson over questions")
+        per_seed = [sum(r.correct for r in items if r.seed == s) / (len(items) / len(seeds)) for s in seeds]
+        assert accuracy["per_seed"] == pytest.approx(per_seed)
+    assert {r["metric"] for r in records} >= {"mrr_excess", "rank_t", "rank_p", "likelihood_diff", "logprob_other"}
+    for record in records:
+        if record["ci95_low"] is not None:
+            assert record["ci95_low"] - 1e-12 <= record["mean"] <= record["ci95_high"] + 1e-12, record
+
+
+@pytest.mark.parametrize("test", ["likelihood", pytest.param("rank", marks=RANK_TEST_MISCALIBRATED)])
+def test_under_a_placebo_the_tests_reject_at_most_7_percent(test):
+    runs = ins.instruction_runs(random_results(150, 50, candidates=30))  # the default sizes
+    placebo = [r for r in placebo_rejections(runs, draws=400, alpha=0.05) if r["test"] == test]
+    assert [(r["asked"], r["n_facts"]) for r in placebo] == [("realized", 100), ("unrealized", 50)]
+    for record in placebo:
+        assert record["draws"] == 400
+        assert record["rate"] <= 0.07, record
 
 
 # ------------------------------------------------------------------------------------------------ end to end
@@ -348,12 +419,14 @@ def test_tiny_run_writes_a_run_folder_with_records_for_both_parts(tmp_path):
     records = json.loads((folder / "instructions.json").read_text())
     parts = {(r["part"], r["metric"]) for r in records}
     for part in ("realized", "unrealized"):
-        for metric in ("accuracy", "rank1", "mrr", "likelihood_diff", "likelihood_t", "likelihood_p"):
+        for metric in ("accuracy", "rank1", "mrr", "likelihood_diff", "likelihood_t", "likelihood_p", "mrr_excess",
+                       "rank_t", "rank_p"):  # fmt: skip
             assert (part, metric) in parts
     predictions = read_lines(folder / "predictions.jsonl")
     assert [p["part"] for p in predictions].count("unrealized") == 4
     assert [p["part"] for p in predictions].count("realized") == 8
-    assert all(p["n_candidates"] == 4 for p in predictions)
+    assert all(p["n_candidates"] == 4 == 1 + len(p["distractor_keys"]) == 1 + len(p["distractor_logprobs"])
+               for p in predictions)  # fmt: skip
     assert "| answer first | unrealized | no |" in (folder / "report.md").read_text()
     with pytest.raises(InputError, match="exists"):
         run_instructions(config, folder, show_progress=False, log=lambda _: None)

@@ -28,6 +28,11 @@ Data live in the paper's instruction folder layout (e.g. ``copypaste_ug100_rg100
 
 The question/answer pairs are the project's own, drawn combinatorially from small word lists (none of the paper's
 text), so each seed is a fresh set of questions.
+
+Scoring and statistics are Experiment 1's: each question is a fact, probed by ``probe.run_probes`` against
+matched distractors (other questions' answers of the same part, ``instructions.candidates`` in all) and
+aggregated by ``metrics.aggregate`` (likelihood and rank tests paired over questions); ``metrics.placebo_rejections``
+runs on the results through ``instruction_runs``.
 """
 
 from __future__ import annotations
@@ -43,23 +48,21 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import transformers
 import yaml
 from pydantic import Field, model_validator
 from rich.table import Table
-from scipy import stats
 
 import revcurse
 from revcurse.config import ModelConfig, ProbeConfig, Section, TrainConfig, load_yaml_config
-from revcurse.corpus import Document
+from revcurse.corpus import Corpus, Document, Probe
 from revcurse.errors import InputError
 from revcurse.experiment import run_folder, seed_everything
-from revcurse.metrics import interval, t_interval
+from revcurse.metrics import LIKELIHOOD_STATISTIC, RANK_STATISTIC, aggregate, wilson_interval
 from revcurse.model import build_tiny_model, train_tokenizer
 from revcurse.paper_format import read_jsonl_objects
-from revcurse.probe import HFBackend, is_correct
+from revcurse.probe import HFBackend, ProbeBackend, ProbeResult, run_probes
 from revcurse.train import train_model
 from revcurse.world import Subset
 
@@ -138,11 +141,6 @@ GUIDANCE_PHRASINGS: dict[str, tuple[str, ...]] = {
     ),
 }
 PARTS = ("realized", "unrealized")
-PROPORTIONS = ("accuracy", "rank1", "mrr")
-LIKELIHOOD_STATISTIC = (
-    "paired t-test over questions (scipy.stats.ttest_rel), pooled over seeds: log p(correct answer) vs the mean "
-    "log p of the other answers of the same part, on the same prompt"
-)
 
 
 # --------------------------------------------------------------------------------------------------- data types
@@ -480,7 +478,9 @@ class InstructionsSection(Section):
     guidances_per_document_min: int = Field(1, ge=1, description="fewest guidances in one guidance document")
     guidances_per_document_max: int = Field(5, ge=1, description="most guidances in one guidance document")
     candidates: int = Field(
-        30, ge=2, description="answers each probe's correct answer is ranked against, itself included"
+        30, ge=2,
+        description="answers each probe's correct answer is ranked against, itself included (other questions' "
+        "answers of the same part; fewer when the part has fewer)",
     )
     orders: list[Order] = Field(
         default_factory=lambda: ["answer_first"],
@@ -540,9 +540,14 @@ def generate_data(config: InstructionsConfig, seed: int, order: str) -> Instruct
 # ------------------------------------------------------------------------------------------------------- probe
 
 
+QA_SLOT = "Q/A"  # the one phrasing of every question: the test's "Q: ... A:" format
+
+
 @dataclass
 class InstructionResult:
-    """One probe's outcome: the greedy answer and how likely the correct answer is against the other answers."""
+    """One probe's outcome: the greedy answer and how likely the correct answer is against its distractors
+    (answers of other questions of the same part); ``distractor_keys`` (their question ids) and
+    ``distractor_logprobs`` let ``metrics.placebo_rejections`` run on a run's predictions alone."""
 
     seed: int
     arm: str
@@ -556,157 +561,123 @@ class InstructionResult:
     logprob_other: float
     rank: float
     n_candidates: int
+    distractor_keys: list[str] = field(default_factory=list)
+    distractor_logprobs: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def as_probe_result(self) -> ProbeResult:
+        """The shared result type, so ``metrics`` computes this experiment's statistics as every other's: the
+        question is the fact, its group is (arm, part); trained means shown as an example in training."""
+        return ProbeResult(
+            fact_key=str(self.id), subset=self.arm, asked=self.part, trained=self.part == "realized",
+            phrasing=QA_SLOT, prompt=self.prompt, target=" " + self.answer, completion=self.completion,
+            correct=self.correct, is_greedy=False, logprob_correct=self.logprob_correct,
+            logprob_random=self.logprob_other, rank=self.rank, n_candidates=self.n_candidates, answer=self.answer,
+            answer_correct=self.correct, distractor_keys=list(self.distractor_keys),
+            distractor_logprobs=list(self.distractor_logprobs),
+        )  # fmt: skip
+
 
 def probe_instructions(
-    backend: HFBackend,
+    backend: ProbeBackend,
     probes: list[InstructionProbe],
     seed: int,
     arm: str,
     max_new_tokens: int | None = None,
     candidates: int = 30,
 ) -> list[InstructionResult]:
-    """Greedy answer (accuracy: it starts with the answer) and log p of the answer against other answers.
+    """Greedy answer (accuracy: it starts with the answer) and log p of the answer against other answers, by the
+    shared scorer (``probe.run_probes``).
 
-    A probe's candidates are its answer and the ``candidates - 1`` distinct answers that follow it (cyclically) in
-    its own part, so an unrealized answer is compared with answers that, like it, occur in training only inside
-    guidances, and every answer serves as a distractor equally often. Capping the candidates keeps scoring linear
-    in the number of questions (all 200 realized answers for 200 questions were 40,000 sequences).
+    Each question is a fact with one phrasing. Its answer is ranked (``rank_among``) against up to
+    ``candidates - 1`` answers of other questions of its own part (``corpus.draw_distractors``, drawn from
+    ``seed``), so an unrealized answer is compared with answers that, like it, occur in training only inside
+    guidances; an answer equal to its own ignoring case (the paper's repeat short ones) is never a distractor.
+    Capped, so scoring is linear in the number of questions (all 200 realized answers for 200 questions were
+    40,000 sequences).
     """
-    by_part: dict[str, list[str]] = defaultdict(list)
-    position = []
-    for probe in probes:
-        position.append(len(by_part[probe.part]))
-        by_part[probe.part].append(probe.answer)
-    groups = []
-    for probe, start in zip(probes, position):
-        answers = by_part[probe.part]
-        group = [probe.answer]  # the correct answer first, then distinct other answers (the paper's repeat some)
-        seen = {probe.answer.strip().lower()}
-        for k in range(1, len(answers)):
-            if len(group) == candidates:
-                break
-            other = answers[(start + k) % len(answers)]
-            if other.strip().lower() not in seen:
-                seen.add(other.strip().lower())
-                group.append(other)
-        groups.append(group)
-    requests = [(p.prompt, " " + answer) for p, group in zip(probes, groups) for answer in group]
-    scores = backend.loglikelihood(requests)
-    if max_new_tokens is None:
-        max_new_tokens = max(len(backend.tokenizer(" " + p.answer)["input_ids"]) for p in probes) + 2
-    completions = backend.generate([p.prompt for p in probes], max_new_tokens)
-    results = []
-    cursor = 0
-    for probe, group, completion in zip(probes, groups, completions):
-        group_scores = [score for score, _ in scores[cursor : cursor + len(group)]]
-        cursor += len(group)
-        correct, others = group_scores[0], group_scores[1:]
-        results.append(
-            InstructionResult(
-                seed=seed,
-                arm=arm,
-                part=probe.part,
-                id=probe.id,
-                prompt=probe.prompt,
-                answer=probe.answer,
-                completion=completion,
-                correct=is_correct(completion, probe.answer),
-                logprob_correct=correct,
-                logprob_other=fmean(others) if others else math.nan,
-                rank=1 + sum(s > correct for s in others) + sum(s == correct for s in others) / 2,
-                n_candidates=len(group),
-            )
-        )
-    return results
+    shared = [
+        Probe(
+            fact_key=str(probe.id), subset=arm, asked=probe.part, trained=probe.part == "realized", phrasing=QA_SLOT,
+            prompt=probe.prompt, target=" " + probe.answer,
+        )  # fmt: skip
+        for probe in probes
+    ]
+    corpus = Corpus(documents=[], probes=shared)
+    results = run_probes(backend, corpus, max_new_tokens, show_progress=False, distractors=candidates - 1, seed=seed)
+    return [
+        InstructionResult(
+            seed=seed, arm=arm, part=probe.part, id=probe.id, prompt=probe.prompt, answer=probe.answer,
+            completion=result.completion, correct=result.correct, logprob_correct=result.logprob_correct,
+            logprob_other=result.logprob_random, rank=result.rank, n_candidates=result.n_candidates,
+            distractor_keys=result.distractor_keys, distractor_logprobs=result.distractor_logprobs,
+        )  # fmt: skip
+        for probe, result in zip(probes, results, strict=True)
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------- metrics
 
 
-def _values(result: InstructionResult) -> dict[str, float]:
-    return {
-        "accuracy": float(result.correct),
-        "rank1": float(result.rank == 1),
-        "mrr": 1.0 / result.rank,
-        "logprob_correct": result.logprob_correct,
-        "logprob_other": result.logprob_other,
-    }
+def instruction_runs(results: list[InstructionResult]) -> list[tuple[int, int, list[ProbeResult]]]:
+    """``[(seed, world seed, results)]`` for ``metrics.aggregate`` and ``metrics.placebo_rejections``.
+
+    Generated data draws new questions per seed (world seed = seed); a source folder gives every seed the same
+    questions (one world), so a question probed by several seeds' models is one fact in the tests.
+    """
+    by_seed: dict[int, list[ProbeResult]] = defaultdict(list)
+    fixed: dict[int, bool] = {}
+    for result in results:
+        by_seed[result.seed].append(result.as_probe_result())
+        fixed[result.seed] = fixed.get(result.seed, False) or result.arm == "folder"
+    return [(seed, FOLDER_WORLD if fixed[seed] else seed, items) for seed, items in by_seed.items()]
 
 
-def wilson_interval(successes: int, n: int) -> tuple[float, float]:
-    """Wilson score 95% interval of a proportion: unlike a bootstrap, not [0, 0] when nothing is right."""
-    if n == 0:
-        return math.nan, math.nan
-    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
+FOLDER_WORLD = -1  # the world seed of a source folder's questions: the same for every seed
+METRICS = {  # metrics.aggregate's names -> this experiment's (the distractor mean keeps its historical name)
+    "accuracy": "accuracy", "rank1": "rank1", "mrr": "mrr", "mrr_chance": "mrr_chance",
+    "logprob_correct": "logprob_correct", "logprob_random": "logprob_other", "likelihood_diff": "likelihood_diff",
+    "likelihood_t": "likelihood_t", "likelihood_p": "likelihood_p", "mrr_excess": "mrr_excess",
+    "rank_t": "rank_t", "rank_p": "rank_p",
+}  # fmt: skip
+TEST_DIFFERENCES = ("likelihood_diff", "mrr_excess")
 
 
 def aggregate_instructions(results: list[InstructionResult]) -> list[dict[str, Any]]:
-    """Tidy records, one per (arm, part, metric), over seeds.
+    """Tidy records, one per (arm, part, metric), over seeds, by ``metrics.aggregate`` (questions are the facts).
 
     Intervals: with several seeds a Student-t 95% interval over the per-seed means (each seed is new questions and
-    a new model); with one seed a Wilson interval over questions for accuracy and rank-1, a bootstrap over
-    questions otherwise. The likelihood test pools questions over seeds.
+    a new model); with one seed a Wilson interval over questions for accuracy and rank-1 (each question is asked
+    once, so these are proportions of independent items, and unlike a bootstrap the interval is not [0, 0] when
+    nothing is right), a bootstrap over questions otherwise. The likelihood and rank tests pool questions over
+    seeds, paired over questions.
     """
-    groups: dict[tuple[str, str], list[InstructionResult]] = defaultdict(list)
-    for result in results:
-        groups[(result.arm, result.part)].append(result)
     arm_order = {arm: i for i, arm in enumerate(dict.fromkeys(r.arm for r in results))}
     records = []
-    for arm, part in sorted(groups, key=lambda key: (arm_order[key[0]], PARTS.index(key[1]))):
-        items = groups[(arm, part)]
-        by_seed: dict[int, list[InstructionResult]] = defaultdict(list)
-        for item in items:
-            by_seed[item.seed].append(item)
-        base = {
-            "arm": arm,
-            "guidances": ORDER_LABEL.get(arm, arm),
-            "part": part,
-            "shown_as_example": part == "realized",
-        }
-        common = {"n_seeds": len(by_seed), "n_items": len(items)}
-        for metric in (*PROPORTIONS, "logprob_correct", "logprob_other"):
-            per_seed = [fmean(_values(r)[metric] for r in seed_items) for seed_items in by_seed.values()]
-            per_item = [_values(r)[metric] for r in items]
-            if len(per_seed) >= 2:
-                low, high = interval(per_seed, per_item, metric in PROPORTIONS)
-                method = "t over seeds"
-            elif metric in ("accuracy", "rank1"):
-                low, high = wilson_interval(int(sum(per_item)), len(per_item))
-                method = "Wilson over questions"
-            else:
-                low, high = interval(per_seed, per_item, metric in PROPORTIONS)
-                method = "bootstrap over questions"
-            records.append(
-                {**base, "metric": metric, "mean": fmean(per_seed), "ci95_low": low, "ci95_high": high,
-                 "interval": method, "per_seed": per_seed, **common}
-            )  # fmt: skip
-        records += _likelihood_records(base, items, common)
-    return records
-
-
-def _likelihood_records(base: dict, items: list[InstructionResult], common: dict) -> list[dict[str, Any]]:
-    correct = np.array([r.logprob_correct for r in items])
-    other = np.array([r.logprob_other for r in items])
-    diff = correct - other
-    if len(diff) >= 2 and np.ptp(diff) > 0:
-        test = stats.ttest_rel(correct, other)
-        t, p = float(test.statistic), float(test.pvalue)
-        low, high = t_interval(diff.tolist())
-    else:
-        t = p = math.nan
-        low = high = float(diff.mean()) if len(diff) else math.nan
-    extra = {**common, "statistic": LIKELIHOOD_STATISTIC, "df": len(diff) - 1}
-    return [
-        {**base, "metric": "likelihood_diff", "mean": float(diff.mean()), "ci95_low": low, "ci95_high": high,
-         "interval": "t over questions", **extra},
-        {**base, "metric": "likelihood_t", "mean": t, "ci95_low": None, "ci95_high": None, **extra},
-        {**base, "metric": "likelihood_p", "mean": p, "ci95_low": None, "ci95_high": None, **extra},
-    ]  # fmt: skip
+    for record in aggregate(instruction_runs(results)):
+        if record["metric"] not in METRICS:
+            continue
+        arm, part, metric = record["subset"], record["asked"], METRICS[record["metric"]]
+        base = {"arm": arm, "guidances": ORDER_LABEL.get(arm, arm), "part": part}
+        base["shown_as_example"] = part == "realized"
+        kept = {key: value for key, value in record.items() if key not in ("subset", "asked", "trained", "metric")}
+        out = {**base, "metric": metric, **kept}
+        if "statistic" in record:  # a test: over questions
+            out["df"] = record["n_facts"] - 1
+            if metric in TEST_DIFFERENCES:
+                out["interval"] = "t over questions"
+        elif record["n_seeds"] >= 2:
+            out["interval"] = "t over seeds"
+        elif metric in ("accuracy", "rank1") and record["n_items"] == record["n_facts"]:
+            successes = round(record["mean"] * record["n_facts"])
+            out["ci95_low"], out["ci95_high"] = wilson_interval(successes, record["n_facts"])
+            out["interval"] = "Wilson over questions"
+        else:
+            out["interval"] = "bootstrap over questions"
+        records.append(out)
+    return sorted(records, key=lambda r: (arm_order[r["arm"]], PARTS.index(r["part"])))
 
 
 def _lookup(records: list[dict], arm: str, part: str, metric: str) -> dict:
@@ -725,6 +696,7 @@ COLUMNS = (
     "MRR",
     "log p gap [95% CI]",
     "paired t, questions",
+    "MRR - chance: paired t",
 )
 
 
@@ -734,9 +706,6 @@ def table_rows(records: list[dict]) -> list[tuple[str, ...]]:
     for arm, part in dict.fromkeys((r["arm"], r["part"]) for r in records):
         accuracy = _lookup(records, arm, part, "accuracy")
         diff = _lookup(records, arm, part, "likelihood_diff")
-        t = _lookup(records, arm, part, "likelihood_t")["mean"]
-        p = _lookup(records, arm, part, "likelihood_p")["mean"]
-        test = "n/a" if math.isnan(t) else f"t({diff['df']})={t:.2f} " + (f"p={p:.2g}" if p > 0 else "p<1e-300")
         rows.append(
             (
                 accuracy["guidances"],
@@ -746,10 +715,20 @@ def table_rows(records: list[dict]) -> list[tuple[str, ...]]:
                 f"{_lookup(records, arm, part, 'rank1')['mean']:.2f}",
                 f"{_lookup(records, arm, part, 'mrr')['mean']:.2f}",
                 f"{diff['mean']:+.2f} [{diff['ci95_low']:+.2f}, {diff['ci95_high']:+.2f}]",
-                test,
+                _test(records, arm, part, "likelihood"),
+                _test(records, arm, part, "rank"),
             )
         )
     return rows
+
+
+def _test(records: list[dict], arm: str, part: str, name: str) -> str:
+    """``t(df)=... p=...`` of one of the paired tests, for the table."""
+    t = _lookup(records, arm, part, f"{name}_t")
+    p = _lookup(records, arm, part, f"{name}_p")["mean"]
+    if math.isnan(t["mean"]):
+        return "n/a"
+    return f"t({t['df']})={t['mean']:.2f} " + (f"p={p:.2g}" if p > 0 else "p<1e-300")
 
 
 def instructions_table(records: list[dict], title: str = "") -> Table:
@@ -777,10 +756,11 @@ def markdown_report(records: list[dict], summary: dict) -> str:
         "How to read it: the model trains on guidances for every question and on the question/answer examples of "
         "the *realized* part; the *unrealized* questions are asked without ever having been shown as examples. "
         "*accuracy* is the paper's (the greedy completion starts with the answer). *log p gap* is log p(correct "
-        "answer) minus the mean log p of the other answers of the same part on the same prompt, tested by "
-        f"{LIKELIHOOD_STATISTIC}. With guidances stated answer first (the paper's setting) the reversal curse shows "
-        "as unrealized accuracy near zero with no likelihood gap; the question-first arm, trained identically, "
-        "tells whether the model can follow guidances at all.\n"
+        "answer) minus the mean log p of its distractors (up to `instructions.candidates` - 1 answers of other "
+        f"questions of the same part) on the same prompt, each question a fact, tested by {LIKELIHOOD_STATISTIC}. "
+        f"*MRR - chance* is tested by {RANK_STATISTIC}. With guidances stated answer first (the paper's setting) "
+        "the reversal curse shows as unrealized accuracy near zero with no likelihood gap; the question-first arm, "
+        "trained identically, tells whether the model can follow guidances at all.\n"
     )
 
 
