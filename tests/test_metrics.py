@@ -1,10 +1,12 @@
 """Metrics on hand-built probe results, checked against direct computations."""
 
 import math
+from pathlib import Path
 
 import pytest
 from scipy import stats
 
+import revcurse
 from revcurse.metrics import aggregate, interval, lookup
 from revcurse.probe import ProbeResult, is_correct
 
@@ -94,3 +96,13 @@ def test_groups_are_ordered_and_carry_trained_flag():
     reverse = lookup(records, "DescriptionToName", "name_to_description", "accuracy")
     assert reverse["mean"] == 0.0 and reverse["trained"] is False
     assert not math.isnan(lookup(records, "DescriptionToName", "name_to_description", "likelihood_t")["mean"])
+
+
+def test_every_statistical_test_and_rank_lives_in_one_place():
+    """One statistics module: scipy is imported by metrics.py alone, and ranks come from probe.rank_among."""
+    for path in sorted(Path(revcurse.__file__).parent.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if path.name != "metrics.py":
+            assert "scipy" not in text and "ttest_rel" not in text and "binomtest" not in text, path.name
+        if path.name != "probe.py":
+            assert "sum(s > " not in text and "== correct for" not in text, path.name

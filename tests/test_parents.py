@@ -20,6 +20,7 @@ from revcurse.corpus import Document
 from revcurse.errors import InputError
 from revcurse.model import build_tiny_model, set_bidirectional, train_tokenizer
 from revcurse.parents import (
+    DIRECTIONS,
     PLAIN_RENDERING,
     build_queries,
     chat_messages,
@@ -27,13 +28,14 @@ from revcurse.parents import (
     completion_prompt,
     continuation,
     is_correct,
+    normalize_name,
     parent_question,
     parents_records,
     read_parent_child_pairs,
     render_plain,
     run_parents,
 )
-from revcurse.probe import HFBackend, MaskedLMBackend
+from revcurse.probe import HFBackend, MaskedLMBackend, rank_among
 from revcurse.train import train_model
 from revcurse.world import Subset
 
@@ -196,6 +198,50 @@ def test_queries_accept_any_known_child_and_draw_distractors_of_the_same_role(tm
     assert set(limited[3].distractors) <= set(CHILDREN)
 
 
+def test_distractors_are_never_an_answer_to_the_question_names_normalised(tmp_path):
+    lines = pair_lines() + [
+        "Ada Fenwick,Mabel Fenwick,mother,,",
+        "Bo Fenwick,mabel  FENWICK,mother,,",  # the same mother, spelled otherwise: Bo is her child too
+        "Cy Hart,Dora Hart,mother,,",
+        "cy  hart,Edna Hart,mother,,",  # the file names two mothers of Cy Hart: neither is a wrong answer
+    ]
+    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", lines))
+    queries = build_queries(pairs, n_distractors=100, seed=3)
+    mothers = {normalize_name(p.parent) for p in pairs if p.parent_type == "mother"}
+    for query in queries:
+        pair = pairs[query.row]
+        drawn = [normalize_name(name) for name in query.distractors]
+        assert normalize_name(query.target) not in drawn and not set(drawn) & set(map(normalize_name, query.accepted))
+        assert len(set(drawn)) == len(drawn)  # no person twice
+        if query.direction == "parent":
+            answers = {normalize_name(p.parent) for p in pairs
+                       if normalize_name(p.child) == normalize_name(pair.child) and p.parent_type == pair.parent_type}
+            assert not set(drawn) & answers
+            if pair.parent_type == "mother":  # every other mother of the file, when K exceeds them
+                assert set(drawn) == mothers - answers
+        else:
+            parent = normalize_name(pair.parent)
+            children = {normalize_name(p.child) for p in pairs if normalize_name(p.parent) == parent}
+            assert not set(drawn) & children
+    by_question = {q.question: q for q in queries}
+    assert "mabel fenwick" not in map(normalize_name, by_question["Who is Ada Fenwick's mother?"].distractors)
+    cy_hart = by_question["Who is Cy Hart's mother?"]
+    assert {"dora hart", "edna hart"}.isdisjoint(map(normalize_name, cy_hart.distractors))
+    assert set(by_question["Name a child of Mabel Fenwick."].accepted) == {"Ada Fenwick", "Bo Fenwick"}
+
+
+@pytest.mark.parametrize("rows", [5, 200])
+def test_distractors_are_capped_at_k_whatever_the_number_of_rows(tmp_path, rows):
+    kinds = ["mother" if i % 2 else "father" for i in range(rows)]
+    lines = [f"Child {i},Parent {i},{kind},," for i, kind in enumerate(kinds)]
+    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", lines))
+    queries = build_queries(pairs, n_distractors=4)
+    assert len(queries) == 2 * rows
+    for query in queries:
+        same_role = (kinds.count(pairs[query.row].parent_type) if query.direction == "parent" else rows) - 1
+        assert len(query.distractors) == min(4, same_role)
+
+
 def test_correct_means_the_name_as_whole_words():
     assert is_correct("  barnaby   MALTRAVERS.", ["Barnaby Maltravers"])
     assert is_correct("Her father is Barnaby Maltravers", ["Someone Else", "Barnaby Maltravers"])
@@ -292,10 +338,13 @@ def synthetic_answers(parent_correct: list[list[bool]], child_correct: list[list
     answers = []
     for row, (p, c) in enumerate(zip(parent_correct, child_correct)):
         for direction, correct, logprob in (("parent", p, -2.0 - 0.1 * row), ("child", c, -6.0 + 0.05 * row)):
+            others = [-5.0 - 0.5 * k for k in range(row % 4 + 1)]  # 1 to 4 distractors: unequal chance values
             answers.append({"style": "chat", "direction": direction, "row": row, "answers": ["x"] * len(correct),
                             "correct": correct, "any_correct": any(correct),
                             "fraction_correct": sum(correct) / len(correct), "logprob_correct": logprob,
-                            "logprob_other": -5.0, "logprob_rank1": logprob > -5.0})
+                            "distractors": [{"name": f"n{k}", "logprob": v} for k, v in enumerate(others)],
+                            "logprob_other": sum(others) / len(others), "logprob_rank": rank_among(logprob, others),
+                            "logprob_rank1": rank_among(logprob, others) == 1})
     return answers
 
 
@@ -321,6 +370,36 @@ def test_records_give_wilson_and_t_intervals_and_paired_tests():
     assert get[("parent-child", "logprob_gap_diff")]["mean"] > 0
 
 
+def test_record_statistics_match_scipy_computed_directly():
+    parent = [[True, False]] * 9 + [[False, False]] * 4 + [[False, True]] * 7
+    child = [[False, False]] * 12 + [[True, True]] * 8
+    answers = synthetic_answers(parent, child)
+    records = parents_records(answers)
+    get = {(r["direction"], r["metric"]): r for r in records}
+    mcnemar = get[("parent-child", "any_correct_diff")]
+    parent_only = sum(any(p) and not any(c) for p, c in zip(parent, child))
+    child_only = sum(any(c) and not any(p) for p, c in zip(parent, child))
+    assert mcnemar["discordant"] == [parent_only, child_only] == [9, 1]
+    assert mcnemar["p_value"] == pytest.approx(stats.binomtest(9, 10, 0.5).pvalue)
+    for direction in ("parent", "child"):
+        lines = [a for a in answers if a["direction"] == direction]
+        correct = [a["logprob_correct"] for a in lines]
+        other = [a["logprob_other"] for a in lines]
+        likelihood = stats.ttest_rel(correct, other)
+        gap = get[(direction, "logprob_gap")]
+        assert (gap["statistic"], gap["p_value"]) == pytest.approx((likelihood.statistic, likelihood.pvalue))
+        assert gap["statistic_name"] == "t(19)" and gap["ci95_low"] <= gap["mean"] <= gap["ci95_high"]
+        chance = [sum(1 / k for k in range(1, len(a["distractors"]) + 2)) / (len(a["distractors"]) + 1) for a in lines]
+        rank = stats.ttest_rel([1 / a["logprob_rank"] for a in lines], chance)
+        excess = get[(direction, "mrr_excess")]
+        assert (excess["statistic"], excess["p_value"]) == pytest.approx((rank.statistic, rank.pvalue))
+        assert excess["mean"] == pytest.approx(sum(1 / a["logprob_rank"] for a in lines) / 20 - sum(chance) / 20)
+    gaps = [[a["logprob_correct"] - a["logprob_other"] for a in answers if a["direction"] == d] for d in DIRECTIONS]
+    expected = stats.ttest_rel(*gaps)
+    diff = get[("parent-child", "logprob_gap_diff")]
+    assert (diff["statistic"], diff["p_value"]) == pytest.approx((expected.statistic, expected.pvalue))
+
+
 # --- end to end -------------------------------------------------------------------------------------------------
 
 
@@ -343,6 +422,9 @@ def test_cli_end_to_end_writes_the_run_folder(cli_run):
         else:
             assert len(answer["distractors"]) == (8 if answer["parent"] == "Barnaby Maltravers" else 9)
         assert math.isfinite(answer["logprob_correct"]) and answer["logprob_correct"] < 0
+        others = [d["logprob"] for d in answer["distractors"]]
+        assert answer["logprob_rank"] == rank_among(answer["logprob_correct"], others)
+        assert answer["logprob_rank1"] == (answer["logprob_rank"] == 1)
     chat = next(a for a in answers if a["style"] == "chat")
     assert chat["prompt"].startswith("<|system|>\n") and chat["prompt"].endswith("<|assistant|>\n")  # template
     completion = next(a for a in answers if a["style"] == "completion")

@@ -33,10 +33,18 @@ from typing import Any, Protocol
 
 from rich.progress import Progress
 from rich.table import Table
-from scipy import stats
 
 from revcurse.errors import InputError, read_user_text
-from revcurse.metrics import t_interval
+from revcurse.metrics import (
+    MCNEMAR,
+    PAIRED_T,
+    chance_mrr,
+    mcnemar_test,
+    paired_test,
+    t_interval,
+    wilson_interval,
+)
+from revcurse.probe import rank_among
 
 REQUIRED_COLUMNS = ("child", "parent", "parent_type")
 OPTIONAL_COLUMNS = ("child_prediction", "can_reverse")
@@ -159,7 +167,8 @@ class Query:
     """One question about row ``row`` of the pairs: what counts as correct, and the names scored by log-prob.
 
     ``target`` is the row's own answer (scored by log-prob); ``accepted`` are all answers counted correct when
-    sampled; ``distractors`` are other names of the file in the same role, never an accepted one.
+    sampled; ``distractors`` are other names of the file in the same role, never a name the file gives as an
+    answer to this question (compared normalised: case and spacing do not make a new person).
     """
 
     row: int
@@ -180,14 +189,18 @@ def build_queries(
 
     ``reference`` (default: ``pairs``) is the whole file: the children it lists for a parent are all accepted
     answers to "Name a child of ...", and its names are the distractor pools, so ``--limit`` changes which rows
-    are asked, not what counts as correct. Distractors are drawn per query from ``seed``.
+    are asked, not what counts as correct. Distractors are drawn per query from ``seed``, at most
+    ``n_distractors`` whatever the size of the file, and never an answer the file gives to the question: not the
+    row's own, nor another child of the parent, nor another parent of that type the file lists for the child.
     """
     reference = list(pairs if reference is None else reference)
     children_of: dict[str, list[str]] = {}
+    parents_of: dict[tuple[str, str], set[str]] = {}  # (child, parent type) -> every such parent the file names
     for pair in [*reference, *pairs]:
         known = children_of.setdefault(normalize_name(pair.parent), [])
         if normalize_name(pair.child) not in map(normalize_name, known):
             known.append(pair.child)
+        parents_of.setdefault((normalize_name(pair.child), pair.parent_type), set()).add(normalize_name(pair.parent))
     parents_by_type = {kind: _unique(p.parent for p in reference if p.parent_type == kind) for kind in PARENT_TYPES}
     all_children = _unique(p.child for p in reference)
     queries = []
@@ -200,7 +213,9 @@ def build_queries(
                 question, target = child_question(pair), pair.child
                 accepted = tuple(children_of[normalize_name(pair.parent)])
                 pool = all_children
-            excluded = {normalize_name(name) for name in accepted}
+            excluded = {normalize_name(name) for name in (target, *accepted)}
+            if direction == "parent":
+                excluded |= parents_of[(normalize_name(pair.child), pair.parent_type)]
             candidates = [name for name in pool if normalize_name(name) not in excluded]
             rng = random.Random(f"{seed}:{row}:{direction}")
             distractors = tuple(rng.sample(candidates, min(n_distractors, len(candidates))))
@@ -374,6 +389,7 @@ def run_parents(
         cursor += len(names)
         correct = [is_correct(answer, query.accepted) for answer in samples]
         others = logprobs[1:]
+        rank = rank_among(logprobs[0], others)
         answers.append(
             {
                 "style": style,
@@ -394,7 +410,8 @@ def run_parents(
                 "logprob_correct": logprobs[0],
                 "distractors": [{"name": n, "logprob": s} for n, s in zip(query.distractors, others)],
                 "logprob_other": fmean(others) if others else math.nan,
-                "logprob_rank1": all(logprobs[0] > s for s in others) if others else None,
+                "logprob_rank": rank,
+                "logprob_rank1": rank == 1 if others else None,
             }
         )
     return ParentsRun(parents_records(answers), answers, seconds, rendering)
@@ -404,19 +421,21 @@ def _first_line(answer: str) -> str:
     return answer.split("\n", 1)[0].strip()
 
 
-ANY_CORRECT_TEST = "McNemar exact test: two-sided binomial test of the discordant pairs (scipy.stats.binomtest)"
-PAIRED_T_TEST = "paired t-test over rows (scipy.stats.ttest_rel)"
+ANY_CORRECT_TEST = MCNEMAR
+PAIRED_T_TEST = f"{PAIRED_T} over rows"
 
 
 def parents_records(answers: list[dict]) -> list[dict]:
     """Tidy records: per (style, direction, metric) a mean with its 95% interval, then per style the paired
     tests of parent vs child (direction ``parent-child``: mean is parent minus child).
 
-    Intervals: Wilson (``binomtest(...).proportion_ci``) for proportions over queries (any-correct, log-prob
-    rank-1); Student t over queries for means (fraction-correct: the samples of one query are not independent,
-    so the query is the unit). Log-prob metrics: ``logprob_correct`` (log p of the row's own answer),
-    ``logprob_other`` (mean log p of the distractors), ``logprob_gap`` (their difference), ``logprob_rank1``
-    (the correct name beats every distractor).
+    Intervals: Wilson (``metrics.wilson_interval``) for proportions over queries (any-correct, log-prob rank-1);
+    Student t over queries for means (fraction-correct: the samples of one query are not independent, so the
+    query is the unit). Log-prob metrics: ``logprob_correct`` (log p of the row's own answer), ``logprob_other``
+    (mean log p of the distractors), ``logprob_gap`` (their difference, with Experiment 1's likelihood test:
+    ``metrics.paired_test`` of the two over rows), ``logprob_rank1`` (the correct name beats every distractor),
+    ``mrr_excess`` (reciprocal rank minus its chance value, with Experiment 1's rank test). Each row asks one
+    question per direction, so rows are the facts.
     """
     records = []
     for style in [s for s in STYLES if any(a["style"] == s for a in answers)]:
@@ -427,24 +446,37 @@ def parents_records(answers: list[dict]) -> list[dict]:
             base = {"style": style, "direction": direction}
             n_samples = len(group[0]["answers"])
             scored = [a for a in group if a["logprob_rank1"] is not None]
+            correct = [a["logprob_correct"] for a in scored]
+            other = [a["logprob_other"] for a in scored]
+            reciprocal = [1 / a["logprob_rank"] for a in scored]
+            chance = [chance_mrr(1 + len(a["distractors"])) for a in scored]
             records += [
                 _proportion(base, "any_correct", sum(a["any_correct"] for a in group), len(group), n_samples),
                 _mean(base, "fraction_correct", [a["fraction_correct"] for a in group], n_samples, bounded=True),
                 _mean(base, "logprob_correct", [a["logprob_correct"] for a in group]),
-                _mean(base, "logprob_other", [a["logprob_other"] for a in scored]),
-                _mean(base, "logprob_gap", [a["logprob_correct"] - a["logprob_other"] for a in scored]),
+                _mean(base, "logprob_other", other),
+                {**_mean(base, "logprob_gap", [x - y for x, y in zip(correct, other)]),
+                 **_paired(PAIRED_T_TEST, correct, other)},
                 _proportion(base, "logprob_rank1", sum(a["logprob_rank1"] for a in scored), len(scored)),
-            ]
+                {**_mean(base, "mrr_excess", [x - y for x, y in zip(reciprocal, chance)]),
+                 **_paired(RANK_TEST, reciprocal, chance)},
+            ]  # fmt: skip
         records += paired_tests(style, by_direction["parent"], by_direction["child"])
     return records
 
 
+RANK_TEST = f"{PAIRED_T} over rows: reciprocal rank of the correct name among the distractors vs its chance value"
+
+
+def _paired(test: str, first: list[float], second: list[float]) -> dict:
+    """A paired t-test's fields for a record: what was tested, t with its degrees of freedom, p."""
+    t, p = paired_test(first, second)
+    return {"test": test, "statistic": t, "statistic_name": f"t({len(first) - 1})", "p_value": p}
+
+
 def _proportion(base: dict, metric: str, k: int, n: int, n_samples: int | None = None) -> dict:
-    if n == 0:
-        mean = low = high = math.nan
-    else:
-        interval = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-        mean, low, high = k / n, float(interval.low), float(interval.high)
+    mean = k / n if n else math.nan
+    low, high = wilson_interval(k, n)
     record = {**base, "metric": metric, "mean": mean, "ci95_low": low, "ci95_high": high, "n": n, "interval": "wilson"}
     return record if n_samples is None else {**record, "n_samples": n_samples}
 
@@ -476,8 +508,7 @@ def paired_tests(style: str, parent: list[dict], child: list[dict]) -> list[dict
     records = []
     parent_only = sum(p["any_correct"] and not c["any_correct"] for p, c in rows)
     child_only = sum(c["any_correct"] and not p["any_correct"] for p, c in rows)
-    discordant = parent_only + child_only
-    p_value = stats.binomtest(parent_only, discordant, 0.5).pvalue if discordant else 1.0
+    p_value = mcnemar_test(parent_only, child_only)
     differences = [float(p["any_correct"]) - float(c["any_correct"]) for p, c in rows]
     records.append(
         {**_mean(base, "any_correct_diff", differences), "test": ANY_CORRECT_TEST,
@@ -490,14 +521,7 @@ def paired_tests(style: str, parent: list[dict], child: list[dict]) -> list[dict
     ):
         kept = [(value(p), value(c)) for p, c in rows if not (math.isnan(value(p)) or math.isnan(value(c)))]
         record = _mean(base, f"{metric}_diff", [x - y for x, y in kept])
-        t = p_value = math.nan
-        if len(kept) >= 2 and len({x - y for x, y in kept}) > 1:
-            result = stats.ttest_rel([x for x, _ in kept], [y for _, y in kept])
-            t, p_value = float(result.statistic), float(result.pvalue)
-        records.append(
-            {**record, "test": PAIRED_T_TEST, "statistic": t, "statistic_name": f"t({len(kept) - 1})",
-             "p_value": p_value}
-        )
+        records.append({**record, **_paired(PAIRED_T_TEST, [x for x, _ in kept], [y for _, y in kept])})
     return records
 
 
@@ -635,6 +659,8 @@ def markdown_report(records: list[dict], summary: dict) -> str:
         "(95% Wilson interval); *fraction correct* the mean share of correct answers per question (t interval "
         "over questions). A child question counts any child the file lists for that parent. *log p rank-1* is the "
         "share of questions where the correct name is likelier than every distractor; *log p gap* is log p(correct)"
-        " minus the mean log p of the distractors. The reversal curse shows as parent > child. Tests are paired "
-        f"over rows: {ANY_CORRECT_TEST}; {PAIRED_T_TEST}.\n"
+        " minus the mean log p of the distractors; within a direction it is tested by a "
+        f"{PAIRED_T_TEST} of log p(correct) against that mean, and the rank by {RANK_TEST} (parents.json). The "
+        "reversal curse shows as parent > child. Tests of parent vs child are paired over rows: "
+        f"{ANY_CORRECT_TEST}; {PAIRED_T_TEST}.\n"
     )
