@@ -49,7 +49,6 @@ RANK_STATISTIC = (
 TESTS = {"likelihood": LIKELIHOOD_STATISTIC, "rank": RANK_STATISTIC}
 PAIRED_T = "paired t-test (scipy.stats.ttest_rel)"
 MCNEMAR = "McNemar exact test: two-sided binomial test of the discordant pairs (scipy.stats.binomtest)"
-WILSON = "Wilson score interval (scipy.stats.binomtest(...).proportion_ci)"
 SUBSET_ORDER = ("NameToDescription", "DescriptionToName", "Both")
 ASKED_ORDER = ("name_to_description", "description_to_name")
 
