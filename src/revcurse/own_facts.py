@@ -579,7 +579,7 @@ def run_audit(
     direction), audit.md, run.json, train_log.jsonl and model/ (safetensors and tokenizer).
     """
     from revcurse.experiment import run_folder, seed_everything
-    from revcurse.model import build_tiny_model, load_checkpoint, train_tokenizer
+    from revcurse.model import build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
     from revcurse.probe import HFBackend
     from revcurse.train import train_model
 
@@ -604,6 +604,7 @@ def run_audit(
         config.corpus.background_phrasings,
         seed=config.seed,
     )
+    check_checkpoint(config.model)  # a missing or refused checkpoint stops the audit before its folder is made
     with run_folder(Path(out), overwrite) as staging:
         seed_everything(config.seed)
         torch.set_num_threads(config.train.threads)

@@ -196,6 +196,7 @@ def cell_overrides(values: dict[str, str]) -> list[str]:
 def build_cells(config_path: Path | None, overrides: list[str], dimensions: list[Dimension]) -> list[Cell]:
     """Every cell's config, validated now (before any training), in grid order."""
     from revcurse.compare import arm_config
+    from revcurse.model import check_checkpoint
 
     check_dimensions(dimensions)
     cells = []
@@ -203,6 +204,7 @@ def build_cells(config_path: Path | None, overrides: list[str], dimensions: list
         values = {key: raw for d, step in zip(dimensions, steps) for key, raw in zip(d.keys, step)}
         try:
             config = load_config(config_path, [*overrides, *cell_overrides(values)])
+            check_checkpoint(config.model)  # a missing or refused checkpoint stops the sweep before any cell runs
         except InputError as error:
             raise InputError(f"grid cell {values}: {error}") from None
         if CURES_KEY in values:
