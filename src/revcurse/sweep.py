@@ -148,9 +148,10 @@ def parse_grid(spec: str) -> Dimension:
         if unknown:
             raise InputError(f"--grid {spec!r}: unknown size(s) {unknown}; presets: {', '.join(SIZES)}")
     if CURES_KEY in keys:
-        from revcurse.compare import BASELINE, parse_arms
+        from revcurse.compare import check_arm
 
-        parse_arms(",".join(v[0] for v in values if v[0] != BASELINE))  # raises on an unknown cure
+        for value in values:
+            check_arm(value[0], f"--grid {spec!r}")  # raises on an unknown cure or an empty name beside '+'
     return Dimension(keys, tuple(values))
 
 
