@@ -160,3 +160,23 @@ def test_import_counts_facts_per_subset_not_wordings(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "21 facts" in printed and printed.count(" 7 facts,") == 3
     assert "NameToDescription  asked description_to_name  reverse: 26 probes of 7 facts (3-4 a fact)" in printed
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "expected"),
+    [
+        ("seed: 0\nseeds: 3\nseeds: 4\n", [], "config.yaml, line 3: key 'seeds' given twice (first on line 2)"),
+        ("train:\n  learning_rate: .inf\n", [], "config.yaml, line 2: train.learning_rate: '.inf' is not a finite"),
+        ("seed: 0\n", ["--set", "train.learning_rate=-.inf"], "--set train.learning_rate: '-.inf' is not a finite"),
+    ],
+)
+def test_a_config_with_a_key_given_twice_or_a_non_finite_number_exits_2_and_writes_nothing(
+    tmp_path, capsys, text, args, expected
+):
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    out = tmp_path / "runs" / "bad"
+    assert run_cli(["train", "--quiet", "--config", str(config), "--out", str(out), *SMALL, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and expected in err
+    assert not (tmp_path / "runs").exists()

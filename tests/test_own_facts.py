@@ -199,6 +199,8 @@ def test_templates_are_read_with_defaults_for_what_is_left_out(tmp_path):
         ('\nwrote:\n  reverse: "Who wrote {object}?"\n', 3, ["unknown key 'reverse'"]),
         ('wrote: "{subject} wrote {object}."\n', 1, ["expected a mapping"]),
         ('wrote:\n  statement: "{subject} wrote {object}."\n wrong: [\n', None, ["not valid YAML"]),
+        ('wrote:\n  question: "Q: What did {subject} write? A:"\n  question: "{subject} wrote"\n', 3,
+         ["key 'wrote.question' given twice (first on line 2)"]),
     ],
 )  # fmt: skip
 def test_bad_templates_name_file_and_line(tmp_path, text, line, words):

@@ -482,7 +482,7 @@ def parents(
         raise InputError("run folder exists; pass --overwrite to replace it", out)
     transformers.utils.logging.disable_progress_bar()
     start = time.perf_counter()
-    lm, tokenizer = load_checkpoint(ModelConfig(checkpoint=model, allow_pickle=allow_pickle))
+    lm, tokenizer = load_checkpoint(ModelConfig(checkpoint=model, allow_pickle=allow_pickle), what="--model")
     bidirectional = getattr(lm.config, "is_causal", True) is False  # an MLM-U run's model
     backend = (MaskedLMBackend if bidirectional else HFBackend)(lm, tokenizer)
     load_seconds = time.perf_counter() - start

@@ -47,9 +47,9 @@ import transformers
 import yaml
 
 from revcurse import vocabulary
-from revcurse.config import RunConfig, dump_config, yaml_error_text
+from revcurse.config import RunConfig, compose_user_yaml, dump_config
 from revcurse.corpus import Document
-from revcurse.errors import InputError, loader_problem, parse_json, read_user_text
+from revcurse.errors import InputError, parse_json, read_user_text
 from revcurse.world import Subset
 
 COLUMNS = ("subject", "relation", "object")
@@ -232,16 +232,8 @@ def _fact(record: dict, path: Path, line: int, kind: str) -> OwnFact:
 def read_templates(path: str | Path) -> dict[str, RelationTemplates]:
     """Read per-relation templates from YAML; keys left out get the defaults of this module's docstring."""
     path = Path(path)
-    text = read_user_text(path, "YAML templates file")
-    try:
-        root = yaml.compose(text)  # nodes keep their line numbers, which plain loading forgets
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise InputError(
-            f"not valid YAML: {yaml_error_text(error)}", path, None if mark is None else mark.line + 1
-        ) from None
-    except RecursionError as error:
-        raise InputError(f"not readable YAML: {loader_problem(error, 'lists or mappings')}", path) from None
+    # Nodes keep their line numbers, which plain loading forgets; a key given twice is refused, as in a config.
+    root = compose_user_yaml(read_user_text(path, "YAML templates file"), path)
     if root is None:
         return {}
     expected = "a mapping {relation: {statement, question, reverse_question}}"
@@ -587,7 +579,7 @@ def run_audit(
     direction), audit.md, run.json, train_log.jsonl and model/ (safetensors and tokenizer).
     """
     from revcurse.experiment import run_folder, seed_everything
-    from revcurse.model import build_tiny_model, load_checkpoint, train_tokenizer
+    from revcurse.model import build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
     from revcurse.probe import HFBackend
     from revcurse.train import train_model
 
@@ -612,6 +604,7 @@ def run_audit(
         config.corpus.background_phrasings,
         seed=config.seed,
     )
+    check_checkpoint(config.model)  # a missing or refused checkpoint stops the audit before its folder is made
     with run_folder(Path(out), overwrite) as staging:
         seed_everything(config.seed)
         torch.set_num_threads(config.train.threads)
