@@ -46,6 +46,15 @@ NameOption = Annotated[
 ]
 
 
+def strict_help(skipped: str, refused: str) -> str:
+    """The help of a reader's --strict: what it skips as one unusable line, and what it refuses as a bad file."""
+    return (
+        f"Refuse an unusable line (exit 2, naming file and line) instead of skipping it. Skipped otherwise, with a "
+        f"warning naming file and line, and listed in the run folder's skipped.jsonl: {skipped}. Refused either way "
+        f"(the file is not in the expected format): {refused}."
+    )
+
+
 def refuse_beside_resume(**given: object) -> None:
     """``--resume`` continues a run with the config and folder it was started with: other options would not."""
     named = [f"--{name.replace('_', '-')}" for name, value in given.items() if value not in (None, False, [], ())]
@@ -585,6 +594,18 @@ def instructions(
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help=strict_help(
+                "in a --from folder, an example with an empty prompt or answer, an example whose id an earlier one has "
+                "(the first is kept), an unrealized example that no guidance answers",
+                "a missing or empty file, a line that is not JSON or misses or mistypes a field, an example with "
+                "other than one id, a 'realized' flag contradicting its file, an id no example has, a held-out "
+                "example in all.jsonl, no usable example left",
+            )
+        ),
+    ] = False,
 ) -> None:
     """Experiment 3, reversing instructions: guidances give each answer before its question; the realized questions
     are also shown as Q/A examples, the unrealized ones are held out and asked.
@@ -622,7 +643,7 @@ def instructions(
         )
         return
     out = out or Path("runs") / f"instructions-{datetime.now():%Y%m%d-%H%M%S}"
-    outcome = run_instructions(run_config, out, from_, overwrite, not quiet, console.print)
+    outcome = run_instructions(run_config, out, from_, overwrite, not quiet, console.print, strict)
     summary = outcome.summary
     console.print(
         instructions_table(
