@@ -427,6 +427,17 @@ def audit(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     allow_pickle: AllowPickleOption = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help=strict_help(
+                "a fact with an empty subject, relation or object, a fact given again (the first is kept)",
+                "a file type other than .csv or .jsonl, a file that is not UTF-8, CSV or JSON lines, a missing "
+                "column or field, a row with the wrong number of values, a field that is not text, no usable fact "
+                "left",
+            )
+        ),
+    ] = False,
 ) -> None:
     """Your own facts: train on them forward only, then ask each one forward and in reverse.
 
@@ -453,9 +464,10 @@ def audit(
 
     Trains a tiny model from scratch, or fine-tunes --set model.checkpoint=DIR.
     Prints each fact's forward and reverse answer (✓/✗) and writes a run
-    folder: audit.jsonl, audit.md, config.yaml, model/. Bad input (missing
-    column, empty field, duplicate fact, unknown placeholder) exits 2 with the
-    file and line. Example:
+    folder: audit.jsonl, audit.md, config.yaml, skipped.jsonl, model/. A fact
+    with an empty field or given twice is skipped with a warning naming file
+    and line (--strict refuses it); a bad file (missing column, wrong number
+    of values, unknown placeholder) exits 2 with the file and line. Example:
         revcurse audit configs/own-facts-example.csv \\
             --templates configs/own-facts-templates.yaml
     """
@@ -465,7 +477,9 @@ def audit(
 
     run_config = load_config(config, with_allow_pickle(list(set_ or []), allow_pickle))
     out = out or Path("runs") / f"audit-{datetime.now():%Y%m%d-%H%M%S}"
-    result = run_audit(facts, templates, run_config, out, overwrite, show_progress=not quiet, log=console.print)
+    result = run_audit(
+        facts, templates, run_config, out, overwrite, show_progress=not quiet, log=console.print, strict=strict
+    )
     summary = result.summary
     table = Table(title=f"Own facts: {summary['model']}, {summary['parameters']:,} parameters")
     for column in ("line", "fact", "forward answer", "reverse answer"):
