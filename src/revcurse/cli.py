@@ -356,12 +356,23 @@ def parents(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     allow_pickle: AllowPickleOption = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help=strict_help(
+                "a row with an empty child or parent, a parent_type other than mother or father, a row repeating "
+                "an earlier one (the first is kept)",
+                "a file that is not UTF-8 or CSV, an empty file, a missing column, a row with the wrong number of "
+                "fields, a can_reverse other than True, False or empty, no usable row left",
+            )
+        ),
+    ] = False,
 ) -> None:
     """Experiment 2: ask "Who is X's mother/father?" and "Name a child of Y." of a model, in chat and completion
     style, by sampling and by log-prob; parent vs child with 95% intervals and paired tests.
 
     Writes a run folder: parents.json (tidy records), answers.jsonl (every question, prompt and sampled answer),
-    report.md and run.json.
+    report.md, run.json and skipped.jsonl (unusable rows left out; see --strict).
     """
     import platform
     import time
@@ -371,12 +382,15 @@ def parents(
 
     import revcurse
     from revcurse.config import ModelConfig
+    from revcurse.errors import warn_skipped, write_skipped
     from revcurse.experiment import run_folder
     from revcurse.model import load_checkpoint
     from revcurse.parents import markdown_report, parents_tables, read_parent_child_pairs, run_parents
     from revcurse.probe import HFBackend, MaskedLMBackend
 
-    all_pairs = read_parent_child_pairs(pairs)
+    read = read_parent_child_pairs(pairs, strict)
+    all_pairs = read.pairs
+    warn_skipped(read.skipped, total=len(all_pairs) + len(read.skipped))
     asked = all_pairs[:limit] if limit else all_pairs
     out = out or Path("runs") / f"parents-{datetime.now():%Y%m%d-%H%M%S}"
     if out.exists() and not overwrite:  # refuse before loading a model, not after
@@ -392,7 +406,8 @@ def parents(
         seed=seed, n_distractors=distractors, reference=all_pairs, show_progress=not quiet,
     )
     summary = {
-        "pairs_file": str(pairs), "rows": len(all_pairs), "rows_asked": len(asked), "model": model,
+        "pairs_file": str(pairs), "rows": len(all_pairs), "rows_asked": len(asked), "skipped_lines": len(read.skipped),
+        "model": model,
         "parameters": sum(p.numel() for p in lm.parameters()), "samples": samples, "temperature": temperature,
         "max_new_tokens": max_new_tokens, "distractors": distractors, "seed": seed, "rendering": run.rendering,
         "backend": type(backend).__name__, "seconds": {"load": load_seconds, **run.seconds},
@@ -406,6 +421,7 @@ def parents(
                 handle.write(json.dumps(answer, ensure_ascii=False) + "\n")
         (staging / "report.md").write_text(markdown_report(run.records, summary), encoding="utf-8")
         (staging / "run.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        write_skipped(staging, read.skipped)
     results, tests = parents_tables(run.records, title=f"Parent vs child: {model}, {len(asked)} rows")
     console.print(results)
     console.print(tests)
