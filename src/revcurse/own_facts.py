@@ -49,7 +49,17 @@ import yaml
 from revcurse import vocabulary
 from revcurse.config import RunConfig, compose_user_yaml, dump_config
 from revcurse.corpus import Document
-from revcurse.errors import InputError, parse_json, read_user_text
+from revcurse.errors import (
+    SKIPPED_FILE,
+    InputError,
+    SkippedLine,
+    none_left,
+    parse_json,
+    read_user_text,
+    skip_or_refuse,
+    warn_skipped,
+    write_skipped,
+)
 from revcurse.world import Subset
 
 COLUMNS = ("subject", "relation", "object")
@@ -141,26 +151,51 @@ class AuditResult:
 # ---------------------------------------------------------------------------------------------------------- facts
 
 
-def read_facts(path: str | Path) -> list[OwnFact]:
-    """Read facts from ``.csv`` or ``.jsonl``; every problem is an :class:`InputError` naming file and line."""
+@dataclass
+class FactsFile:
+    """The usable facts of a facts file, and its lines left out as unusable (for the warnings and the run folder)."""
+
+    facts: list[OwnFact]
+    skipped: list[SkippedLine] = field(default_factory=list)
+
+
+def read_facts(path: str | Path, strict: bool = False) -> FactsFile:
+    """Read facts from ``.csv`` or ``.jsonl``; lenient on lines, strict on structure.
+
+    Skipped with a warning (``strict`` refuses instead), as one such line must not stop an audit of the rest: a
+    fact with an empty subject, relation or object, and a fact given again (case-insensitively; the first is
+    kept). Refused, an :class:`InputError` naming file and line: an unknown file type, a file that is not UTF-8,
+    CSV or JSON lines, a missing column or field, a row with other than one value per header column (its values
+    would be read under the wrong names), a field that is not text, and a file with no usable fact.
+    """
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".jsonl"):
         raise InputError(f"unknown file type {path.suffix or '(none)'!r}: expected .csv or .jsonl", path)
     text = read_user_text(path, "facts file")
     with io.StringIO(text, newline="") as handle:
-        facts = _read_csv(handle, path) if path.suffix.lower() == ".csv" else _read_jsonl(handle, path)
-    if not facts:
+        records = _read_csv(handle, path) if path.suffix.lower() == ".csv" else _read_jsonl(handle, path)
+    if not records:
         raise InputError("no facts: expected at least one subject, relation, object", path)
+    kind = "column" if path.suffix.lower() == ".csv" else "field"
+    skipped: list[SkippedLine] = []
+    facts: list[OwnFact] = []
     seen: dict[tuple[str, str, str], OwnFact] = {}
-    for fact in facts:
+    for fact in records:
+        empty = [column for column in COLUMNS if not getattr(fact, column)]
         earlier = seen.setdefault(fact.key, fact)
-        if earlier is not fact:
-            raise InputError(
-                f"duplicate fact ({fact.subject}, {fact.relation}, {fact.object}): first given on line {earlier.line}",
-                path,
-                fact.line,
+        if empty:
+            problem = f"empty {kind} {empty[0]!r}"
+        elif earlier is not fact:
+            problem = (
+                f"duplicate fact ({fact.subject}, {fact.relation}, {fact.object}): first given on line {earlier.line}"
             )
-    return facts
+        else:
+            facts.append(fact)
+            continue
+        skip_or_refuse(problem, path, fact.line, strict, skipped)
+    if not facts:
+        raise none_left("facts", path, skipped)
+    return FactsFile(facts, skipped)
 
 
 def _read_csv(handle, path: Path) -> list[OwnFact]:
@@ -181,17 +216,16 @@ def _read_csv(handle, path: Path) -> list[OwnFact]:
             1,
         )
     facts = []
+    width = len(reader.fieldnames)
     try:
         for row in reader:
             line = reader.line_num
-            if row.get(None):
-                raise InputError(
-                    f"{len(reader.fieldnames) + len(row[None])} values for {len(reader.fieldnames)} columns: "
-                    "quote a field that holds a comma",
-                    path,
-                    line,
-                )
-            facts.append(_fact({column: row.get(column) for column in COLUMNS}, path, line, "column"))
+            # DictReader puts surplus values under the key None and fills missing ones with None
+            given = width + len(row.get(None) or ()) - sum(row[name] is None for name in reader.fieldnames)
+            if given != width:
+                advice = "quote a field that holds a comma" if given > width else "leave a value empty with ,,"
+                raise InputError(f"{given} values for {width} columns: {advice}", path, line)
+            facts.append(_fact({column: row[column] for column in COLUMNS}, path, line, "column"))
     except csv.Error as error:
         # DictReader.line_num lags a row behind; its csv.reader's counts the line that failed.
         raise InputError(f"not valid CSV: {error}", path, reader.reader.line_num) from None
@@ -214,15 +248,14 @@ def _read_jsonl(handle, path: Path) -> list[OwnFact]:
 
 
 def _fact(record: dict, path: Path, line: int, kind: str) -> OwnFact:
+    """The record as a fact, its values stripped (an empty one is for :func:`read_facts` to skip); a value that
+    is not text (a number is read as text) is a wrong type: refused."""
     values = {}
     for column in COLUMNS:
         value = record[column]
         if isinstance(value, bool) or not isinstance(value, str | int | float | type(None)):
             raise InputError(f"{kind} {column!r} must be text, got {type(value).__name__}", path, line)
-        text = "" if value is None else str(value).strip()
-        if not text:
-            raise InputError(f"empty {kind} {column!r}", path, line)
-        values[column] = text
+        values[column] = "" if value is None else str(value).strip()
     return OwnFact(values["subject"], values["relation"], values["object"], line)
 
 
@@ -537,6 +570,13 @@ def markdown_audit(rows: list[AuditRow], summary: dict) -> str:
         "",
         f"**{summary_line(summary)}**",
         "",
+    ]
+    if summary.get("skipped_lines"):
+        lines += [
+            f"Skipped {summary['skipped_lines']} unusable line(s) of the facts file, listed in {SKIPPED_FILE}.",
+            "",
+        ]
+    lines += [
         "A fact is *reachable* in a direction when the model's greedy answer starts with the expected one "
         "(case-insensitive). `rank` is where the expected answer comes by likelihood among all answers of the same "
         "relation and direction (1 = likeliest).",
@@ -571,12 +611,15 @@ def run_audit(
     overwrite: bool = False,
     show_progress: bool = True,
     log: Callable[[str], object] = print,
+    strict: bool = False,
 ) -> AuditResult:
     """Read, train (tiny from scratch, or fine-tune ``config.model.checkpoint``), probe and write a run folder.
 
-    Input is read and checked before anything is created, so bad input leaves no folder behind. The folder holds
+    Input is read and checked before anything is created, so bad input leaves no folder behind; an unusable fact
+    is skipped with a warning on stderr (``strict``: refused; see :func:`read_facts`). The folder holds
     config.yaml, the inputs as given (facts.csv|jsonl, templates.yaml), audit.jsonl (one row per fact and
-    direction), audit.md, run.json, train_log.jsonl and model/ (safetensors and tokenizer).
+    direction), audit.md, run.json (``skipped_lines``: how many), skipped.jsonl (which, and why), train_log.jsonl
+    and model/ (safetensors and tokenizer).
     """
     from revcurse.experiment import run_folder, seed_everything
     from revcurse.model import build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
@@ -584,7 +627,8 @@ def run_audit(
     from revcurse.train import train_model
 
     facts_path = Path(facts_path)
-    facts = read_facts(facts_path)
+    read = read_facts(facts_path, strict)
+    facts = read.facts
     templates = read_templates(templates_path) if templates_path is not None else {}
     if config.seeds != 1:
         raise InputError(f"an audit trains one model: set seeds=1 (got {config.seeds}); change seed to vary it")
@@ -592,6 +636,7 @@ def run_audit(
         raise InputError("an audit trains on the facts as given: remove cures from the config")
     if config.train.objective != "causal":
         raise InputError("an audit probes a causal LM: set train.objective=causal")
+    warn_skipped(read.skipped, total=len(facts) + len(read.skipped))
     relations = {fact.relation for fact in facts}
     unused = [relation for relation in templates if relation not in relations]
     if unused:
@@ -634,6 +679,7 @@ def run_audit(
             "final_loss": trained.final_loss,
             "probe_seconds": probe_seconds,
             "seed": config.seed,
+            "skipped_lines": len(read.skipped),
         }
         (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
         shutil.copyfile(facts_path, staging / f"facts{facts_path.suffix.lower()}")
@@ -644,4 +690,5 @@ def run_audit(
                 handle.write(json.dumps(row.to_json(), ensure_ascii=False) + "\n")
         (staging / "audit.md").write_text(markdown_audit(rows, summary), encoding="utf-8")
         (staging / "run.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        write_skipped(staging, read.skipped)
     return AuditResult(folder=Path(out), rows=rows, summary=summary)
