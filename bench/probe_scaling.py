@@ -1,7 +1,7 @@
 """Probing cost linear in facts: time per probe of ``run_probes`` on worlds of 1k and 10k facts, same run.
 
-    .venv/bin/python bench/probe_scaling.py [--sizes 1000 10000] [--k 15] [--threads 2] [--max-new-tokens 4]
-    .venv/bin/python bench/probe_scaling.py --quick     # sizes 100 and 1000, a smoke run
+    .venv/bin/python bench/probe_scaling.py [--sizes 1000 10000] [--k 15] [--threads 1] [--max-new-tokens 4]
+    .venv/bin/python bench/probe_scaling.py --quick     # sizes 100 and 1000, a smoke run (~40 s)
 
 Each world is one relation ("the founder of <made-up organisation>" -> <made-up person>), one direction and two
 phrasing slots: 2 probes a fact, every fact in one (subset, asked) group, names from random syllables (beyond the
@@ -12,7 +12,12 @@ probes, candidates scored a probe (1 + K), seconds and ms a probe of (a) ``draw_
 whole ``run_probes``, split into its likelihood pass and its generation (the backend's calls, timed in place).
 
 How to read it: ``ratio`` is ms/probe of the whole ``run_probes`` at the largest size over the smallest; <= 1.3
-means probing cost is linear in the number of facts (per-size ratios of each part are printed too). The baseline,
+means probing cost is linear in the number of facts. The smallest world is probed first and again last and its
+mean is the reference, so drift in a noisy machine's load hits both sides; the ratio of CPU time a probe (less
+sensitive to other processes) and of each part are printed too: ``draw_distractors`` alone is not linear (it
+lists a group's other facts for each fact: ~8x a probe from 1k to 10k facts), but it is <10% of ``run_probes`` at
+10k facts, so watch its ratio at larger sizes. One torch thread by default: on a shared 2-core machine two
+intra-op threads mostly wait on each other (5x slower wall time measured). The baseline,
 measured in the same run on the smallest world, is the old all-candidates ranking: ``--baseline-probes`` probes
 each scored against every target of its group (``backend.loglikelihood`` on those requests), giving ms a probe;
 ``old_vs_new`` says how many times more the old way costs a probe, likelihood alone and whole probe (likelihood
@@ -156,7 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000], help="facts per world")
     parser.add_argument("--k", type=int, default=DEFAULT_DISTRACTORS, help="distractors a probe")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: a shared 2-core box spins 2)")
     parser.add_argument("--max-new-tokens", type=int, default=4, help="greedy generation length of each probe")
     parser.add_argument("--batch-size", type=int, default=ProbeConfig().batch_size)
     parser.add_argument("--baseline-probes", type=int, default=50, help="probes scored against all candidates")

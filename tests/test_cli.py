@@ -45,6 +45,10 @@ def test_demo_writes_a_complete_run_folder(smoke_run):
     assert {p["seed"] for p in predictions} == {0, 1}
     # no staging folders left beside the run
     assert [p.name for p in smoke_run.parent.iterdir()] == ["smoke"]
+    # the tests' false-positive rate under a placebo, measured on this run (a generated world)
+    calibration = json.loads((smoke_run / "calibration.json").read_text())
+    assert len(calibration) == 6 * 3 and all(r["draws"] == 1000 for r in calibration)
+    assert all(r["rate"] <= 0.07 for r in calibration if r["test"] != "paper_t")
 
 
 def test_existing_run_folder_is_refused_without_overwrite(smoke_run, capsys):
