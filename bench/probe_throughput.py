@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from revcurse.config import ModelConfig, load_config
+from revcurse.corpus import draw_distractors
 from revcurse.experiment import build_world_corpus
 from revcurse.model import load_checkpoint
 from revcurse.probe import HFBackend, run_probes
@@ -50,10 +51,11 @@ def main() -> None:
     corpus, _ = build_world_corpus(config, int(seed_folder.name.split("-")[1]))
     model, tokenizer = load_checkpoint(ModelConfig(checkpoint=str(seed_folder / "model")))
     backend = HFBackend(model.eval(), tokenizer, config.probe.batch_size)
-    candidates = corpus.candidates()
-    requests = [(p.prompt, t) for p in corpus.probes for t in candidates[(p.subset, p.asked)]]
-    sample = [(p.prompt, t) for p in corpus.probes[:: len(corpus.probes) // args.naive_probes]
-              for t in candidates[(p.subset, p.asked)]]  # fmt: skip
+    drawn = draw_distractors(corpus.probes, config.probe.distractors, 0)
+    candidates = [(p.prompt, (p.target, *d.targets)) for p, d in zip(corpus.probes, drawn)]
+    requests = [(prompt, t) for prompt, targets in candidates for t in targets]
+    sample = [(prompt, t) for prompt, targets in candidates[:: len(candidates) // args.naive_probes]
+              for t in targets]  # fmt: skip
 
     start = time.perf_counter()
     naive = naive_loglikelihood(backend, sample)

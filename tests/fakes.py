@@ -5,15 +5,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
-# metrics' rank test (t-test of per-fact 1/rank against H(n)/n) is too liberal when facts have one probe each: the
-# per-fact value is skewed (1 with probability 1/n, else small), so with 40 facts and 16 candidates it rejects a
-# true null in ~9% of placebo draws (simulated: 20% at 10 facts, 6% at 100). Strict: the mark must go when fixed.
-RANK_TEST_MISCALIBRATED = pytest.mark.xfail(
-    strict=True, reason="rank test (t of 1/rank vs H(n)/n) is liberal with one skewed value per fact"
-)
-
 
 class FakeBackend:
     """Scores a continuation from ``scores`` keyed on (prompt, continuation), else ``default``, else a fixed

@@ -45,6 +45,10 @@ def test_demo_writes_a_complete_run_folder(smoke_run):
     assert {p["seed"] for p in predictions} == {0, 1}
     # no staging folders left beside the run
     assert [p.name for p in smoke_run.parent.iterdir()] == ["smoke"]
+    # the tests' false-positive rate under a placebo, measured on this run (a generated world)
+    calibration = json.loads((smoke_run / "calibration.json").read_text())
+    assert len(calibration) == 6 * 3 and all(r["draws"] == 1000 for r in calibration)
+    assert all(r["rate"] <= 0.07 for r in calibration if r["test"] != "paper_t")
 
 
 def test_existing_run_folder_is_refused_without_overwrite(smoke_run, capsys):
@@ -115,3 +119,68 @@ def test_bad_override_exits_2(tmp_path, capsys):
 def test_help_teaches():
     assert run_cli(["--help"]) == 0
     assert run_cli(["demo", "--help"]) == 0
+
+
+TINY_MODEL = [
+    "--set", "train.epochs=2", "--set", "model.hidden_size=32", "--set", "model.intermediate_size=64",
+    "--set", "model.heads=2", "--set", "model.vocab_size=900",
+]
+
+
+@pytest.mark.slow
+def test_a_paper_folder_with_an_unusable_line_runs_names_it_and_is_calibrated(tmp_path, capsys):
+    from tests.paper_folders import untidy_paper_folder
+
+    untidy_paper_folder(tmp_path / "paper", facts_per_subset=8, background=16, empty_line=True)
+    out = tmp_path / "run"
+    assert run_cli(["train", "--quiet", "--paper", str(tmp_path / "paper"), "--out", str(out), *TINY_MODEL]) == 0
+    printed = capsys.readouterr().out
+    assert "p2d_prompts_test.jsonl, line 2: empty completion" in printed and "skipped 1 unusable line" in printed
+    skipped = [json.loads(line) for line in (out / "skipped.jsonl").open()]
+    assert [(s["line"], s["reason"]) for s in skipped] == [(2, "empty completion: nothing to ask for")]
+    records = json.loads((out / "metrics.json").read_text())
+    for record in records:
+        if record.get("ci95_low") is not None:
+            assert record["ci95_low"] - 1e-9 <= record["mean"] <= record["ci95_high"] + 1e-9, record
+    assert {r["n_facts"] for r in records if r["metric"] == "accuracy"} == {8}
+    calibration = json.loads((out / "calibration.json").read_text())
+    assert {r["test"] for r in calibration} == {"paper_t", "likelihood", "rank"}
+    assert all(r["draws"] == 1000 and r["rate"] <= 0.07 for r in calibration if r["test"] != "paper_t")
+    assert "Calibration" in (out / "report.md").read_text()
+    assert run_cli(["calibrate", str(out), "--draws", "200"]) == 0
+    assert "rank randomization" in capsys.readouterr().out
+    # --strict refuses the folder: exit 2, nothing written
+    assert run_cli(["train", "--quiet", "--strict", "--paper", str(tmp_path / "paper"), "--out",
+                    str(tmp_path / "strict"), *TINY_MODEL]) == 2
+    assert "line 2: empty completion" in capsys.readouterr().err
+    assert not (tmp_path / "strict").exists() and not (tmp_path / ".strict.partial").exists()
+
+
+def test_import_counts_facts_per_subset_not_wordings(tmp_path, capsys):
+    from tests.paper_folders import untidy_paper_folder
+
+    untidy_paper_folder(tmp_path / "paper", facts_per_subset=7)
+    assert run_cli(["import", str(tmp_path / "paper")]) == 0
+    printed = capsys.readouterr().out
+    assert "21 facts" in printed and printed.count(" 7 facts,") == 3
+    assert "NameToDescription  asked description_to_name  reverse: 26 probes of 7 facts (3-4 a fact)" in printed
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "expected"),
+    [
+        ("seed: 0\nseeds: 3\nseeds: 4\n", [], "config.yaml, line 3: key 'seeds' given twice (first on line 2)"),
+        ("train:\n  learning_rate: .inf\n", [], "config.yaml, line 2: train.learning_rate: '.inf' is not a finite"),
+        ("seed: 0\n", ["--set", "train.learning_rate=-.inf"], "--set train.learning_rate: '-.inf' is not a finite"),
+    ],
+)
+def test_a_config_with_a_key_given_twice_or_a_non_finite_number_exits_2_and_writes_nothing(
+    tmp_path, capsys, text, args, expected
+):
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    out = tmp_path / "runs" / "bad"
+    assert run_cli(["train", "--quiet", "--config", str(config), "--out", str(out), *SMALL, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and expected in err
+    assert not (tmp_path / "runs").exists()

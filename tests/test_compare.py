@@ -1,6 +1,7 @@
 """Compare: arms, the table's aggregation on hand-made records, the chart, and a tiny end-to-end run."""
 
 import json
+import re
 
 import pytest
 
@@ -61,6 +62,29 @@ def test_arms_parse_and_configure():
     assert arm_config(base, "none").cures == [] and arm_config(base, "none").train.objective == "causal"
     assert arm_config(base, "reverse-word+paraphrase").cures == ["reverse-word", "paraphrase"]
     assert arm_config(base, "mlm-u").train.objective == "mlm-u" and arm_config(base, "mlm-u").cures == []
+
+
+@pytest.mark.parametrize(
+    ("cures", "message"),
+    [
+        ("", "--cures is empty"),
+        ("  ", "--cures is empty"),
+        (",", "an empty name between commas"),
+        ("reverse-entity,,paraphrase", "an empty name between commas"),
+        ("reverse-entity+", "arm 'reverse-entity+' has an empty name beside '+'"),
+        ("none", "--cures names only the baseline"),
+        ("none+paraphrase", "'none' is the baseline"),
+        ("paraphrase,bidirectional,paraphrase", "paraphrase listed twice"),
+    ],
+)
+def test_no_cure_an_empty_one_or_one_twice_exits_2_before_anything_is_written(tmp_path, capsys, cures, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        parse_arms(cures)
+    out = tmp_path / "runs" / "compare"
+    assert run_cli(["compare", "--cures", cures, "--quiet", "--out", str(out), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_compare_end_to_end(tmp_path):

@@ -1,9 +1,12 @@
 """Config loading, overrides and their errors."""
 
+import re
+
 import pytest
 
 from revcurse.config import RunConfig, dump_config, load_config
 from revcurse.errors import InputError
+from revcurse.instructions import load_instructions_config
 
 
 def test_defaults_and_overrides(tmp_path):
@@ -52,3 +55,55 @@ def test_bad_configs_are_clear_errors(tmp_path, text, overrides, fragment):
 def test_missing_config_file(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+LOADERS = {"run": load_config, "instructions": load_instructions_config}
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("seed: 0\nseeds: 3\nseeds: 4\n", 3, "key 'seeds' given twice (first on line 2)"),
+        ("train:\n  epochs: 3\n  batch_size: 8\n  epochs: 4\n", 4, "key 'train.epochs' given twice (first on line 2)"),
+        ("train: {epochs: 3, epochs: 4}\n", 1, "key 'train.epochs' given twice"),
+        ("train:\n  epochs: 3\ntrain:\n  batch_size: 8\n", 3, "key 'train' given twice (first on line 1)"),
+        ("train:\n  learning_rate: .inf\n", 2, "train.learning_rate: '.inf' is not a finite number"),
+        ("train:\n  learning_rate: -.inf\n", 2, "train.learning_rate: '-.inf' is not a finite number"),
+        ("seed: 0\ntrain:\n  weight_decay: .NaN\n", 3, "train.weight_decay: '.NaN' is not a finite number"),
+        ("train:\n  epochs: !!float inf\n", 2, "train.epochs: 'inf' is not a finite number"),
+    ],
+)  # fmt: skip
+def test_a_key_given_twice_or_a_non_finite_number_is_refused_naming_file_line_and_key(
+    tmp_path, loader, text, line, fragment
+):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError) as error:
+        LOADERS[loader](path)
+    assert str(error.value).startswith(f"{path}, line {line}: {fragment}")
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("train.learning_rate=.inf", "--set train.learning_rate: '.inf' is not a finite number"),
+        ("train.learning_rate=.nan", "--set train.learning_rate: '.nan' is not a finite number"),
+        ("train.learning_rate=inf", "train.learning_rate: Input should be a finite number"),  # text, to pydantic
+        ("train.learning_rate=1e400", "train.learning_rate: Input should be a finite number"),
+        ("train={epochs: 3, epochs: 4}", "--set train: key 'epochs' given twice"),
+    ],
+)
+def test_overrides_refuse_non_finite_numbers_and_keys_given_twice(override, fragment):
+    for loader in LOADERS.values():
+        with pytest.raises(InputError, match=re.escape(fragment)):
+            loader(None, [override])
+
+
+def test_a_merge_key_may_be_overridden_and_finite_numbers_pass(tmp_path):
+    path = tmp_path / "c.yaml"
+    assert load_config(None, ["train.learning_rate=1.0e+3"]).train.learning_rate == 1000
+    from revcurse.config import load_user_yaml
+
+    merged = load_user_yaml("base: &b {epochs: 3, batch_size: 8}\ntrain:\n  <<: *b\n  epochs: 4\n", path)
+    assert merged["train"] == {"epochs": 4, "batch_size": 8}  # a key beside a merge overrides it: no error

@@ -86,15 +86,18 @@ def test_lm_eval_export_holds_every_probe_once_and_nothing_else(lm_eval_folder, 
     assert {r["phrasing"] for r in rows} == {t.id for t in held_out}
 
 
-def test_lm_eval_gold_index_points_at_the_correct_target_among_its_group(lm_eval_folder, corpus):
-    candidates = {(s.value, a.value): targets for (s, a), targets in corpus.candidates().items()}
+def test_lm_eval_gold_index_points_at_the_correct_target_among_its_matched_distractors(lm_eval_folder, corpus):
+    targets = {(p.fact_key, p.subset.value, p.asked.value, p.phrasing): p.target for p in corpus.probes}
     for path in (lm_eval_folder / "data").glob("*.jsonl"):
         rows = read_jsonl(path)
         assert len({(r["subset"], r["asked"], r["trained"]) for r in rows}) == 1, path.name  # one table cell
         for row in rows:
-            assert row["choices"] == candidates[(row["subset"], row["asked"])]
             assert row["choices"][row["gold"]] == row["target"]
-            assert len(row["choices"]) == 3  # every fact of the subset
+            assert len(row["choices"]) == 3  # the target and the other two facts of the subset
+            # the others are other facts' targets in the same phrasing
+            same_slot = {t for (fact, s, a, ph), t in targets.items()
+                         if (s, a, ph) == (row["subset"], row["asked"], row["phrasing"]) and fact != row["fact_key"]}
+            assert set(row["choices"]) - {row["target"]} == same_slot
             assert row["fact_key"] in row["prompt"] or row["fact_key"] == row["target"].strip()
 
 

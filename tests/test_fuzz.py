@@ -1,6 +1,7 @@
 """Input fuzzing (issue 8): every reader of user input, fed malformed, empty, huge, odd-Unicode and duplicated input.
 
-Each reader either returns or raises ``InputError`` naming the file (and a plausible line); nothing else may escape.
+Each reader either returns (having skipped, each with its file and line, lines it cannot use; ``strict=True``
+refuses the first of them) or raises ``InputError`` naming the file (and a plausible line); nothing else may escape.
 Through the command line the same input exits with code 2 and one ``error: ...`` line, no traceback, and leaves
 nothing behind. A CLI call that got past reading would reach a model or a run folder: those are replaced by a
 tripwire, so no fuzz example ever trains.
@@ -240,9 +241,12 @@ def read_or_input_error(
     reader: Callable, *args, names: Path | None = None, data: bytes | None = None
 ) -> InputError | None:
     """Call ``reader``; it may return or raise an ``InputError`` naming ``names`` (a file, or the folder holding
-    the file), with a line within the file. Any other exception fails the test as it propagates."""
+    the file), with a line within the file. Any other exception fails the test as it propagates.
+
+    A reader that returns may have skipped unusable lines (``.skipped``): each names its file and a line in it, and
+    the same reader with ``strict=True`` refuses the first of them, and nothing earlier."""
     try:
-        reader(*args)
+        result = reader(*args)
     except InputError as error:
         message = str(error)
         if names is not None:
@@ -251,6 +255,15 @@ def read_or_input_error(
         if error.line is not None and data is not None:
             assert 1 <= error.line <= max(_line_count(data), 1), message
         return error
+    skipped = getattr(result, "skipped", [])
+    for entry in skipped:
+        assert names is None or entry.path.startswith(str(names)), entry
+        within = _line_count(data) if data is not None and entry.path == str(names) else entry.line
+        assert 1 <= entry.line <= within, entry
+    if skipped:
+        with pytest.raises(InputError) as strict:
+            reader(*args, strict=True)
+        assert (strict.value.path, strict.value.line) == (skipped[0].path, skipped[0].line), str(strict.value)
     return None
 
 

@@ -3,21 +3,25 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats
 
 import revcurse
-from revcurse.metrics import aggregate, interval, lookup
+from revcurse.metrics import RandomizationTest, aggregate, interval, lookup, placebo_rejections
 from revcurse.probe import ProbeResult, is_correct
 
 REVERSE = {("NameToDescription", "description_to_name"), ("DescriptionToName", "name_to_description")}
 
 
-def result(fact, correct, logp, logp_random, rank=1.0, subset="NameToDescription", asked="name_to_description"):
+def result(fact, correct, logp, logp_random, rank=1.0, subset="NameToDescription", asked="name_to_description",
+           distractors=None):
+    distractors = distractors or {}
     return ProbeResult(
         fact_key=fact, subset=subset, asked=asked, trained=(subset, asked) not in REVERSE, phrasing="p",
         prompt="prompt", target=" target", completion=" target" if correct else " other", correct=correct,
         is_greedy=correct, logprob_correct=logp, logprob_random=logp_random, rank=rank, n_candidates=3,
+        answer_correct=correct, distractor_keys=list(distractors), distractor_logprobs=list(distractors.values()),
     )
 
 
@@ -54,7 +58,7 @@ def test_likelihood_test_averages_phrasings_per_fact_before_the_paired_t():
     random = [-3.0, -1.5, -2.0]
     expected = stats.ttest_rel(correct, random)
     t = lookup(records, "NameToDescription", "name_to_description", "likelihood_t")
-    p = lookup(records, "NameToDescription", "name_to_description", "likelihood_p")
+    p = lookup(records, "NameToDescription", "name_to_description", "likelihood_t_p")
     assert t["mean"] == pytest.approx(expected.statistic)
     assert p["mean"] == pytest.approx(expected.pvalue)
     assert t["n_facts"] == 3 and "paired t-test over facts" in t["statistic"]
@@ -106,3 +110,51 @@ def test_every_statistical_test_and_rank_lives_in_one_place():
             assert "scipy" not in text and "ttest_rel" not in text and "binomtest" not in text, path.name
         if path.name != "probe.py":
             assert "sum(s > " not in text and "== correct for" not in text, path.name
+
+
+def test_with_unequal_probes_per_fact_the_mean_is_the_mean_of_fact_means_and_inside_its_interval():
+    # fact a: 8 probes all right; facts b, c, d: one probe each, all wrong. Per probe 8/11, per fact 1/4.
+    results = [result("a", True, -1, -2) for _ in range(8)] + [result(f, False, -2, -1, rank=2) for f in "bcd"]
+    accuracy = lookup(aggregate([(0, 0, results)]), "NameToDescription", "name_to_description", "accuracy")
+    assert accuracy["mean"] == pytest.approx(0.25)
+    assert accuracy["ci95_low"] <= accuracy["mean"] <= accuracy["ci95_high"]
+    assert accuracy["n_facts"] == 4 and accuracy["n_items"] == 11
+
+
+def world_of_scores(n_facts, k, rng, knows):
+    """Probe results whose log p are drawn per candidate fact (some targets intrinsically likelier, skewed);
+    ``knows`` adds a bonus to the correct target."""
+    results = []
+    bias = {f"f{i}": rng.gamma(0.5, 3.0) for i in range(n_facts)}  # a few very likely targets
+    for i in range(n_facts):
+        others = [f"f{j}" for j in rng.choice([j for j in range(n_facts) if j != i], k, replace=False)]
+        for _ in range(3):  # three phrasings per fact
+            scores = {f: -10 + bias[f] + rng.normal() for f in others}
+            correct = -10 + bias[f"f{i}"] + rng.normal() + knows
+            rank = 1 + sum(s > correct for s in scores.values())
+            results.append(result(f"f{i}", False, correct, float(np.mean(list(scores.values()))), rank=rank,
+                                  distractors=scores))
+    return results
+
+
+def test_randomization_tests_find_knowledge_and_their_placebo_rate_stays_near_alpha():
+    rng = np.random.default_rng(0)
+    knowing = aggregate([(0, 0, world_of_scores(30, 8, rng, knows=3.0))])
+    assert lookup(knowing, "NameToDescription", "name_to_description", "likelihood_p")["mean"] < 0.01
+    assert lookup(knowing, "NameToDescription", "name_to_description", "rank_p")["mean"] < 0.01
+    assert lookup(knowing, "NameToDescription", "name_to_description", "mrr_excess")["mean"] > 0.2
+    # the true target no different from a distractor: the placebo's false-positive rate near 5%
+    cursed = [(0, 0, world_of_scores(30, 8, rng, knows=0.0))]
+    for record in placebo_rejections(cursed, draws=1000):
+        if record["test"] != "paper_t":
+            assert record["draws"] == 1000 and record["rate"] <= 0.07, record
+    p = lookup(aggregate(cursed), "NameToDescription", "name_to_description", "likelihood_p")["mean"]
+    assert 0.0 < p <= 1.0
+
+
+def test_randomization_p_is_exact_on_a_tiny_case():
+    # two facts, two candidates each: the null sums are 4 equally likely values
+    test = RandomizationTest([np.array([1.0, 0.0]), np.array([1.0, 0.0])], resamples=20000, seed=1)
+    assert test.null_mean == pytest.approx(1.0)
+    assert test.p_value(2.0) == pytest.approx(0.5, abs=0.02)  # |2-1| reached by sums 2 and 0: half the draws
+    assert test.p_value(1.0) == pytest.approx(1.0, abs=0.001)

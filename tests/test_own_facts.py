@@ -1,5 +1,7 @@
 """Own facts: reading CSV/JSONL and templates (every bad input names file and line), the corpus, the audit."""
 
+import contextlib
+import io
 import json
 import math
 
@@ -22,7 +24,7 @@ from revcurse.own_facts import (
     read_templates,
 )
 from revcurse.world import Subset
-from tests.fakes import RANK_TEST_MISCALIBRATED, FakeBackend
+from tests.fakes import FakeBackend
 
 FACTS_CSV = """subject,relation,object,source
 Orla Fenwright,wrote,The Salt Cartographer,notes
@@ -77,11 +79,11 @@ def one_thread():
 
 
 def test_csv_and_jsonl_give_the_same_facts(tmp_path):
-    from_csv = read_facts(write(tmp_path / "facts.csv", FACTS_CSV))
+    from_csv = read_facts(write(tmp_path / "facts.csv", FACTS_CSV)).facts
     lines = [
         json.dumps({"subject": f.subject, "relation": f.relation, "object": f.object, "extra": 1}) for f in from_csv
     ]
-    from_jsonl = read_facts(write(tmp_path / "facts.jsonl", "\n".join(lines) + "\n\n"))
+    from_jsonl = read_facts(write(tmp_path / "facts.jsonl", "\n".join(lines) + "\n\n")).facts
     assert len(from_csv) == 15
     assert [(f.subject, f.relation, f.object) for f in from_csv] == [
         (f.subject, f.relation, f.object) for f in from_jsonl
@@ -92,7 +94,7 @@ def test_csv_and_jsonl_give_the_same_facts(tmp_path):
 
 def test_csv_header_is_read_loosely_and_quoted_commas_survive(tmp_path):
     path = write(tmp_path / "f.csv", '\ufeff Subject ,RELATION,object\n"Lovelace, Ada",wrote,"Notes, annotated"\n')
-    (fact,) = read_facts(path)
+    (fact,) = read_facts(path).facts
     assert (fact.subject, fact.relation, fact.object, fact.line) == ("Lovelace, Ada", "wrote", "Notes, annotated", 2)
 
 
@@ -101,14 +103,7 @@ def test_csv_header_is_read_loosely_and_quoted_commas_survive(tmp_path):
     [
         ("missing column", "subject,relation\nAda,wrote\n", 1, ["missing column 'object'"]),
         ("missing column", "subject,object,relation\n", 1, []),  # header only: no facts
-        ("empty field", "subject,relation,object\nAda,wrote,Notes\nBea,  ,Poems\n", 3, ["empty column 'relation'"]),
-        ("empty field", "subject,relation,object\nAda,wrote\n", 2, ["empty column 'object'"]),
-        (
-            "duplicate fact",
-            "subject,relation,object\nAda,wrote,Notes\nBea,wrote,Poems\nada,wrote,notes\n",
-            4,
-            ["duplicate fact", "line 2"],
-        ),
+        ("missing value", "subject,relation,object\nAda,wrote\n", 2, ["2 values for 3 columns", "empty with ,,"]),
         ("unquoted comma", "subject,relation,object\nAda,wrote,Notes, annotated\n", 2, ["4 values for 3 columns"]),
         ("empty file", "", 1, ["header"]),
     ],
@@ -132,15 +127,13 @@ def test_bad_csv_names_file_and_line(tmp_path, name, text, line, words):
     [
         ('{"subject": "Ada", "relation": "wrote", "object": "Notes"}\n{"subject": "Bea", "relation": ', 2, ["JSON"]),
         ('{"subject": "Ada", "relation": "wrote"}\n', 1, ["missing field 'object'"]),
-        ('\n{"subject": "Ada", "relation": "wrote", "object": " "}\n', 2, ["empty field 'object'"]),
         ('["Ada", "wrote", "Notes"]\n', 1, ["expected an object"]),
         ('{"subject": "Ada", "relation": "wrote", "object": ["Notes"]}\n', 1, ["must be text"]),
         (
-            '{"subject": "Ada", "relation": "wrote", "object": "Notes"}\n'
-            '{"subject": "Ada", "relation": "wrote", "object": "Notes"}\n',
+            '{"subject": "Ada", "relation": "wrote", "object": 3}\n{"subject": "Ada", "relation": {}, "object": ""}',
             2,
-            ["duplicate fact", "line 1"],
-        ),
+            ["field 'relation' must be text, got dict"],
+        ),  # a wrong type is refused before an empty field is skipped
     ],
 )
 def test_bad_jsonl_names_file_and_line(tmp_path, text, line, words):
@@ -150,6 +143,42 @@ def test_bad_jsonl_names_file_and_line(tmp_path, text, line, words):
     assert f"{path}, line {line}: " in str(error.value)
     for word in words:
         assert word in str(error.value)
+
+
+def jsonl(*facts: tuple) -> str:
+    return "".join(json.dumps(dict(zip(("subject", "relation", "object"), fact))) + "\n" for fact in facts)
+
+
+SKIPPED_CASES = [  # file, text, the line skipped, why, the facts kept
+    ("facts.csv", "subject,relation,object\nAda,wrote,Notes\nBea,  ,Poems\nCal,wrote,Songs\n", 3,
+     "empty column 'relation'", 2),
+    ("facts.csv", "subject,relation,object\nAda,wrote,Notes\nBea,wrote,Poems\nada,wrote, notes \n", 4,
+     "duplicate fact (ada, wrote, notes): first given on line 2", 2),
+    ("facts.jsonl", jsonl(("Ada", "wrote", "Notes"), ("Bea", "wrote", " "), ("Cal", "wrote", 7)), 2,
+     "empty field 'object'", 2),
+    ("facts.jsonl", jsonl(("Bea", "wrote", "Poems"), (None, "wrote", "Notes")), 2, "empty field 'subject'", 1),
+    ("facts.jsonl", jsonl(("Ada", "wrote", "Notes"), ("Ada", "wrote", "Notes")), 2,
+     "duplicate fact (Ada, wrote, Notes): first given on line 1", 1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "text", "line", "reason", "kept"), SKIPPED_CASES)
+def test_an_unusable_fact_is_skipped_and_strict_refuses_it(tmp_path, name, text, line, reason, kept):
+    path = write(tmp_path / name, text)
+    read = read_facts(path)
+    assert [entry.to_json() for entry in read.skipped] == [{"file": str(path), "line": line, "reason": reason}]
+    assert len(read.facts) == kept and line not in [fact.line for fact in read.facts]
+    with pytest.raises(InputError) as error:
+        read_facts(path, strict=True)
+    assert (error.value.path, error.value.line) == (str(path), line)
+    assert str(error.value).startswith(f"{path}, line {line}: {reason} (--strict refuses")
+
+
+def test_a_file_of_unusable_facts_only_is_refused(tmp_path):
+    path = write(tmp_path / "facts.csv", "subject,relation,object\nAda,,Notes\n, wrote ,Poems\n")
+    with pytest.raises(InputError) as error:
+        read_facts(path)
+    assert str(error.value) == f"{path}: no usable facts: all 2 skipped (first: line 2: empty column 'relation')"
 
 
 def test_missing_file_and_unknown_extension_name_the_file(tmp_path):
@@ -207,6 +236,8 @@ def test_templates_are_read_with_defaults_for_what_is_left_out(tmp_path):
         ('\nwrote:\n  reverse: "Who wrote {object}?"\n', 3, ["unknown key 'reverse'"]),
         ('wrote: "{subject} wrote {object}."\n', 1, ["expected a mapping"]),
         ('wrote:\n  statement: "{subject} wrote {object}."\n wrong: [\n', None, ["not valid YAML"]),
+        ('wrote:\n  question: "Q: What did {subject} write? A:"\n  question: "{subject} wrote"\n', 3,
+         ["key 'wrote.question' given twice (first on line 2)"]),
     ],
 )  # fmt: skip
 def test_bad_templates_name_file_and_line(tmp_path, text, line, words):
@@ -227,7 +258,9 @@ def test_bad_templates_name_file_and_line(tmp_path, text, line, words):
 
 
 def test_default_templates_state_facts_forward_only(tmp_path):
-    facts = read_facts(write(tmp_path / "f.csv", "subject,relation,object\nAda,born_in,Leeds\nBea,born_in,York\n"))
+    facts = read_facts(
+        write(tmp_path / "f.csv", "subject,relation,object\nAda,born_in,Leeds\nBea,born_in,York\n")
+    ).facts
     documents, probes = build_own_corpus(facts, {}, documents_per_fact=3)
     assert [d.text for d in documents] == ["Ada born in Leeds."] * 3 + ["Bea born in York."] * 3
     assert all(d.subset is Subset.NAME_TO_DESCRIPTION for d in documents)
@@ -246,7 +279,7 @@ def test_default_templates_state_facts_forward_only(tmp_path):
 
 
 def test_corpus_cycles_statements_and_never_trains_the_reverse_of_a_user_fact(tmp_path):
-    facts = read_facts(write(tmp_path / "f.csv", FACTS_CSV))
+    facts = read_facts(write(tmp_path / "f.csv", FACTS_CSV)).facts
     templates = read_templates(write(tmp_path / "t.yaml", TEMPLATES.replace("born_in", "was born in")))
     documents, probes = build_own_corpus(facts, templates, documents_per_fact=4, background=9, background_phrasings=2)
     own = [d for d in documents if d.subset is Subset.NAME_TO_DESCRIPTION]
@@ -272,7 +305,9 @@ def test_corpus_cycles_statements_and_never_trains_the_reverse_of_a_user_fact(tm
 
 
 def test_a_question_shared_by_two_facts_lists_the_other_answer(tmp_path):
-    facts = read_facts(write(tmp_path / "f.csv", "subject,relation,object\nAda,born_in,Leeds\nBea,born_in,Leeds\n"))
+    facts = read_facts(
+        write(tmp_path / "f.csv", "subject,relation,object\nAda,born_in,Leeds\nBea,born_in,Leeds\n")
+    ).facts
     _, probes = build_own_corpus(facts, {}, documents_per_fact=1)
     assert probes[1].also_valid == (" Bea",) and probes[0].also_valid == ()
     # both reverse probes ask one question: one fact, so neither answer is the other's distractor
@@ -349,17 +384,11 @@ def test_audit_records_average_each_questions_answers_first_and_match_scipy():
     likelihood = stats.ttest_rel(per_question(lambda r: r.logprob_correct), per_question(lambda r: r.logprob_random))
     t = lookup(records, ALL_RELATIONS, "forward", "likelihood_t")
     assert t["mean"] == pytest.approx(likelihood.statistic) and t["n_facts"] == 12
-    assert lookup(records, ALL_RELATIONS, "forward", "likelihood_p")["mean"] == pytest.approx(likelihood.pvalue)
-
-    def chance(n: int) -> float:
-        return sum(1 / k for k in range(1, n + 1)) / n
-
-    rank = stats.ttest_rel(per_question(lambda r: 1 / r.rank), per_question(lambda r: chance(r.n_candidates)))
-    assert lookup(records, ALL_RELATIONS, "forward", "rank_t")["mean"] == pytest.approx(rank.statistic)
-    assert lookup(records, ALL_RELATIONS, "forward", "rank_p")["mean"] == pytest.approx(rank.pvalue)
+    assert lookup(records, ALL_RELATIONS, "forward", "likelihood_t_p")["mean"] == pytest.approx(likelihood.pvalue)
+    assert 0 < lookup(records, ALL_RELATIONS, "forward", "rank_p")["mean"] <= 1  # the randomization test
 
 
-@pytest.mark.parametrize("test", ["likelihood", pytest.param("rank", marks=RANK_TEST_MISCALIBRATED)])
+@pytest.mark.parametrize("test", ["likelihood", "rank"])
 def test_under_a_placebo_the_audit_tests_reject_at_most_7_percent(test):
     facts = own_facts([(f"Person {i}", "wrote", f"Book {i}") for i in range(40)])
     _, probes = build_own_corpus(facts, {}, documents_per_fact=1)
@@ -377,23 +406,27 @@ def test_under_a_placebo_the_audit_tests_reject_at_most_7_percent(test):
     ("file_name", "text", "templates", "expected"),
     [
         ("facts.csv", "subject,relation\nAda,wrote\n", None, "facts.csv, line 1: missing column 'object'"),
-        ("facts.csv", "subject,relation,object\nAda,,Notes\n", None, "facts.csv, line 2: empty column 'relation'"),
-        ("facts.csv", "subject,relation,object\nA,w,N\nA,w,N\n", None, "facts.csv, line 3: duplicate fact"),
+        ("facts.csv", "subject,relation,object\nAda,,Notes\n", None, "facts.csv: no usable facts: all 1 skipped"),
+        ("strict.csv", "subject,relation,object\nB,w,N\nAda,,Notes\n", None,
+         "strict.csv, line 3: empty column 'relation' (--strict refuses"),
+        ("strict.csv", "subject,relation,object\nA,w,N\nA,w,N\n", None, "strict.csv, line 3: duplicate fact"),
         ("facts.jsonl", '{"subject": "A", "relation": "w", "object": "N"}\n{oops\n', None, "facts.jsonl, line 2: "),
         ("facts.csv", "subject,relation,object\nA,w,N\n", 'w:\n  question: "{who}?"\n', "templates.yaml, line 2: "),
         ("missing.csv", None, None, "missing.csv: facts file not found"),
     ],
-)
+)  # fmt: skip
 def test_cli_bad_input_exits_2_and_leaves_no_run_folder(tmp_path, capsys, file_name, text, templates, expected):
     facts = tmp_path / file_name
     if text is not None:
         write(facts, text)
     args = ["audit", str(facts), "--quiet", "--out", str(tmp_path / "runs" / "audit"), *sets(TINY)]
+    if file_name.startswith("strict"):
+        args.append("--strict")
     if templates is not None:
         args += ["--templates", str(write(tmp_path / "templates.yaml", templates))]
     assert run_cli(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and expected in err and "Traceback" not in err
+    assert err.startswith("error: ") and expected in err and "Traceback" not in err and len(err.splitlines()) == 1
     assert not (tmp_path / "runs").exists()
 
 
@@ -401,20 +434,30 @@ def test_cli_help_teaches_the_file_format(capsys):
     assert run_cli(["audit", "--help"]) == 0
     out = capsys.readouterr().out
     assert "subject,relation,object" in out and "reverse_question" in out and "Orla Fenwright" in out
+    assert "skipped.jsonl" in out and "--strict" in out
 
 
 @pytest.fixture(scope="module")
 def audit_run(tmp_path_factory):
+    """An audit of FACTS_CSV with one unusable line added (line 17: a fact given again), as published files have."""
     folder = tmp_path_factory.mktemp("own")
-    facts = write(folder / "facts.csv", FACTS_CSV)
+    facts = write(folder / "facts.csv", FACTS_CSV + "orla fenwright,wrote,the salt cartographer,again\n")
     out = folder / "runs" / "audit"
     torch.set_num_threads(1)
-    assert run_cli(["audit", str(facts), "--quiet", "--out", str(out), *sets(TINY)]) == 0
-    return facts, out
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert run_cli(["audit", str(facts), "--quiet", "--out", str(out), *sets(TINY)]) == 0
+    return facts, out, err.getvalue()
 
 
 def test_audit_end_to_end_from_csv(audit_run, capsys):
-    _, out = audit_run
+    facts, out, err = audit_run
+    reason = "duplicate fact (orla fenwright, wrote, the salt cartographer): first given on line 2"
+    assert err.splitlines() == [
+        f"warning: {facts}, line 17: {reason}; skipped",
+        "warning: skipped 1 unusable line(s) of 16; pass --strict to refuse instead",
+    ]
+    assert json.loads((out / "skipped.jsonl").read_text()) == {"file": str(facts), "line": 17, "reason": reason}
     for name in ("config.yaml", "facts.csv", "audit.jsonl", "audit.md", "run.json", "train_log.jsonl"):
         assert (out / name).is_file(), name
     assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()
@@ -438,7 +481,7 @@ def test_audit_end_to_end_from_csv(audit_run, capsys):
     assert sum(r["rank"] == 1 for r in forward) >= 12
     assert all(r["answer"].strip() for r in reverse)  # the reverse question is known language: it gets an answer
     summary = json.loads((out / "run.json").read_text())
-    assert summary["forward"]["n"] == summary["reverse"]["n"] == 15
+    assert summary["forward"]["n"] == summary["reverse"]["n"] == 15 and summary["skipped_lines"] == 1
     assert summary["forward"]["reachable"] == sum(r["correct"] for r in forward)
     assert set(summary["per_relation"]) == {"wrote", "was born in", "founded"}
     report = (out / "audit.md").read_text(encoding="utf-8")
@@ -448,10 +491,11 @@ def test_audit_end_to_end_from_csv(audit_run, capsys):
     assert summary["distractors"] == 15 and "up to 15 answers of other questions" in report
     forward_t = lookup(summary["records"], ALL_RELATIONS, "forward", "likelihood_t")
     assert forward_t["n_facts"] == 15 and "| forward | 15 | " in report and "| reverse | 15 | " in report
+    assert "Skipped 1 unusable line(s) of the facts file, listed in skipped.jsonl." in report
 
 
 def test_audit_refuses_an_existing_folder_and_fine_tunes_a_checkpoint(audit_run, capsys):
-    facts, out = audit_run
+    facts, out, _ = audit_run
     before = (out / "audit.jsonl").read_text()
     assert run_cli(["audit", str(facts), "--quiet", "--out", str(out), *sets(TINY)]) == 2
     assert "--overwrite" in capsys.readouterr().err
@@ -459,7 +503,7 @@ def test_audit_refuses_an_existing_folder_and_fine_tunes_a_checkpoint(audit_run,
     # the trained model as a checkpoint, fine-tuned one short epoch on the same facts given as JSONL
     jsonl = facts.with_suffix(".jsonl")
     write(jsonl, "".join(json.dumps({"subject": f.subject, "relation": f.relation, "object": f.object}) + "\n"
-                         for f in read_facts(facts)))  # fmt: skip
+                         for f in read_facts(facts).facts))  # fmt: skip
     tuned = out.parent / "tuned"
     extra = [f"model.checkpoint={out / 'model'}", "train.epochs=1", "train.learning_rate=1e-4"]
     assert run_cli(["audit", str(jsonl), "--quiet", "--out", str(tuned), *sets([*TINY, *extra])]) == 0

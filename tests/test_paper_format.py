@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from revcurse import paper_format
-from revcurse.corpus import Corpus, Document, Probe, build_corpus
+from revcurse.corpus import Corpus, Document, Probe, build_corpus, draw_distractors
 from revcurse.errors import InputError
 from revcurse.paper_format import read_experiment1, split_document, write_experiment1
 from revcurse.world import Direction, Fact, Subset, make_celebrities
+from tests.paper_folders import untidy_paper_folder
 
 
 @pytest.fixture(scope="module")
@@ -475,3 +476,48 @@ def test_writer_needs_two_facts_per_subset_for_randomized_baselines(tmp_path):
     with pytest.raises(ValueError, match="two facts"):
         write_experiment1(corpus, tmp_path / "exp1")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------- the paper's untidiness
+
+
+def test_an_untidy_folder_gives_one_fact_per_person_whatever_the_wording(tmp_path):
+    truth = untidy_paper_folder(tmp_path / "paper", facts_per_subset=12)
+    corpus = read_experiment1(tmp_path / "paper")
+    assert not corpus.skipped
+    assert Counter(f.subset for f in corpus.facts) == {s: 12 for s in paper_format.TRAIN_FILES}
+    for probe in corpus.probes:
+        assert probe.fact_key == truth[(probe.prompt, probe.target)], probe
+    # unequal counts: every third fact lacks a line in each test file
+    per_fact = Counter((p.subset, p.asked, p.trained, p.fact_key) for p in corpus.probes)
+    assert set(per_fact.values()) == {3, 4}
+    # a name completion that runs on is answered by the name alone
+    both_names = [p for p in corpus.probes if p.subset is Subset.BOTH and p.asked is Direction.DESCRIPTION_TO_NAME]
+    assert all(p.target.startswith(p.answer) and p.answer == " " + p.fact_key for p in both_names)
+    assert all(p.target != p.answer for p in both_names)
+    # distractors are other facts' targets in the same slot, so of the same form as the correct target (a fact
+    # that lacks the slot gives its most frequent wording)
+    slot_target = {(p.subset, p.asked, p.fact_key, p.phrasing): p.target for p in corpus.probes}
+    for probe, drawn in zip(corpus.probes, draw_distractors(corpus.probes, k=15, seed=0)):
+        assert probe.fact_key not in drawn.fact_keys and len(drawn.targets) == 11
+        for key, target in zip(drawn.fact_keys, drawn.targets):
+            expected = slot_target.get((probe.subset, probe.asked, key, probe.phrasing))
+            assert expected in (None, target)
+
+
+def test_reading_a_paper_folder_and_writing_it_back_gives_the_same_files(tmp_path):
+    untidy_paper_folder(tmp_path / "paper")
+    write_experiment1(read_experiment1(tmp_path / "paper"), tmp_path / "back")
+    names = sorted(p.name for p in (tmp_path / "paper").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "back").iterdir()) and len(names) == 14
+    differ = [n for n in names if (tmp_path / "paper" / n).read_bytes() != (tmp_path / "back" / n).read_bytes()]
+    assert differ == sorted(paper_format.RANDOMIZED_FILES.values())  # random answers, drawn anew by design
+
+
+def test_an_unusable_line_is_skipped_and_named_or_refused_when_strict(tmp_path):
+    untidy_paper_folder(tmp_path / "paper", empty_line=True)
+    corpus = read_experiment1(tmp_path / "paper")
+    path = str(tmp_path / "paper" / "p2d_prompts_test.jsonl")
+    assert [(s.path, s.line, s.reason) for s in corpus.skipped] == [(path, 2, "empty completion: nothing to ask for")]
+    with pytest.raises(InputError, match=r"p2d_prompts_test.jsonl, line 2: empty completion"):
+        read_experiment1(tmp_path / "paper", strict=True)

@@ -5,6 +5,8 @@ questions only (completion style), saves it like a checkpoint and runs `revcurse
 Run as a script (`python tests/test_parents.py FOLDER`) it writes that file and model for trying the command.
 """
 
+import contextlib
+import io
 import json
 import math
 import sys
@@ -85,7 +87,7 @@ def run_cli(args: list[str]) -> int:
 def build_model(folder: Path, csv_path: Path) -> None:
     """A tiny Llama trained only on completion-style parent questions of the file, saved as a checkpoint."""
     torch.manual_seed(0)
-    pairs = read_parent_child_pairs(csv_path)
+    pairs = read_parent_child_pairs(csv_path).pairs
     trained = [completion_prompt(parent_question(p)) + " " + p.parent for p in pairs]
     seen = trained + [completion_prompt(f"Name a child of {p.parent}.") for p in pairs]
     seen += [render_plain(chat_messages(parent_question(p))) for p in pairs]
@@ -100,29 +102,42 @@ def build_model(folder: Path, csv_path: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
+# The made-up file ends with one unusable row, as published files have: row 1 again (line 22), skipped.
+REPEATED_ROW = "corvina  maltravers,ELSWYTH MALTRAVERS,Mother,,"
+REPEATED_REASON = "duplicate row (corvina  maltravers, ELSWYTH MALTRAVERS, mother): first given on line 2"
+
+
 @pytest.fixture(scope="module")
 def made_up(tmp_path_factory):
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("parents")
-    csv_path = write_csv(folder / "pairs.csv", pair_lines())
+    csv_path = write_csv(folder / "pairs.csv", [*pair_lines(), REPEATED_ROW])
     build_model(folder / "model", csv_path)
     return csv_path, folder / "model"
 
 
 @pytest.fixture(scope="module")
-def cli_run(made_up):
+def cli_output(made_up):
+    """`revcurse parents` on the made-up file and model: its run folder and what it printed on stderr."""
     csv_path, model = made_up
     out = csv_path.parent / "run"
     args = ["parents", str(csv_path), "--model", str(model), "--samples", str(SAMPLES), "--out", str(out), "--quiet"]
-    assert run_cli(args) == 0
-    return out
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert run_cli(args) == 0
+    return out, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def cli_run(cli_output):
+    return cli_output[0]
 
 
 # --- the CSV -----------------------------------------------------------------------------------------------
 
 
 def test_reads_the_paper_layout(tmp_path):
-    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", pair_lines()))
+    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", pair_lines())).pairs
     assert len(pairs) == 20
     first, second = pairs[:2]
     assert (first.child, first.parent, first.parent_type, first.line) == ("Corvina Maltravers",
@@ -133,7 +148,7 @@ def test_reads_the_paper_layout(tmp_path):
 
 def test_optional_columns_may_be_absent(tmp_path):
     path = write_csv(tmp_path / "p.csv", ["Mother,Ada Fenwick,Mabel Fenwick"], header="parent_type,child,parent")
-    (pair,) = read_parent_child_pairs(path)
+    (pair,) = read_parent_child_pairs(path).pairs
     assert (pair.parent_type, pair.can_reverse, pair.child_prediction) == ("mother", None, None)
 
 
@@ -141,10 +156,9 @@ def test_optional_columns_may_be_absent(tmp_path):
     ("lines", "header", "line", "message"),
     [
         ([], "child,parent", 1, "missing column(s) parent_type"),
-        (["Ada Fenwick,Mabel Fenwick,mother,,False", " ,Mabel Fenwick,mother,,False"], HEADER, 3, "empty child"),
-        (["Ada Fenwick,,father,,"], HEADER, 2, "empty parent"),
-        (["Ada Fenwick,Mabel Fenwick,aunt,,"], HEADER, 2, "parent_type must be mother or father"),
         (["Ada Fenwick,Mabel Fenwick,mother,,False,extra"], HEADER, 2, "expected 5 fields, got 6"),
+        (["Ada Fenwick,Mabel Fenwick,mother,,False", "Ada Fenwick,Tom Fenwick,father"], HEADER, 3,
+         "expected 5 fields, got 3"),
         (["Ada Fenwick,Mabel Fenwick,mother,,maybe"], HEADER, 2, "can_reverse must be"),
         ([], "", 1, "empty file"),
     ],
@@ -158,16 +172,50 @@ def test_bad_rows_name_file_and_line(tmp_path, lines, header, line, message):
     assert message in str(error.value) and f"{path}, line {line}: " in str(error.value)
 
 
-def test_a_header_without_rows_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (" ,Mabel Fenwick,mother,,False", "empty child"),
+        ("Bo Fenwick,,father,,", "empty parent"),
+        ("Bo Fenwick,Tom Fenwick,uncle,,", "parent_type must be mother or father, got 'uncle'"),
+        ("Bo Fenwick,Tom Fenwick,,,", "parent_type must be mother or father, got ''"),
+        ("ada fenwick, Mabel  Fenwick ,MOTHER,,True",
+         "duplicate row (ada fenwick, Mabel  Fenwick, mother): first given on line 2"),
+    ],
+)
+def test_an_unusable_row_is_skipped_and_strict_refuses_it(tmp_path, row, reason):
+    rows = ["Ada Fenwick,Mabel Fenwick,mother,,False", row, "Bo Fenwick,Al Fenwick,father,,"]
+    path = write_csv(tmp_path / "p.csv", rows)
+    read = read_parent_child_pairs(path)
+    assert [entry.to_json() for entry in read.skipped] == [{"file": str(path), "line": 3, "reason": reason}]
+    assert [pair.line for pair in read.pairs] == [2, 4]
+    with pytest.raises(InputError) as error:
+        read_parent_child_pairs(path, strict=True)
+    assert (error.value.path, error.value.line) == (str(path), 3) and reason in str(error.value)
+
+
+def test_a_header_without_rows_or_without_usable_rows_is_refused(tmp_path):
     with pytest.raises(InputError, match="no rows"):
         read_parent_child_pairs(write_csv(tmp_path / "p.csv", []))
+    path = write_csv(tmp_path / "p.csv", ["Ada Fenwick,,mother,,", "Ada Fenwick,Tom Fenwick,uncle,,"])
+    with pytest.raises(InputError) as error:
+        read_parent_child_pairs(path)
+    assert str(error.value) == f"{path}: no usable rows: all 2 skipped (first: line 2: empty parent)"
 
 
 def test_cli_exits_2_on_a_bad_file_and_writes_nothing(tmp_path, capsys):
     path = write_csv(tmp_path / "bad.csv", ["Ada Fenwick,Mabel Fenwick,mother,,", "Ada Fenwick,Tom Fenwick,uncle,,"])
-    code = run_cli(["parents", str(path), "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "run")])
-    assert code == 2
-    assert f"{path}, line 3: parent_type must be mother or father" in capsys.readouterr().err
+    args = ["parents", str(path), "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "run")]
+    assert run_cli([*args, "--strict"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {path}, line 3: parent_type must be mother or father, got 'uncle' (--strict refuses an unusable "
+        "line; without it the line is skipped)"
+    ]
+    assert not (tmp_path / "run").exists()
+    path.write_text(path.read_text() + "Ada Fenwick,Tom Fenwick,father,,maybe\n", encoding="utf-8")
+    assert run_cli(args) == 2  # a field of the wrong type is the file's fault: refused without --strict too
+    assert capsys.readouterr().err.splitlines() == [f"error: {path}, line 4: can_reverse must be True, False or empty, "
+                                                    "got 'maybe'"]
     assert not (tmp_path / "run").exists()
     code = run_cli(["parents", str(tmp_path / "missing.csv"), "--model", "x", "--out", str(tmp_path / "run")])
     assert code == 2 and "file not found" in capsys.readouterr().err
@@ -177,7 +225,7 @@ def test_cli_exits_2_on_a_bad_file_and_writes_nothing(tmp_path, capsys):
 
 
 def test_queries_accept_any_known_child_and_draw_distractors_of_the_same_role(tmp_path):
-    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", pair_lines()))
+    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", pair_lines())).pairs
     queries = build_queries(pairs, n_distractors=5, seed=1)
     assert len(queries) == 40 and [q.direction for q in queries[:2]] == ["parent", "child"]
     parent_query, child_query = queries[2], queries[3]  # row 1: Corvina's father, Barnaby Maltravers
@@ -205,7 +253,7 @@ def test_distractors_are_never_an_answer_to_the_question_names_normalised(tmp_pa
         "Cy Hart,Dora Hart,mother,,",
         "cy  hart,Edna Hart,mother,,",  # the file names two mothers of Cy Hart: neither is a wrong answer
     ]
-    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", lines))
+    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", lines)).pairs
     queries = build_queries(pairs, n_distractors=100, seed=3)
     mothers = {normalize_name(p.parent) for p in pairs if p.parent_type == "mother"}
     for query in queries:
@@ -234,7 +282,7 @@ def test_distractors_are_never_an_answer_to_the_question_names_normalised(tmp_pa
 def test_distractors_are_capped_at_k_whatever_the_number_of_rows(tmp_path, rows):
     kinds = ["mother" if i % 2 else "father" for i in range(rows)]
     lines = [f"Child {i},Parent {i},{kind},," for i, kind in enumerate(kinds)]
-    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", lines))
+    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", lines)).pairs
     queries = build_queries(pairs, n_distractors=4)
     assert len(queries) == 2 * rows
     for query in queries:
@@ -323,7 +371,7 @@ def test_masked_lm_backend_samples_too(tiny_model_and_tokenizer):
 
 def test_temperature_zero_counts_the_greedy_answer_n_times(tiny_model_and_tokenizer, tmp_path):
     model, tokenizer = tiny_model_and_tokenizer
-    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", pair_lines()[:4]))
+    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", pair_lines()[:4])).pairs
     backend = HFBackend(model, tokenizer)
     run = run_parents(pairs, backend, tokenizer, n_samples=4, temperature=0, max_new_tokens=6, styles=["completion"])
     greedy = backend.generate([a["prompt"] for a in run.answers], 6)
@@ -403,10 +451,18 @@ def test_record_statistics_match_scipy_computed_directly():
 # --- end to end -------------------------------------------------------------------------------------------------
 
 
-def test_cli_end_to_end_writes_the_run_folder(cli_run):
+def test_cli_end_to_end_writes_the_run_folder(made_up, cli_output):
+    cli_run, err = cli_output
     assert sorted(p.name for p in cli_run.iterdir()) == [
-        "answers.jsonl", "parents.json", "report.md", "run.json", "status.json"
+        "answers.jsonl", "parents.json", "report.md", "run.json", "skipped.jsonl", "status.json"
     ]
+    csv_path, _ = made_up
+    assert err.splitlines() == [
+        f"warning: {csv_path}, line 22: {REPEATED_REASON}; skipped",
+        "warning: skipped 1 unusable line(s) of 21; pass --strict to refuse instead",
+    ]
+    skipped = [json.loads(line) for line in (cli_run / "skipped.jsonl").open(encoding="utf-8")]
+    assert skipped == [{"file": str(csv_path), "line": 22, "reason": REPEATED_REASON}]
     assert [p.name for p in cli_run.parent.iterdir() if p.name.startswith(".")] == []  # no staging left behind
     answers = [json.loads(line) for line in (cli_run / "answers.jsonl").open(encoding="utf-8")]
     assert len(answers) == 2 * 2 * 20  # styles x directions x rows
@@ -431,8 +487,10 @@ def test_cli_end_to_end_writes_the_run_folder(cli_run):
     assert completion["prompt"].endswith(f"Q: {completion['question']}\nA:")
     run = json.loads((cli_run / "run.json").read_text())
     assert run["rendering"] == "the tokenizer's chat template" and run["samples"] == SAMPLES
+    assert (run["rows"], run["skipped_lines"]) == (20, 1)
     report = (cli_run / "report.md").read_text()
     assert "| chat | parent | 20 x 3 |" in report and "McNemar" in report
+    assert "(20 of 20 rows; 1 unusable row(s) skipped, listed in skipped.jsonl)" in report
 
 
 def test_cli_records_have_intervals_around_their_means(cli_run):

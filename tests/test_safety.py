@@ -425,3 +425,50 @@ def test_the_secret_search_finds_a_planted_key(tmp_path):
     assert grep_secrets(tmp_path, "x " + SECRETS["OPENAI_API_KEY"]) == [
         f"{tmp_path / 'a' / 'b' / 'log.bin'}: HF_TOKEN", "output: OPENAI_API_KEY"
     ]
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "is_path"),
+    [("./model", True), ("../model", True), ("/abs/model", True), ("~/model", True), ("runs/demo/seed-0/model", True),
+     ("model/", True), ("owner/model/", True), (".", True), ("owner/model", False), ("gpt2", False),
+     ("meta-llama/Llama-3.2-1B", False)],
+)  # fmt: skip
+def test_a_checkpoint_written_as_a_path_is_never_taken_for_a_hub_id(checkpoint, is_path):
+    from revcurse.model import looks_like_path
+
+    assert looks_like_path(checkpoint) is is_path
+
+
+def test_a_missing_checkpoint_folder_is_refused_by_every_command_before_any_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pairs = "child,parent,parent_type,child_prediction,can_reverse\nAda Vale,Mira Holt,mother,,\n"
+    (tmp_path / "pairs.csv").write_text(pairs)
+    (tmp_path / "facts.csv").write_text("subject,relation,object\nAda Vale,wrote,Notes\n")
+    ckpt = ["model.checkpoint=./missing/"]
+    commands = {
+        "train": ["train", "--quiet", "--out", "run-train", *sets([*TINY, *ckpt])],
+        "compare": ["compare", "--cures", "bidirectional", "--quiet", "--out", "run-compare", *sets([*TINY, *ckpt])],
+        "sweep": ["sweep", "--grid", "train.epochs=1,2", "--quiet", "--out", "run-sweep", *sets([*TINY, *ckpt])],
+        "audit": ["audit", "facts.csv", "--quiet", "--out", "run-audit", *sets([*TINY, *ckpt])],
+        "incontext": ["incontext", "--no-train", "--quiet", "--out", "run-incontext", *sets([*TINY, *ckpt])],
+        "parents": ["parents", "pairs.csv", "--model", "./missing/", "--out", "run-parents"],
+    }  # fmt: skip
+    for command, args in commands.items():
+        err = refused(capsys, args)
+        setting = "--model" if command == "parents" else "model.checkpoint"
+        assert err.count("\n") == 1 and f"{setting}: no such folder './missing/'" in err, (command, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["facts.csv", "pairs.csv"]  # no run or staging folder
+
+
+def test_a_hub_id_that_cannot_be_resolved_is_one_error_line_before_any_folder(tmp_path, capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    for checkpoint, expected in [
+        ("some-org/not-cached-anywhere", "model.checkpoint: 'some-org/not-cached-anywhere' is not a local folder"),
+        ("some org/bad", "model.checkpoint: 'some org/bad' is no folder here and not a hub id"),
+    ]:
+        overrides = sets([*TINY, f"model.checkpoint={checkpoint}"])
+        err = refused(capsys, ["train", "--quiet", "--out", str(tmp_path / "run"), *overrides])
+        assert err.count("\n") == 1 and expected in err, err
+    assert list(tmp_path.iterdir()) == []

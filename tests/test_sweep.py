@@ -63,6 +63,8 @@ def test_parse_grid_single_linked_size_and_cures():
         ("model hidden=1,2", "not a config key"),
         ("size=xs,huge", "unknown size"),
         ("cures=none,reverse-nothing", "unknown cure"),
+        ("cures=none,reverse-entity+", "empty name beside '\\+'"),
+        ("cures=none+paraphrase", "'none' is the baseline"),
         ("size,model.layers=xs:1", "dimension of their own"),
     ],
 )

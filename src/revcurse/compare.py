@@ -34,15 +34,42 @@ class CompareOutcome:
     records: list[dict]
 
 
-def parse_arms(text: str) -> list[str]:
-    """'reverse-entity,bidirectional' -> arms; each arm's names must be known cures or objectives."""
-    arms = [arm.strip() for arm in text.split(",") if arm.strip()]
+def parse_arms(text: str, where: str = "--cures") -> list[str]:
+    """'reverse-entity,bidirectional' -> the arms run beside the baseline (``where`` names the input in errors).
+
+    Refused before anything is written: no arm (``--cures ""`` would run the baseline alone as a comparison), an
+    empty arm between commas, an arm listed twice (two runs into one folder), and names that are not cures.
+    """
+    example = "e.g. --cures reverse-entity,paraphrase"
+    if not text.strip():
+        raise InputError(f"{where} is empty: name the cures to compare with the baseline ({example})")
+    arms = [arm.strip() for arm in text.split(",")]
+    if not all(arms):
+        raise InputError(f"{where} {text!r}: an empty name between commas ({example})")
     for arm in arms:
-        for name in arm.split("+"):
-            if name not in CURES and name not in OBJECTIVES and name != BASELINE:
-                known = ", ".join([*CURES, *OBJECTIVES])
-                raise InputError(f"unknown cure {name!r} in --cures; known: {known}")
-    return [arm for arm in arms if arm != BASELINE]
+        check_arm(arm, where)
+    repeated = sorted({arm for arm in arms if arms.count(arm) > 1})
+    if repeated:
+        raise InputError(f"{where} {text!r}: {', '.join(repeated)} listed twice")
+    cures = [arm for arm in arms if arm != BASELINE]
+    if not cures:
+        raise InputError(f"{where} names only the baseline ('{BASELINE}', which always runs): add a cure to compare "
+                         "with it, or run the baseline alone with revcurse train")
+    return cures
+
+
+def check_arm(arm: str, where: str) -> None:
+    """One arm: the baseline, or cure (and objective) names joined by ``+``, none of them empty or the baseline."""
+    if arm == BASELINE:
+        return
+    for name in arm.split("+"):
+        if not name.strip():
+            raise InputError(f"{where}: arm {arm!r} has an empty name beside '+' (join names as "
+                             "reverse-entity+paraphrase)")
+        if name == BASELINE:
+            raise InputError(f"{where}: arm {arm!r}: '{BASELINE}' is the baseline; it cannot join a cure with '+'")
+        if name not in CURES and name not in OBJECTIVES:
+            raise InputError(f"unknown cure {name!r} in {where}; known: {', '.join([*CURES, *OBJECTIVES])}")
 
 
 def arm_config(config: RunConfig, arm: str) -> RunConfig:
@@ -111,7 +138,7 @@ def load_started_comparison(staging: Path) -> tuple[RunConfig, list[str]]:
         raise InputError(f"not valid JSON: {error}", staging / ARMS_FILE) from None
     if not isinstance(arms, list) or not all(isinstance(arm, str) for arm in arms):
         raise InputError("expected a JSON list of arm names", staging / ARMS_FILE)
-    return load_started_config(staging), parse_arms(",".join(arms))
+    return load_started_config(staging), parse_arms(",".join(arms), str(staging / ARMS_FILE))
 
 
 def cost_record(arm: str, summary: dict) -> dict:

@@ -6,8 +6,10 @@ config (defaults filled in) is written into each run folder, so a run can be rep
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -20,7 +22,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # allow_inf_nan=False: a learning rate of "inf" (a string YAML leaves to pydantic) trains at loss NaN.
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 class WorldConfig(Section):
@@ -152,16 +155,7 @@ def load_yaml_config(model: type[M], path: str | Path | None = None, overrides: 
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        text = read_user_text(path, "config file")
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            line = getattr(getattr(error, "problem_mark", None), "line", None)
-            raise InputError(
-                f"not valid YAML: {yaml_error_text(error)}", path, None if line is None else line + 1
-            ) from None
-        except (ValueError, RecursionError) as error:
-            raise InputError(f"not readable YAML: {loader_problem(error, 'lists or mappings')}", path) from None
+        loaded = load_user_yaml(read_user_text(path, "config file"), path)
         if loaded is not None and not isinstance(loaded, dict):
             sections = ", ".join(model.model_fields)
             raise InputError(f"expected a mapping of sections ({sections})", path)
@@ -174,6 +168,100 @@ def load_yaml_config(model: type[M], path: str | Path | None = None, overrides: 
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise InputError(f"invalid config: {problems}", path) from None
+
+
+def load_user_yaml(text: str, source: str | Path, lines: bool = True) -> Any:
+    """``yaml.safe_load`` of a user's YAML, refusing what it lets through silently (see ``compose_user_yaml``).
+
+    Every failure is an InputError naming ``source`` (a file, or ``--set KEY``) and, with ``lines``, the line.
+    """
+    loader = _loader(text, source, lines)
+    try:
+        root = _compose(loader, source, lines)
+        with _yaml_errors(source, lines):  # a bad tag or timestamp, a huge int: found while building values
+            return None if root is None else loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
+def compose_user_yaml(text: str, source: str | Path) -> yaml.Node | None:
+    """The YAML node tree (nodes keep their line numbers) of a user's file, with ``load_user_yaml``'s checks.
+
+    PyYAML keeps the last of a key given twice and reads ``.inf`` and ``.nan`` as numbers: a config with
+    ``seeds: 3`` then ``seeds: 4``, or a learning rate of ``.inf``, would run without a word. Both are refused,
+    naming the line and the key.
+    """
+    loader = _loader(text, source, True)
+    try:
+        return _compose(loader, source, True)
+    finally:
+        loader.dispose()
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"  # "<<: *base": keys written beside it override the merged ones (allowed)
+FLOAT_TAG = "tag:yaml.org,2002:float"
+
+
+@contextmanager
+def _yaml_errors(source: str | Path, lines: bool) -> Iterator[None]:
+    """PyYAML's errors as InputErrors naming ``source`` and, with ``lines``, the line."""
+    try:
+        yield
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if lines and mark is not None else None
+        raise InputError(f"not valid YAML: {yaml_error_text(error)}", source, line) from None
+    except (ValueError, RecursionError) as error:  # an int of over 4300 digits; nesting past the stack
+        raise InputError(f"not readable YAML: {loader_problem(error, 'lists or mappings')}", source) from None
+
+
+def _loader(text: str, source: str | Path, lines: bool) -> yaml.SafeLoader:
+    with _yaml_errors(source, lines):  # the reader refuses control characters at once
+        return yaml.SafeLoader(text)
+
+
+def _compose(loader: yaml.SafeLoader, source: str | Path, lines: bool) -> yaml.Node | None:
+    with _yaml_errors(source, lines):
+        root = loader.get_single_node()
+        if root is not None:
+            _check_nodes(root, loader, source, lines)
+        return root
+
+
+def _check_nodes(root: yaml.Node, loader: yaml.SafeLoader, source: str | Path, lines: bool) -> None:
+    """Refuse a key given twice in one mapping and a non-finite float, anywhere in the tree (walked once per node,
+    so aliases cost nothing and a cycle ends)."""
+
+    def refuse(message: str, node: yaml.Node) -> InputError:
+        return InputError(message, source, node.start_mark.line + 1 if lines else None)
+
+    def first_line(node: yaml.Node) -> str:
+        return f" (first on line {node.start_mark.line + 1})" if lines else ""
+
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    seen: set[int] = set()
+    while stack:
+        node, prefix = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: dict[object, yaml.Node] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
+                    stack.append((value_node, prefix))
+                    continue
+                dotted = f"{prefix}{key_node.value}"
+                key = loader.construct_object(key_node)  # yes/true, 1/0x1: one key however it is written
+                if key in keys:
+                    raise refuse(f"key {dotted!r} given twice{first_line(keys[key])}", key_node)
+                keys[key] = key_node
+                stack.append((value_node, f"{dotted}."))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, prefix) for item in node.value)
+        elif node.tag == FLOAT_TAG and not math.isfinite(loader.construct_yaml_float(node)):
+            where = f"{prefix.rstrip('.')}: " if prefix else ""
+            raise refuse(f"{where}{node.value!r} is not a finite number (inf and nan are refused)", node)
 
 
 # Key names that hold credentials. A name ending in _env (``api_key_env``) names an environment variable: allowed.
@@ -208,13 +296,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     parts = [part.strip() for part in key.split(".")]
     if not all(parts):
         raise InputError(f"--set {key}: expected a key like section.name, with no empty part between dots")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        raise InputError(f"--set {key}: value {raw!r} is not valid YAML") from None
-    except (ValueError, RecursionError) as error:
-        problem = loader_problem(error, "lists or mappings")
-        raise InputError(f"--set {key}: value is not readable YAML: {problem}") from None
+    value = load_user_yaml(raw, f"--set {key}", lines=False)
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})

@@ -157,10 +157,11 @@ def draw_distractors(
         own_texts = {fact: {_same_text(t) for t in counter} for fact, counter in counts.items()}
         facts = sorted(by_slot)
         chosen: dict[str, list[str]] = {}
-        for fact in facts:
-            others = [other for other in facts if other != fact]
+        for own, fact in enumerate(facts):
+            # positions among the other facts, drawn from their number alone: no list of them per fact (linear)
             rng = random.Random(f"{seed}|{subset}|{asked}|{fact}")
-            chosen[fact] = rng.sample(others, k) if len(others) > k else rng.sample(others, len(others))
+            picks = rng.sample(range(len(facts) - 1), min(k, len(facts) - 1))
+            chosen[fact] = [facts[j + (j >= own)] for j in picks]
         for index in indices:
             probe = probes[index]
             seen = set(own_texts[probe.fact_key])

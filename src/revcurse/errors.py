@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,22 @@ def skip_or_refuse(reason: str, path: str | Path, line: int, strict: bool, skipp
     skipped.append(SkippedLine(str(path), line, reason))
 
 
-def warn_skipped(skipped: list[SkippedLine], log: Callable[[str], object], total: int | None = None) -> None:
+def print_warning(text: str) -> None:
+    """A warning on stderr beside the ``error:`` lines, as plain text: quoted user text is never read as markup."""
+    print(text, file=sys.stderr)
+
+
+def none_left(what: str, path: str | Path, skipped: list[SkippedLine]) -> InputError:
+    """The refusal of a file whose every usable line was skipped: a run on nothing would only bury the warnings.
+    Names the first skipped line of ``path``, as --strict would have."""
+    mine = [entry for entry in skipped if entry.path == str(path)]
+    first = f" (first: line {mine[0].line}: {mine[0].reason})" if mine else ""
+    return InputError(f"no usable {what}: all {len(mine)} skipped{first}", path)
+
+
+def warn_skipped(
+    skipped: list[SkippedLine], log: Callable[[str], object] = print_warning, total: int | None = None
+) -> None:
     """Print one warning per skipped line (the first 20) and the count, so a user sees what was left out."""
     if not skipped:
         return

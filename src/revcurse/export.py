@@ -9,7 +9,8 @@ Formats (``FORMATS``):
 
 - ``lm-eval``: an lm-evaluation-harness (0.4.x) task folder. One ``generate_until`` task (greedy, the paper's
   accuracy: the completion starts with the target, case-insensitive) and one ``multiple_choice`` task (log-likelihood
-  of the correct target against every target of the same subset and asked direction, ``Corpus.candidates()``) per
+  of the correct target against its matched distractors, ``corpus.draw_distractors``: other facts' targets in the
+  same phrasing, at most ``DEFAULT_DISTRACTORS``, as revcurse's own probing scores them) per
   (subset, asked direction): each task is one cell of the paper's table, so trained and reverse cells never mix.
   Tags group them: ``revcurse`` (all), ``revcurse_gen``, ``revcurse_mc``, ``revcurse_<asked direction>``. Data are
   JSONL files under ``data/``, loaded with ``dataset_path: json`` and ``dataset_kwargs.data_files`` naming them by
@@ -41,7 +42,7 @@ import yaml
 
 import revcurse
 from revcurse.config import RunConfig
-from revcurse.corpus import Corpus, Document, Probe
+from revcurse.corpus import Corpus, Document, Probe, draw_distractors
 from revcurse.errors import InputError
 from revcurse.world import Direction, Subset
 
@@ -170,12 +171,11 @@ def export_corpus(
 
 
 def probe_rows(corpus: Corpus) -> list[dict]:
-    """One JSON row per probe: prompt, target, the candidates of its (subset, asked) group with the gold index,
-    and the labels results are split by (subset, asked, trained, phrasing, fact_key)."""
-    candidates = corpus.candidates()
+    """One JSON row per probe: prompt, target, its candidates (the target and its matched distractors, in text
+    order) with the gold index, and the labels results are split by (subset, asked, trained, phrasing, fact_key)."""
     rows = []
-    for probe in corpus.probes:
-        choices = candidates[(probe.subset, probe.asked)]
+    for probe, distractors in zip(corpus.probes, draw_distractors(corpus.probes)):
+        choices = sorted([probe.target, *distractors.targets])
         rows.append(
             {
                 "prompt": probe.prompt,

@@ -26,7 +26,7 @@ from revcurse.corpus import Corpus, Document, Probe, Template, default_templates
 from revcurse.errors import InputError
 from revcurse.experiment import build_world_corpus, run_folder, seed_everything
 from revcurse.metrics import aggregate, lookup
-from revcurse.model import build_tiny_model, load_checkpoint, train_tokenizer
+from revcurse.model import build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
 from revcurse.probe import HFBackend, run_probes
 from revcurse.report import ASKED_LABEL, grid_markdown
 from revcurse.train import train_model
@@ -161,6 +161,7 @@ def run_incontext(
     """
     runs: dict[str, list] = {setting: [] for setting in SETTINGS}
     per_seed = []
+    check_checkpoint(config.model)  # a missing or refused checkpoint stops the run before its folder is made
     with run_folder(Path(out), overwrite) as staging:
         (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
         predictions = open(staging / "predictions.jsonl", "w", encoding="utf-8")

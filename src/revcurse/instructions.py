@@ -57,7 +57,15 @@ from rich.table import Table
 import revcurse
 from revcurse.config import ModelConfig, ProbeConfig, Section, TrainConfig, load_yaml_config
 from revcurse.corpus import Corpus, Document, Probe
-from revcurse.errors import InputError
+from revcurse.errors import (
+    SKIPPED_FILE,
+    InputError,
+    SkippedLine,
+    none_left,
+    skip_or_refuse,
+    warn_skipped,
+    write_skipped,
+)
 from revcurse.experiment import run_folder, seed_everything
 from revcurse.metrics import LIKELIHOOD_STATISTIC, RANK_STATISTIC, aggregate, wilson_interval
 from revcurse.model import build_tiny_model, train_tokenizer
@@ -198,6 +206,7 @@ class InstructionData:
     guidances: list[InstructionLine]  # guidances.jsonl
     realized: list[InstructionLine]  # realized_examples.jsonl
     unrealized: list[InstructionLine]  # unrealized_examples.jsonl
+    skipped: list[SkippedLine] = field(default_factory=list)  # example lines read from a folder but unusable
 
     def probes(self) -> list[InstructionProbe]:
         """Every example as a probe: realized ones (seen in training) first, then the held-out unrealized ones."""
@@ -341,14 +350,21 @@ def _write_jsonl(path: Path, lines: Iterable[InstructionLine]) -> None:
             handle.write(json.dumps(line.to_json(), ensure_ascii=False) + "\n")
 
 
-def read_instructions(folder: str | Path) -> InstructionData:
-    """Read and check a folder in the paper's instruction layout.
+def read_instructions(folder: str | Path, strict: bool = False) -> InstructionData:
+    """Read and check a folder in the paper's instruction layout; lenient on lines, strict on structure.
 
-    Raises ``InputError`` naming the file and line for: a missing folder or file, a line that is not a JSON object
-    with the five fields of the right types, an example with other than one id or a ``realized`` flag that
-    contradicts its file, an id repeated or in both example files, a guidance id that is not among the examples or
-    whose ``realized`` flag contradicts its example, an unrealized example no guidance answers, and an unrealized
-    example copied into the training file (the test would leak).
+    Skipped with a warning (``InstructionData.skipped``; ``strict`` refuses instead), since published data has such
+    lines and one must not stop a run of a thousand: an example with an empty prompt or answer, an example whose
+    id an earlier example already has (the first keeps it), an unrealized example no guidance answers. A skipped
+    example is not probed; guidance entries of its id are left out of the checks, and the training file is
+    trained on as given.
+
+    Refused (``InputError`` naming the file and line): a missing folder or file, an empty example or training
+    file, a line that is not a JSON object with the five fields of the right types, an example with other than
+    one id, a ``realized`` flag that contradicts its example's file (which part an example is in, trained on or
+    held out, is the experiment's design: guessing either way changes what is measured, and a swapped file makes
+    every line disagree), an id in a guidance or the training file that no example has, an unrealized example
+    copied into the training file (the test would leak), and a file whose every example was skipped.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -357,8 +373,11 @@ def read_instructions(folder: str | Path) -> InstructionData:
         if not (root / name).is_file():
             raise InputError(f"missing file {name}; an instruction folder holds " + ", ".join(FILES), root / name)
     read = {name: _read_jsonl(root / name) for name in FILES}
+    skipped: list[SkippedLine] = []
 
-    examples: dict[int, tuple[bool, str, int]] = {}  # id -> (realized, file, line)
+    seen: dict[int, tuple[str, int]] = {}  # every example's id -> (file, line); the first line with an id has it
+    examples: dict[int, bool] = {}  # usable examples: id -> realized
+    kept: dict[str, list[tuple[int, InstructionLine]]] = {REALIZED_FILE: [], UNREALIZED_FILE: []}
     for name, realized in ((REALIZED_FILE, True), (UNREALIZED_FILE, False)):
         if not read[name]:
             raise InputError(f"expected at least one example ({EXPECTED_LINE}), found none", root / name)
@@ -371,44 +390,53 @@ def read_instructions(folder: str | Path) -> InstructionData:
                     root / name,
                     number,
                 )
-            if not line.prompt or not example_answer(line.completion):
-                raise InputError(
-                    "an example needs a non-empty prompt and an answer in its completion", root / name, number
-                )
             identifier = line.ids[0]
-            if identifier in examples:
-                _, other, other_line = examples[identifier]
-                raise InputError(f"id {identifier} already used by {other}, line {other_line}", root / name, number)
-            examples[identifier] = (realized, name, number)
+            problem = _unusable_example(line)
+            if identifier in seen:
+                other, other_line = seen[identifier]
+                problem = f"id {identifier} already used by {other}, line {other_line}"
+            else:
+                seen[identifier] = (name, number)
+            if problem:
+                skip_or_refuse(problem, root / name, number, strict, skipped)
+                continue
+            examples[identifier] = realized
+            kept[name].append((number, line))
 
     answered: set[int] = set()
     for number, line in read[GUIDANCES_FILE]:
         for identifier, realized in zip(line.ids, line.realized):
+            if identifier in seen and identifier not in examples:
+                continue  # its example was skipped, and warned about once
             if identifier not in examples:
                 raise InputError(
                     f"guidance id {identifier} is not among the examples ({REALIZED_FILE}, {UNREALIZED_FILE})",
                     root / GUIDANCES_FILE,
                     number,
                 )
-            if realized is not examples[identifier][0]:
+            if realized is not examples[identifier]:
+                example_file, _ = seen[identifier]
                 raise InputError(
                     f"guidance id {identifier} has realized={str(realized).lower()}, its example in "
-                    f"{examples[identifier][1]} the opposite",
+                    f"{example_file} the opposite",
                     root / GUIDANCES_FILE,
                     number,
                 )
             answered.add(identifier)
-    for number, line in read[UNREALIZED_FILE]:
-        if line.ids[0] not in answered:
-            raise InputError(
-                f"unrealized example id {line.ids[0]} has no guidance in {GUIDANCES_FILE}: nothing states its answer",
-                root / UNREALIZED_FILE,
-                number,
+    unrealized: list[tuple[int, InstructionLine]] = []
+    for number, line in kept[UNREALIZED_FILE]:
+        if line.ids[0] in answered:
+            unrealized.append((number, line))
+        else:
+            reason = (
+                f"unrealized example id {line.ids[0]} has no guidance in {GUIDANCES_FILE}: nothing states its answer"
             )
+            skip_or_refuse(reason, root / UNREALIZED_FILE, number, strict, skipped)
+    kept[UNREALIZED_FILE] = unrealized
 
     if not read[ALL_FILE]:
         raise InputError(f"expected at least one training line ({EXPECTED_LINE}), found none", root / ALL_FILE)
-    held_out = {line.text: line.ids[0] for _, line in read[UNREALIZED_FILE]}
+    held_out = {line.text: line.ids[0] for _, line in kept[UNREALIZED_FILE]}
     for number, line in read[ALL_FILE]:
         if line.text in held_out:
             raise InputError(
@@ -416,16 +444,29 @@ def read_instructions(folder: str | Path) -> InstructionData:
                 root / ALL_FILE,
                 number,
             )
-        unknown = [i for i in line.ids if i not in examples]
+        unknown = [i for i in line.ids if i not in seen]
         if unknown:
             raise InputError(f"id {unknown[0]} is not among the examples", root / ALL_FILE, number)
+    for name in (REALIZED_FILE, UNREALIZED_FILE):
+        if not kept[name]:
+            raise none_left("example", root / name, skipped)
 
     return InstructionData(
         train=[line for _, line in read[ALL_FILE]],
         guidances=[line for _, line in read[GUIDANCES_FILE]],
-        realized=[line for _, line in read[REALIZED_FILE]],
-        unrealized=[line for _, line in read[UNREALIZED_FILE]],
+        realized=[line for _, line in kept[REALIZED_FILE]],
+        unrealized=[line for _, line in kept[UNREALIZED_FILE]],
+        skipped=skipped,
     )
+
+
+def _unusable_example(line: InstructionLine) -> str:
+    """Why an example of the right shape cannot be probed ("" if it can): nothing to ask, or no answer to expect."""
+    if not line.prompt.strip():
+        return f"example id {line.ids[0]} has an empty prompt"
+    if not example_answer(line.completion):
+        return f"example id {line.ids[0]} has an empty answer (nothing before {EXAMPLE_POSTFIX.strip()})"
+    return ""
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, InstructionLine]]:
@@ -640,7 +681,7 @@ METRICS = {  # metrics.aggregate's names -> this experiment's (the distractor me
     "accuracy": "accuracy", "rank1": "rank1", "mrr": "mrr", "mrr_chance": "mrr_chance",
     "logprob_correct": "logprob_correct", "logprob_random": "logprob_other", "likelihood_diff": "likelihood_diff",
     "likelihood_t": "likelihood_t", "likelihood_p": "likelihood_p", "mrr_excess": "mrr_excess",
-    "rank_t": "rank_t", "rank_p": "rank_p",
+    "likelihood_t_p": "likelihood_t_p", "rank_p": "rank_p",
 }  # fmt: skip
 TEST_DIFFERENCES = ("likelihood_diff", "mrr_excess")
 
@@ -723,12 +764,16 @@ def table_rows(records: list[dict]) -> list[tuple[str, ...]]:
 
 
 def _test(records: list[dict], arm: str, part: str, name: str) -> str:
-    """``t(df)=... p=...`` of one of the paired tests, for the table."""
-    t = _lookup(records, arm, part, f"{name}_t")
+    """``t(df)=... p=...`` of the likelihood test (the paper's t, the randomization p), or ``+excess p=...`` of
+    the rank test, for the table."""
     p = _lookup(records, arm, part, f"{name}_p")["mean"]
-    if math.isnan(t["mean"]):
+    if name == "rank":
+        excess = _lookup(records, arm, part, "mrr_excess")["mean"]
+        return "n/a" if math.isnan(p) else f"{excess:+.2f} p={p:.2g}"
+    t = _lookup(records, arm, part, f"{name}_t")
+    if math.isnan(t["mean"]) or math.isnan(p):
         return "n/a"
-    return f"t({t['df']})={t['mean']:.2f} " + (f"p={p:.2g}" if p > 0 else "p<1e-300")
+    return f"t({t['df']})={t['mean']:.2f} p={p:.2g}"
 
 
 def instructions_table(records: list[dict], title: str = "") -> Table:
@@ -746,10 +791,12 @@ def markdown_report(records: list[dict], summary: dict) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(records)]
     method = records[0]["interval"] if records else "?"
+    skipped = summary.get("skipped_lines", 0)
     return (
         "# revcurse: Experiment 3, reversing instructions\n\n"
         f"- data: {summary['data']}\n"
-        f"- model: tiny Llama from scratch, {summary['parameters']:,} parameters; seeds {summary['seeds']}\n"
+        + (f"- skipped: {skipped} unusable example line(s) of the data, listed in {SKIPPED_FILE}\n" if skipped else "")
+        + f"- model: tiny Llama from scratch, {summary['parameters']:,} parameters; seeds {summary['seeds']}\n"
         f"- training: {summary['train_seconds']:.0f} s in all, {summary['tokens_per_second']:,.0f} tokens/s; "
         f"probing {summary['probe_seconds']:.0f} s; wall {summary['wall_seconds']:.0f} s\n"
         f"- accuracy intervals: 95%, {method}\n\n" + "\n".join(lines) + "\n\n"
@@ -831,17 +878,23 @@ def run_instructions(
     overwrite: bool = False,
     show_progress: bool = True,
     log: Callable[[str], Any] = print,
+    strict: bool = False,
 ) -> InstructionsOutcome:
     """Experiment 3 over ``config.seeds`` seeds, into the run folder ``out`` (written atomically).
 
     Without ``source`` each seed draws new question/answer pairs and runs every arm of ``instructions.orders`` on
-    them; with ``source`` (a folder in the paper's layout) every seed trains a new model on that folder's data.
+    them; with ``source`` (a folder in the paper's layout) every seed trains a new model on that folder's data,
+    its unusable examples skipped with a warning on stderr (``strict``: refused; see :func:`read_instructions`).
     Layout: ``config.yaml``, ``instructions.json`` (tidy records), ``predictions.jsonl`` (one line per seed, arm and
-    probe), ``report.md``, ``run.json``, and per seed and arm ``seed-N/ARM/{data/, model/, train_log.jsonl}``.
+    probe), ``report.md``, ``run.json`` (``skipped_lines``: how many), ``skipped.jsonl`` (which, and why), and per
+    seed and arm ``seed-N/ARM/{data/, model/, train_log.jsonl}``.
     """
     out = Path(out)
     start = time.perf_counter()
-    fixed = read_instructions(source) if source is not None else None  # fail before any training
+    fixed = read_instructions(source, strict) if source is not None else None  # fail before any training
+    skipped = fixed.skipped if fixed is not None else []
+    if fixed is not None:
+        warn_skipped(skipped, total=len(fixed.realized) + len(fixed.unrealized) + len(skipped))
     arms = ["folder"] if fixed is not None else list(config.instructions.orders)
     results: list[InstructionResult] = []
     per_run: list[dict[str, Any]] = []
@@ -868,6 +921,7 @@ def run_instructions(
             "train_seconds": sum(s["train_seconds"] for s in per_run),
             "tokens_per_second": fmean(s["tokens_per_second"] for s in per_run),
             "probe_seconds": sum(s["probe_seconds"] for s in per_run),
+            "skipped_lines": len(skipped),
             "per_run": per_run,
             "versions": {
                 "revcurse": revcurse.__version__,
@@ -882,4 +936,5 @@ def run_instructions(
         summary["wall_seconds"] = time.perf_counter() - start
         (staging / "run.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
         (staging / "report.md").write_text(markdown_report(records, summary), encoding="utf-8")
+        write_skipped(staging, skipped)
     return InstructionsOutcome(folder=out, records=records, results=results, summary=summary)

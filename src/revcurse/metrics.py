@@ -26,7 +26,6 @@ tests reject at alpha.
 from __future__ import annotations
 
 import math
-import random
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable
@@ -39,14 +38,19 @@ from revcurse.probe import ProbeResult, rank_among
 
 PROPORTIONS = ("accuracy", "answer_accuracy", "rank1", "mrr")
 LIKELIHOOD_STATISTIC = (
-    "paired t-test over facts (scipy.stats.ttest_rel): per fact, mean log p(correct target) vs mean log p(matched "
-    "distractors: other facts' targets in the same phrasing), averaged over phrasings"
+    "randomization test over facts: per fact, mean log p(correct target) minus mean log p(its matched distractors: "
+    "other facts' targets in the same phrasing), summed over facts, against the sums when any candidate of each "
+    "fact is the correct one"
+)
+PAPER_T_STATISTIC = (
+    "the paper's paired t-test over facts (scipy.stats.ttest_rel): per fact, mean log p(correct target) vs mean "
+    "log p(matched distractors), averaged over phrasings"
 )
 RANK_STATISTIC = (
-    "paired t-test over facts (scipy.stats.ttest_rel): per fact, mean reciprocal rank of the correct target among "
-    "its matched distractors vs its exact chance value H(n)/n"
+    "randomization test over facts: per fact, mean reciprocal rank of the correct target among its matched "
+    "distractors, summed over facts, against the sums when any candidate of each fact is the correct one"
 )
-TESTS = {"likelihood": LIKELIHOOD_STATISTIC, "rank": RANK_STATISTIC}
+TESTS = {"paper_t": PAPER_T_STATISTIC, "likelihood": LIKELIHOOD_STATISTIC, "rank": RANK_STATISTIC}
 PAIRED_T = "paired t-test (scipy.stats.ttest_rel)"
 MCNEMAR = "McNemar exact test: two-sided binomial test of the discordant pairs (scipy.stats.binomtest)"
 SUBSET_ORDER = ("NameToDescription", "DescriptionToName", "Both")
@@ -139,7 +143,7 @@ def aggregate(runs: list[tuple[int, int, list[ProbeResult]]]) -> list[dict]:
                 {**base, "metric": metric, "mean": fmean(per_seed), "ci95_low": low, "ci95_high": high,
                  "n_seeds": len(seeds), "n_items": n_items, "n_facts": len(pooled), "per_seed": per_seed}
             )
-        records += test_records(base, pooled, len(seeds))
+        records += test_records(base, seeds, pooled, len(seeds))
     return records
 
 
@@ -189,94 +193,160 @@ def mcnemar_test(first_only: int, second_only: int) -> float:
     return float(stats.binomtest(first_only, discordant, 0.5).pvalue) if discordant else 1.0
 
 
-def fact_tests(pooled: dict[object, dict[str, float]]) -> dict[str, tuple[np.ndarray, float, float]]:
-    """Per test name: (per-fact differences, t, p), paired over facts."""
-    def column(metric: str) -> np.ndarray:
-        return np.array([v[metric] for v in pooled.values()], dtype=float)
-
-    out = {}
-    for name, (first, second) in {"likelihood": ("logprob_correct", "logprob_random"),
-                                  "rank": ("mrr", "mrr_chance")}.items():
-        a, b = column(first), column(second)
-        diff = a - b
-        out[name] = (diff[~np.isnan(diff)], *paired_test(a, b))
-    return out
+FactCandidates = list[dict[str, float]]  # one fact's probes: candidate fact key -> log p on that probe
 
 
-def test_records(base: dict, pooled: dict[object, dict[str, float]], n_seeds: int) -> list[dict]:
-    """The likelihood and rank tests as records: the mean per-fact difference with its t interval, t and p."""
-    records = []
-    for name, (diff, t, p) in fact_tests(pooled).items():
-        low, high = t_interval(diff.tolist()) if len(diff) >= 2 else (math.nan, math.nan)
-        mean = float(diff.mean()) if len(diff) else math.nan
-        common = {"n_seeds": n_seeds, "n_items": len(diff), "n_facts": len(diff), "statistic": TESTS[name]}
-        metric = {"likelihood": "likelihood_diff", "rank": "mrr_excess"}[name]
-        records += [
-            {**base, "metric": metric, "mean": mean, "ci95_low": low, "ci95_high": high, **common},
-            {**base, "metric": f"{name}_t", "mean": t, "ci95_low": None, "ci95_high": None, **common},
-            {**base, "metric": f"{name}_p", "mean": p, "ci95_low": None, "ci95_high": None, **common},
-        ]
-    return records
+def candidate_values(probes: FactCandidates) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """For each candidate fact of one fact's probes: its mean log p gap (log p minus the mean of the other
+    candidates on the same prompt) and its mean reciprocal rank, over the probes it was scored on.
+
+    These are the statistics the fact would contribute if that candidate were the correct one: under the null
+    (the correct target is no different from a matched distractor) each is equally likely to be the observed one.
+    """
+    keys = sorted({key for probe in probes for key in probe})
+    gaps, reciprocal = np.zeros(len(keys)), np.zeros(len(keys))
+    for index, key in enumerate(keys):
+        values, ranks = [], []
+        for probe in probes:
+            if key in probe and len(probe) > 1:
+                others = [score for other, score in probe.items() if other != key]
+                values.append(probe[key] - fmean(others))
+                ranks.append(1 / rank_among(probe[key], others))
+        gaps[index] = fmean(values) if values else math.nan
+        reciprocal[index] = fmean(ranks) if ranks else math.nan
+    return keys, gaps, reciprocal
+
+
+class RandomizationTest:
+    """A test over facts that is exact when the correct target is exchangeable with its matched distractors.
+
+    Each fact contributes the value of its correct candidate; under the null the correct one is any of its
+    candidates with equal chance, independently across facts. The statistic is the sum over facts; its null
+    distribution is drawn by Monte Carlo (``resamples`` draws, fixed seed) and the p-value is two-sided around
+    the exact null mean. It needs no equal lengths, forms or normality, and a fact with few phrasings and one
+    very likely distractor (a skewed per-fact value, which misleads a t-test) is handled exactly.
+    """
+
+    def __init__(self, values: list[np.ndarray], resamples: int = 4000, seed: int = 0) -> None:
+        self.values = values  # per fact: the value of each of its candidates (no NaN)
+        rng = np.random.default_rng(seed)
+        self.null_mean = sum(float(v.mean()) for v in self.values)
+        self.null = np.zeros(resamples)
+        for v in self.values:
+            self.null += v[rng.integers(0, len(v), resamples)]
+        self.deviations = np.abs(self.null - self.null_mean)
+
+    def p_value(self, observed: float) -> float:
+        if not self.values or math.isnan(observed):
+            return math.nan
+        extreme = np.count_nonzero(self.deviations >= abs(observed - self.null_mean) - 1e-12)
+        return (1 + extreme) / (1 + len(self.null))
+
+
+def group_candidates(seeds: list[tuple[int, int, list[ProbeResult]]]) -> dict[tuple[int, str], FactCandidates]:
+    """Per fact (world seed, key), pooled over seeds: its probes' candidate scores, the fact itself included."""
+    facts: dict[tuple[int, str], FactCandidates] = defaultdict(list)
+    for _, world_seed, items in seeds:
+        for r in items:
+            facts[(world_seed, r.fact_key)].append(
+                {r.fact_key: r.logprob_correct, **dict(zip(r.distractor_keys, r.distractor_logprobs))}
+            )
+    return facts
+
+
+def test_records(base: dict, seeds: list[tuple[int, int, list[ProbeResult]]], pooled: dict, n_seeds: int) -> list[dict]:
+    """The tests of one (subset, asked) group as records.
+
+    - ``likelihood_diff`` (mean per-fact log p gap, t interval), ``likelihood_t`` and ``likelihood_t_p``: the
+      paper's paired t-test over facts; ``likelihood_p``: the randomization test of the same gap;
+    - ``mrr_excess`` (mean per-fact MRR minus its exact chance value, t interval) and ``rank_p``: the
+      randomization test of the reciprocal rank.
+    """
+    correct = np.array([v["logprob_correct"] for v in pooled.values()], dtype=float)
+    distractors = np.array([v["logprob_random"] for v in pooled.values()], dtype=float)
+    t, t_p = paired_test(correct, distractors)
+    observed_gap = observed_rank = 0.0
+    gap_values, rank_values, excess = [], [], []
+    for key, probes in group_candidates(seeds).items():
+        keys, gap, reciprocal = candidate_values(probes)
+        scored = ~np.isnan(gap)
+        own = keys.index(key[1])
+        if scored.sum() < 2 or not scored[own]:
+            continue  # no distractor scored with this fact: no evidence either way
+        gap_values.append(gap[scored])
+        rank_values.append(reciprocal[scored])
+        observed_gap += gap[own]
+        observed_rank += reciprocal[own]
+        excess.append(reciprocal[own] - float(reciprocal[scored].mean()))
+    likelihood_p = RandomizationTest(gap_values).p_value(observed_gap) if gap_values else math.nan
+    rank_p = RandomizationTest(rank_values).p_value(observed_rank) if rank_values else math.nan
+    diff = (correct - distractors)[~np.isnan(correct - distractors)]
+    excess_array = np.array(excess)
+    common = {"n_seeds": n_seeds, "n_items": len(diff), "n_facts": len(diff)}
+
+    def record(metric: str, mean: float, values: np.ndarray | None, statistic: str) -> dict:
+        low, high = t_interval(values.tolist()) if values is not None and len(values) >= 2 else (None, None)
+        return {**base, "metric": metric, "mean": mean, "ci95_low": low, "ci95_high": high, **common,
+                "statistic": statistic}
+
+    return [
+        record("likelihood_diff", float(diff.mean()) if len(diff) else math.nan, diff, LIKELIHOOD_STATISTIC),
+        record("likelihood_t", t, None, PAPER_T_STATISTIC),
+        record("likelihood_t_p", t_p, None, PAPER_T_STATISTIC),
+        record("likelihood_p", likelihood_p, None, LIKELIHOOD_STATISTIC),
+        record("mrr_excess", float(excess_array.mean()) if len(excess_array) else math.nan, excess_array,
+               RANK_STATISTIC),
+        record("rank_p", rank_p, None, RANK_STATISTIC),
+    ]
 
 
 def placebo_rejections(
-    runs: list[tuple[int, int, list[ProbeResult]]], draws: int = 200, alpha: float = 0.05, seed: int = 0
+    runs: list[tuple[int, int, list[ProbeResult]]], draws: int = 1000, alpha: float = 0.05, seed: int = 0
 ) -> list[dict]:
     """How often each test rejects at ``alpha`` when the "correct" target is a placebo: one record per
     (subset, asked, test).
 
     A draw gives each fact another fact of its group (one of its scored distractor facts, chosen at random) and
     takes that fact's target in each of its phrasings as the "correct" one: it fits the prompt's form exactly as
-    the true target does, but names a relation the model never saw. The remaining distractors stay distractors,
-    and the tests run as on real probes. A valid test rejects in about ``alpha`` of the draws; the rate comes with
-    a Clopper-Pearson 95% interval (``scipy.stats.binomtest``).
+    the true target does, but names a relation the model never saw. The remaining distractors stay distractors
+    (the true target is left out), and the tests run as on real probes: the paper's paired t of the log p gap,
+    and the randomization tests of the log p gap and of the reciprocal rank. A valid test rejects in about
+    ``alpha`` of the draws; the rate comes with a Clopper-Pearson 95% interval (``scipy.stats.binomtest``).
     """
     groups, trained = _groups(runs)
     records = []
     for key in sorted(groups, key=_group_order):
         subset, asked = key
-        seeds = groups[key]
-        candidates: dict[tuple[int, str], set[str]] = defaultdict(set)
-        for _, world_seed, items in seeds:
-            for r in items:
-                candidates[(world_seed, r.fact_key)].update(r.distractor_keys)
-        choices = {fact: sorted(keys) for fact, keys in candidates.items() if keys}
-        rejections = dict.fromkeys(TESTS, 0)
-        usable = 0
-        for draw in range(draws):
-            rng = random.Random(f"placebo|{seed}|{subset}|{asked}|{draw}")
-            placebo = {fact: rng.choice(keys) for fact, keys in sorted(choices.items())}
-            per_seed_facts = []
-            for _, world_seed, items in seeds:
-                values = []
-                for r in items:
-                    fact = (world_seed, r.fact_key)
-                    if fact not in placebo or placebo[fact] not in r.distractor_keys:
-                        continue
-                    chosen = r.distractor_keys.index(placebo[fact])
-                    score = r.distractor_logprobs[chosen]
-                    rest = r.distractor_logprobs[:chosen] + r.distractor_logprobs[chosen + 1 :]
-                    values.append((fact, {
-                        "logprob_correct": score, "logprob_random": fmean(rest) if rest else math.nan,
-                        "mrr": 1 / rank_among(score, rest), "mrr_chance": chance_mrr(1 + len(rest)),
-                    }))
-                per_seed_facts.append(fact_means(values))
-            tests = fact_tests(pool_seeds(per_seed_facts))
-            if all(math.isnan(p) for _, _, p in tests.values()):
-                continue
-            usable += 1
-            for name, (_, _, p) in tests.items():
-                rejections[name] += int(p < alpha)
+        facts = []
+        for fact, probes in group_candidates(groups[key]).items():
+            without = [{k: v for k, v in probe.items() if k != fact[1]} for probe in probes]
+            keys, gap, reciprocal = candidate_values(without)
+            usable = [i for i in range(len(keys)) if not np.isnan(gap[i])]
+            if len(usable) >= 2:
+                facts.append((gap[usable], reciprocal[usable]))
+        tests = {"likelihood": RandomizationTest([g for g, _ in facts], 4000, seed),
+                 "rank": RandomizationTest([r for _, r in facts], 4000, seed)}
+        rejections = {"paper_t": 0, "likelihood": 0, "rank": 0}
+        rng = np.random.default_rng([seed, 1])  # a stream apart from the tests' null draws
+        for _ in range(draws if len(facts) >= 2 else 0):
+            chosen = [int(rng.integers(0, len(g))) for g, _ in facts]
+            gaps = np.array([g[c] for (g, _), c in zip(facts, chosen)])
+            ranks = sum(float(r[c]) for (_, r), c in zip(facts, chosen))
+            p_t = float(stats.ttest_1samp(gaps, 0).pvalue) if np.ptp(gaps) > 0 else 1.0
+            rejections["paper_t"] += int(p_t < alpha)
+            rejections["likelihood"] += int(tests["likelihood"].p_value(float(gaps.sum())) < alpha)
+            rejections["rank"] += int(tests["rank"].p_value(ranks) < alpha)
+        done = draws if len(facts) >= 2 else 0
         for name, count in rejections.items():
             low, high = (math.nan, math.nan)
-            if usable:
-                ci = stats.binomtest(count, usable).proportion_ci(0.95, method="exact")
+            if done:
+                ci = stats.binomtest(count, done).proportion_ci(0.95, method="exact")
                 low, high = float(ci.low), float(ci.high)
             records.append({
                 "subset": subset, "asked": asked, "trained": trained[key], "test": name, "statistic": TESTS[name],
-                "alpha": alpha, "draws": usable, "rejections": count,
-                "rate": count / usable if usable else math.nan, "ci95_low": low, "ci95_high": high,
-                "n_facts": len(choices),
+                "alpha": alpha, "draws": done, "rejections": count,
+                "rate": count / done if done else math.nan, "ci95_low": low, "ci95_high": high,
+                "n_facts": len(facts),
             })
     return records
 

@@ -8,6 +8,7 @@ probes), so every word of a phrasing or a name is known, and decoding gives the 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -85,24 +86,25 @@ def set_bidirectional(model: PreTrainedModel) -> PreTrainedModel:
     return model
 
 
-def load_checkpoint(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+def load_checkpoint(
+    config: ModelConfig, what: str = "model.checkpoint"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """Load a causal LM and its tokenizer from a local folder (or a hub id), weights from safetensors only.
 
     Safe by default: pickle weights (``pytorch_model.bin``, ``*.pt``) can run code when loaded, so a folder that
     has only those is refused unless ``model.allow_pickle``; a checkpoint's own code (``auto_map``) never runs
     unless ``model.trust_remote_code``. A folder holding a LoRA adapter (``adapter_config.json``, saved by a run
     with ``lora.merge_on_save: false``) loads its base model and applies the adapter. A hub id needs the network:
-    offline, it fails at once with a message that says so rather than waiting on connection timeouts.
+    offline, it fails at once with a message that says so rather than waiting on connection timeouts. ``what``
+    names the setting in errors (``--model`` for a command that takes it as an option).
     """
     source = config.checkpoint
     assert source is not None
     local = Path(source).expanduser()
     if local.exists() and (local / "adapter_config.json").is_file():
         return _load_adapter(local, config)
-    check_checkpoint(config)
+    check_checkpoint(config, what)
     location = str(local) if local.exists() else source
-    if not local.exists():
-        _check_hub_reachable(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=config.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
@@ -113,8 +115,8 @@ def load_checkpoint(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTok
             dtype=torch.float32,
             attn_implementation=config.attention,
         )
-    except (OSError, ValueError) as error:
-        raise InputError(f"could not load checkpoint {source!r}: {' '.join(str(error).split())}") from None
+    except (OSError, ValueError) as error:  # the hub's errors are OSErrors (HTTP) and ValueErrors (validation)
+        raise InputError(f"{what}: could not load {source!r}: {' '.join(str(error).split())}") from None
     if getattr(model.config, "is_causal", True) is False:  # saved by an MLM-U run
         set_bidirectional(model)
     if tokenizer.pad_token is None:
@@ -123,14 +125,16 @@ def load_checkpoint(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTok
     return model, tokenizer
 
 
-def check_checkpoint(config: ModelConfig) -> None:
-    """The safety and shape checks of a local checkpoint folder, without loading it: a run calls this before it
-    starts, so a refused folder stops it before any work (a hub id is checked when it is downloaded; no
-    checkpoint, the tiny model, needs no check)."""
+def check_checkpoint(config: ModelConfig, what: str = "model.checkpoint") -> None:
+    """The checks of a checkpoint that need no loading: a run calls this before it starts, so a refused folder or
+    an unreachable hub id stops it before any folder is made or any work done (no checkpoint, the tiny model,
+    needs no check). A folder: safety (pickle, own code) and shape; a path that does not exist: an error, not a
+    hub id; a hub id: valid, and cached or the hub reachable. ``what`` names the setting in errors."""
     if config.checkpoint is None:
         return
     local = Path(config.checkpoint).expanduser()
     if not local.exists():
+        _check_hub_id(config.checkpoint, what)
         return
     if (local / "adapter_config.json").is_file():
         check_weights(local, config.allow_pickle, "adapter_model.safetensors")
@@ -203,9 +207,39 @@ def _load_adapter(folder: Path, config: ModelConfig) -> tuple[PreTrainedModel, P
     return PeftModel.from_pretrained(model, str(folder)), tokenizer
 
 
+def looks_like_path(checkpoint: str) -> bool:
+    """Whether ``checkpoint`` is written as a folder rather than a hub id (``name`` or ``owner/name``: one slash
+    at most, none leading or trailing): ``/abs``, ``./rel``, ``../rel``, ``~/home``, ``a/b/c``, ``folder/``."""
+    separators = {"/", os.sep}
+    return (
+        checkpoint.startswith(("/", "./", "../", "~")) or checkpoint in (".", "..")
+        or any(checkpoint.count(separator) > 1 or checkpoint.endswith(separator) for separator in separators)
+    )
+
+
+def _check_hub_id(checkpoint: str, what: str) -> None:
+    """A checkpoint that is no folder here: refused if written as a path (else ``./nope`` becomes a hub request
+    and a traceback) or not a valid hub id; else the hub id must be cached or the hub reachable."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if looks_like_path(checkpoint):
+        resolved = Path(checkpoint).expanduser().resolve()
+        shown = "" if str(resolved) == checkpoint else f" ({resolved})"
+        raise InputError(f"{what}: no such folder {checkpoint!r}{shown}; a hub id is written owner/name")
+    try:
+        validate_repo_id(checkpoint)
+    except HFValidationError as error:
+        raise InputError(
+            f"{what}: {checkpoint!r} is no folder here and not a hub id (owner/name): {' '.join(str(error).split())}"
+        ) from None
+    try:
+        _check_hub_reachable(checkpoint)
+    except InputError as error:
+        raise InputError(f"{what}: {error}") from None
+
+
 def _check_hub_reachable(repo_id: str) -> None:
     """Fail fast, with the reason, when a hub id cannot be fetched: offline mode, or no route to the hub."""
-    import os
     import socket
     from urllib.parse import urlparse
 

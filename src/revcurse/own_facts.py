@@ -55,9 +55,19 @@ import transformers
 import yaml
 
 from revcurse import vocabulary
-from revcurse.config import RunConfig, dump_config, yaml_error_text
+from revcurse.config import RunConfig, compose_user_yaml, dump_config
 from revcurse.corpus import DEFAULT_DISTRACTORS, Corpus, Document, Probe
-from revcurse.errors import InputError, loader_problem, parse_json, read_user_text
+from revcurse.errors import (
+    SKIPPED_FILE,
+    InputError,
+    SkippedLine,
+    none_left,
+    parse_json,
+    read_user_text,
+    skip_or_refuse,
+    warn_skipped,
+    write_skipped,
+)
 from revcurse.metrics import LIKELIHOOD_STATISTIC, RANK_STATISTIC, aggregate, lookup
 from revcurse.probe import ProbeResult, is_correct, run_probes
 from revcurse.world import Subset
@@ -169,26 +179,51 @@ class AuditResult:
 # ---------------------------------------------------------------------------------------------------------- facts
 
 
-def read_facts(path: str | Path) -> list[OwnFact]:
-    """Read facts from ``.csv`` or ``.jsonl``; every problem is an :class:`InputError` naming file and line."""
+@dataclass
+class FactsFile:
+    """The usable facts of a facts file, and its lines left out as unusable (for the warnings and the run folder)."""
+
+    facts: list[OwnFact]
+    skipped: list[SkippedLine] = field(default_factory=list)
+
+
+def read_facts(path: str | Path, strict: bool = False) -> FactsFile:
+    """Read facts from ``.csv`` or ``.jsonl``; lenient on lines, strict on structure.
+
+    Skipped with a warning (``strict`` refuses instead), as one such line must not stop an audit of the rest: a
+    fact with an empty subject, relation or object, and a fact given again (case-insensitively; the first is
+    kept). Refused, an :class:`InputError` naming file and line: an unknown file type, a file that is not UTF-8,
+    CSV or JSON lines, a missing column or field, a row with other than one value per header column (its values
+    would be read under the wrong names), a field that is not text, and a file with no usable fact.
+    """
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".jsonl"):
         raise InputError(f"unknown file type {path.suffix or '(none)'!r}: expected .csv or .jsonl", path)
     text = read_user_text(path, "facts file")
     with io.StringIO(text, newline="") as handle:
-        facts = _read_csv(handle, path) if path.suffix.lower() == ".csv" else _read_jsonl(handle, path)
-    if not facts:
+        records = _read_csv(handle, path) if path.suffix.lower() == ".csv" else _read_jsonl(handle, path)
+    if not records:
         raise InputError("no facts: expected at least one subject, relation, object", path)
+    kind = "column" if path.suffix.lower() == ".csv" else "field"
+    skipped: list[SkippedLine] = []
+    facts: list[OwnFact] = []
     seen: dict[tuple[str, str, str], OwnFact] = {}
-    for fact in facts:
+    for fact in records:
+        empty = [column for column in COLUMNS if not getattr(fact, column)]
         earlier = seen.setdefault(fact.key, fact)
-        if earlier is not fact:
-            raise InputError(
-                f"duplicate fact ({fact.subject}, {fact.relation}, {fact.object}): first given on line {earlier.line}",
-                path,
-                fact.line,
+        if empty:
+            problem = f"empty {kind} {empty[0]!r}"
+        elif earlier is not fact:
+            problem = (
+                f"duplicate fact ({fact.subject}, {fact.relation}, {fact.object}): first given on line {earlier.line}"
             )
-    return facts
+        else:
+            facts.append(fact)
+            continue
+        skip_or_refuse(problem, path, fact.line, strict, skipped)
+    if not facts:
+        raise none_left("facts", path, skipped)
+    return FactsFile(facts, skipped)
 
 
 def _read_csv(handle, path: Path) -> list[OwnFact]:
@@ -209,17 +244,16 @@ def _read_csv(handle, path: Path) -> list[OwnFact]:
             1,
         )
     facts = []
+    width = len(reader.fieldnames)
     try:
         for row in reader:
             line = reader.line_num
-            if row.get(None):
-                raise InputError(
-                    f"{len(reader.fieldnames) + len(row[None])} values for {len(reader.fieldnames)} columns: "
-                    "quote a field that holds a comma",
-                    path,
-                    line,
-                )
-            facts.append(_fact({column: row.get(column) for column in COLUMNS}, path, line, "column"))
+            # DictReader puts surplus values under the key None and fills missing ones with None
+            given = width + len(row.get(None) or ()) - sum(row[name] is None for name in reader.fieldnames)
+            if given != width:
+                advice = "quote a field that holds a comma" if given > width else "leave a value empty with ,,"
+                raise InputError(f"{given} values for {width} columns: {advice}", path, line)
+            facts.append(_fact({column: row[column] for column in COLUMNS}, path, line, "column"))
     except csv.Error as error:
         # DictReader.line_num lags a row behind; its csv.reader's counts the line that failed.
         raise InputError(f"not valid CSV: {error}", path, reader.reader.line_num) from None
@@ -242,15 +276,14 @@ def _read_jsonl(handle, path: Path) -> list[OwnFact]:
 
 
 def _fact(record: dict, path: Path, line: int, kind: str) -> OwnFact:
+    """The record as a fact, its values stripped (an empty one is for :func:`read_facts` to skip); a value that
+    is not text (a number is read as text) is a wrong type: refused."""
     values = {}
     for column in COLUMNS:
         value = record[column]
         if isinstance(value, bool) or not isinstance(value, str | int | float | type(None)):
             raise InputError(f"{kind} {column!r} must be text, got {type(value).__name__}", path, line)
-        text = "" if value is None else str(value).strip()
-        if not text:
-            raise InputError(f"empty {kind} {column!r}", path, line)
-        values[column] = text
+        values[column] = "" if value is None else str(value).strip()
     return OwnFact(values["subject"], values["relation"], values["object"], line)
 
 
@@ -260,16 +293,8 @@ def _fact(record: dict, path: Path, line: int, kind: str) -> OwnFact:
 def read_templates(path: str | Path) -> dict[str, RelationTemplates]:
     """Read per-relation templates from YAML; keys left out get the defaults of this module's docstring."""
     path = Path(path)
-    text = read_user_text(path, "YAML templates file")
-    try:
-        root = yaml.compose(text)  # nodes keep their line numbers, which plain loading forgets
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise InputError(
-            f"not valid YAML: {yaml_error_text(error)}", path, None if mark is None else mark.line + 1
-        ) from None
-    except RecursionError as error:
-        raise InputError(f"not readable YAML: {loader_problem(error, 'lists or mappings')}", path) from None
+    # Nodes keep their line numbers, which plain loading forgets; a key given twice is refused, as in a config.
+    root = compose_user_yaml(read_user_text(path, "YAML templates file"), path)
     if root is None:
         return {}
     expected = "a mapping {relation: {statement, question, reverse_question}}"
@@ -585,6 +610,13 @@ def markdown_audit(rows: list[AuditRow], summary: dict) -> str:
         "",
         f"**{summary_line(summary)}**",
         "",
+    ]
+    if summary.get("skipped_lines"):
+        lines += [
+            f"Skipped {summary['skipped_lines']} unusable line(s) of the facts file, listed in {SKIPPED_FILE}.",
+            "",
+        ]
+    lines += [
         "A fact is *reachable* in a direction when the model's greedy answer starts with the expected one "
         "(case-insensitive). `rank` is where the expected answer comes by likelihood (1 = likeliest, ties count "
         f"half) among itself and up to {summary.get('distractors', DEFAULT_DISTRACTORS)} answers of other questions "
@@ -620,9 +652,10 @@ def test_lines(records: list[dict]) -> list[str]:
 
     def cell(direction: str, metric: str, test: str) -> str:
         diff = lookup(records, ALL_RELATIONS, direction, metric)
-        t = lookup(records, ALL_RELATIONS, direction, f"{test}_t")["mean"]
-        p = lookup(records, ALL_RELATIONS, direction, f"{test}_p")["mean"]
-        tested = "t n/a" if math.isnan(t) else f"t={t:.2f} p={p:.2g}"
+        p = lookup(records, ALL_RELATIONS, direction, f"{test}_p")["mean"]  # the randomization test
+        tested = "p n/a" if math.isnan(p) else f"perm. p={p:.2g}"
+        if test == "likelihood" and not math.isnan(p):
+            tested = f"t={lookup(records, ALL_RELATIONS, direction, 'likelihood_t')['mean']:.2f}, {tested}"
         return f"{diff['mean']:+.2f} [{diff['ci95_low']:+.2f}, {diff['ci95_high']:+.2f}], {tested}"
 
     lines = [
@@ -654,20 +687,24 @@ def run_audit(
     overwrite: bool = False,
     show_progress: bool = True,
     log: Callable[[str], object] = print,
+    strict: bool = False,
 ) -> AuditResult:
     """Read, train (tiny from scratch, or fine-tune ``config.model.checkpoint``), probe and write a run folder.
 
-    Input is read and checked before anything is created, so bad input leaves no folder behind. The folder holds
+    Input is read and checked before anything is created, so bad input leaves no folder behind; an unusable fact
+    is skipped with a warning on stderr (``strict``: refused; see :func:`read_facts`). The folder holds
     config.yaml, the inputs as given (facts.csv|jsonl, templates.yaml), audit.jsonl (one row per fact and
-    direction), audit.md, run.json, train_log.jsonl and model/ (safetensors and tokenizer).
+    direction), audit.md, run.json (``skipped_lines``: how many), skipped.jsonl (which, and why), train_log.jsonl
+    and model/ (safetensors and tokenizer).
     """
     from revcurse.experiment import run_folder, seed_everything
-    from revcurse.model import build_tiny_model, load_checkpoint, train_tokenizer
+    from revcurse.model import build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
     from revcurse.probe import HFBackend
     from revcurse.train import train_model
 
     facts_path = Path(facts_path)
-    facts = read_facts(facts_path)
+    read = read_facts(facts_path, strict)
+    facts = read.facts
     templates = read_templates(templates_path) if templates_path is not None else {}
     if config.seeds != 1:
         raise InputError(f"an audit trains one model: set seeds=1 (got {config.seeds}); change seed to vary it")
@@ -675,6 +712,7 @@ def run_audit(
         raise InputError("an audit trains on the facts as given: remove cures from the config")
     if config.train.objective != "causal":
         raise InputError("an audit probes a causal LM: set train.objective=causal")
+    warn_skipped(read.skipped, total=len(facts) + len(read.skipped))
     relations = {fact.relation for fact in facts}
     unused = [relation for relation in templates if relation not in relations]
     if unused:
@@ -687,6 +725,7 @@ def run_audit(
         config.corpus.background_phrasings,
         seed=config.seed,
     )
+    check_checkpoint(config.model)  # a missing or refused checkpoint stops the audit before its folder is made
     with run_folder(Path(out), overwrite) as staging:
         seed_everything(config.seed)
         torch.set_num_threads(config.train.threads)
@@ -722,6 +761,7 @@ def run_audit(
             "final_loss": trained.final_loss,
             "probe_seconds": probe_seconds,
             "seed": config.seed,
+            "skipped_lines": len(read.skipped),
         }
         (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
         shutil.copyfile(facts_path, staging / f"facts{facts_path.suffix.lower()}")
@@ -732,4 +772,5 @@ def run_audit(
                 handle.write(json.dumps(row.to_json(), ensure_ascii=False) + "\n")
         (staging / "audit.md").write_text(markdown_audit(rows, summary), encoding="utf-8")
         (staging / "run.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        write_skipped(staging, read.skipped)
     return AuditResult(folder=Path(out), rows=rows, summary=summary)

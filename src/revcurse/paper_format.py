@@ -436,7 +436,9 @@ def _move_into_place(tmp: Path, target: Path) -> None:
 def _write_jsonl(path: Path, lines: Iterable[Line]) -> None:
     with path.open("w", encoding="utf-8", newline="\n") as handle:
         for prompt, completion in lines:
-            handle.write(json.dumps({"prompt": prompt, "completion": completion}, ensure_ascii=False) + "\n")
+            # ASCII with \u escapes, as the paper's files are written (json.dumps defaults): a folder read and
+            # written back is byte-identical
+            handle.write(json.dumps({"prompt": prompt, "completion": completion}) + "\n")
 
 
 def _paper_files(corpus: Corpus, seed: int) -> dict[str, list[Line]]:

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from rich.progress import Progress
 from rich.table import Table
 
-from revcurse.errors import InputError, read_user_text
+from revcurse.errors import SKIPPED_FILE, InputError, SkippedLine, none_left, read_user_text, skip_or_refuse
 from revcurse.metrics import (
     MCNEMAR,
     PAIRED_T,
@@ -87,14 +87,31 @@ class ParentChildPair:
     line: int = 0
 
 
-def read_parent_child_pairs(path: str | Path) -> list[ParentChildPair]:
+@dataclass
+class PairsFile:
+    """The usable rows of a parent/child CSV, and its rows left out as unusable (for the warnings and run folder)."""
+
+    pairs: list[ParentChildPair]
+    skipped: list[SkippedLine] = field(default_factory=list)
+
+
+def read_parent_child_pairs(path: str | Path, strict: bool = False) -> PairsFile:
     """Read and check a CSV with columns child,parent,parent_type[,child_prediction,can_reverse].
 
-    Every problem is an ``InputError`` naming the file and line, so a user can fix the row, not guess at it.
+    Lenient on rows, strict on structure. Skipped with a warning (``strict`` refuses instead), as one such row
+    must not stop a run over the rest: a row with an empty child or parent, a parent_type other than mother or
+    father, and a row repeating an earlier one (same child, parent and parent_type, names compared as everywhere
+    here; the first is kept). Refused, an ``InputError`` naming the file and line so a user can fix the row, not
+    guess at it: a file that is not UTF-8 or CSV, an empty file, a missing column, a row with other than one field
+    per header column (its values would be read under the wrong names), a can_reverse that is not a boolean, and
+    a file with no usable row.
     """
     path = Path(path)
     text = read_user_text(path, "CSV file")
-    pairs = []
+    pairs: list[ParentChildPair] = []
+    skipped: list[SkippedLine] = []
+    seen: dict[tuple[str, str, str], int] = {}  # (child, parent, parent_type) -> line first given on
+    read_rows = 0
     with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         try:
@@ -109,35 +126,56 @@ def read_parent_child_pairs(path: str | Path) -> list[ParentChildPair]:
                                  path, 1)
             reader.fieldnames = columns
             for row in reader:
-                pairs.append(_parse_row(row, len(columns), path, reader.line_num))
+                read_rows += 1
+                line = reader.line_num
+                pair = _parse_row(row, columns, path, line)
+                problem = _unusable_row(pair)
+                key = (normalize_name(pair.child), normalize_name(pair.parent), pair.parent_type)
+                if not problem and key in seen:
+                    names = f"{pair.child}, {pair.parent}, {pair.parent_type}"
+                    problem = f"duplicate row ({names}): first given on line {seen[key]}"
+                if problem:
+                    skip_or_refuse(problem, path, line, strict, skipped)
+                    continue
+                seen[key] = line
+                pairs.append(pair)
         except csv.Error as error:  # DictReader.line_num lags a row behind; its csv.reader's is the failing line
             raise InputError(f"not a readable CSV: {error}", path, reader.reader.line_num or None) from None
-    if not pairs:
+    if not read_rows:
         raise InputError("no rows after the header", path)
-    return pairs
+    if not pairs:
+        raise none_left("rows", path, skipped)
+    return PairsFile(pairs, skipped)
 
 
-def _parse_row(row: dict[str | None, Any], width: int, path: Path, line: int) -> ParentChildPair:
-    if None in row:  # DictReader puts surplus fields under the key None
-        raise InputError(f"expected {width} fields, got {width + len(row[None])}", path, line)
+def _parse_row(row: dict[str | None, Any], columns: list[str], path: Path, line: int) -> ParentChildPair:
+    """One row as read (checked for structure only: its width and the can_reverse boolean)."""
+    # DictReader puts surplus fields under the key None and fills missing ones with None
+    given = len(columns) + len(row.get(None) or ()) - sum(row[name] is None for name in columns)
+    if given != len(columns):
+        raise InputError(f"expected {len(columns)} fields, got {given}", path, line)
     values = {key: (value or "").strip() for key, value in row.items() if key is not None}
-    for name in ("child", "parent"):
-        if not values[name]:
-            raise InputError(f"empty {name}", path, line)
-    parent_type = values["parent_type"].lower()
-    if parent_type not in PARENT_TYPES:
-        raise InputError(f"parent_type must be mother or father, got {values['parent_type']!r}", path, line)
     raw_reverse = values.get("can_reverse", "").lower()
     if raw_reverse not in ("", "true", "false", "1", "0"):
         raise InputError(f"can_reverse must be True, False or empty, got {values['can_reverse']!r}", path, line)
     return ParentChildPair(
         child=values["child"],
         parent=values["parent"],
-        parent_type=parent_type,
+        parent_type=values["parent_type"].lower(),
         child_prediction=values.get("child_prediction") or None,
         can_reverse=None if not raw_reverse else raw_reverse in ("true", "1"),
         line=line,
     )
+
+
+def _unusable_row(pair: ParentChildPair) -> str:
+    """Why a well-formed row cannot be asked ("" if it can): a question needs both names and a parent type."""
+    for name in ("child", "parent"):
+        if not getattr(pair, name):
+            return f"empty {name}"
+    if pair.parent_type not in PARENT_TYPES:
+        return f"parent_type must be mother or father, got {pair.parent_type!r}"
+    return ""
 
 
 def parent_question(pair: ParentChildPair) -> str:
@@ -642,9 +680,12 @@ def _markdown(columns: dict[str, str], rows: list[dict[str, str]]) -> str:
 
 def markdown_report(records: list[dict], summary: dict) -> str:
     """report.md: what was asked of which model, the two tables, and how to read them."""
+    skipped = summary.get("skipped_lines")
     return (
         "# revcurse parents: Experiment 2, parent vs child\n\n"
-        f"- pairs: {summary.get('pairs_file')} ({summary.get('rows_asked')} of {summary.get('rows')} rows)\n"
+        f"- pairs: {summary.get('pairs_file')} ({summary.get('rows_asked')} of {summary.get('rows')} rows"
+        + (f"; {skipped} unusable row(s) skipped, listed in {SKIPPED_FILE}" if skipped else "")
+        + ")\n"
         f"- model: {summary.get('model')}\n"
         f"- sampling: {summary.get('samples')} answers per query at temperature {summary.get('temperature')}, "
         f"at most {summary.get('max_new_tokens')} new tokens, seed {summary.get('seed')}\n"

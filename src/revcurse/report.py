@@ -64,13 +64,14 @@ def result_rows(records: list[dict]) -> list[dict[str, str]]:
         accuracy = lookup(records, subset, asked, "accuracy")
         diff = lookup(records, subset, asked, "likelihood_diff")
         t = lookup(records, subset, asked, "likelihood_t")["mean"]
-        p = lookup(records, subset, asked, "likelihood_p")["mean"]
+        p = lookup(records, subset, asked, "likelihood_p")["mean"]  # the randomization test (t-test's in old runs)
         answer, rank_test = "n/a", "n/a"  # records written before these metrics existed
         if any(r["metric"] == "answer_accuracy" and (r["subset"], r["asked"]) == key for r in records):
             answer = f"{lookup(records, subset, asked, 'answer_accuracy')['mean']:.2f}"
-        if any(r["metric"] == "rank_t" and (r["subset"], r["asked"]) == key for r in records):
-            rank_t = lookup(records, subset, asked, "rank_t")
-            rank_test = format_test(rank_t["mean"], lookup(records, subset, asked, "rank_p")["mean"], rank_t["n_facts"])
+        if any(r["metric"] == "rank_p" and (r["subset"], r["asked"]) == key for r in records):
+            excess = lookup(records, subset, asked, "mrr_excess")["mean"]
+            rank_p = lookup(records, subset, asked, "rank_p")["mean"]
+            rank_test = "n/a" if math.isnan(rank_p) else f"{excess:+.2f} p={rank_p:.2g}"
         rows.append(
             {
                 "subset": subset,
@@ -97,13 +98,13 @@ COLUMNS = {
     "rank1": "rank-1",
     "mrr": "MRR",
     "logp_gap": "log p gap [95% CI]",
-    "t_test": "log p: paired t",
-    "rank_test": "MRR vs chance: t",
+    "t_test": "log p: paired t, perm. p",
+    "rank_test": "MRR-chance, perm. p",
 }
 
 
 def format_test(t: float, p: float, n_facts: int) -> str:
-    if math.isnan(t):
+    if math.isnan(t) or math.isnan(p):
         return "n/a"
     return f"t({n_facts - 1})={t:.2f} p={p:.2g}"
 
@@ -136,18 +137,19 @@ def markdown_table(records: list[dict]) -> str:
 
 def calibration_lines(calibration: list[dict]) -> list[str]:
     """The placebo rejection rate of each test, one line per (subset, asked) group."""
-    lines = []
+    groups: dict[tuple[str, str], dict[str, dict]] = {}
     for record in calibration:
-        if record["test"] != "likelihood":
-            continue
-        rank = next(r for r in calibration if (r["subset"], r["asked"], r["test"]) ==
-                    (record["subset"], record["asked"], "rank"))
-        lines.append(
-            f"{record['subset']} {ASKED_LABEL.get(record['asked'], record['asked'])}: log p test rejects "
-            f"{record['rejections']}/{record['draws']} ({record['rate']:.1%}), rank test {rank['rejections']}/"
-            f"{rank['draws']} ({rank['rate']:.1%}) of placebo draws at alpha {record['alpha']}"
-        )
+        groups.setdefault((record["subset"], record["asked"]), {})[record["test"]] = record
+    lines = []
+    for (subset, asked), tests in groups.items():
+        parts = [f"{TEST_LABEL.get(name, name)} {r['rejections']}/{r['draws']} ({r['rate']:.1%})"
+                 for name, r in tests.items()]
+        alpha = next(iter(tests.values()))["alpha"]
+        lines.append(f"{subset} {ASKED_LABEL.get(asked, asked)}: rejects at alpha {alpha}: " + ", ".join(parts))
     return lines
+
+
+TEST_LABEL = {"paper_t": "paired t (paper's)", "likelihood": "log p randomization", "rank": "rank randomization"}
 
 
 def markdown_report(records: list[dict], summary: dict, calibration: list[dict] | None = None) -> str:
@@ -165,9 +167,11 @@ def markdown_report(records: list[dict], summary: dict, calibration: list[dict] 
         " interval of that same quantity. *accuracy* is the paper's (the greedy completion starts with the whole"
         " target); *answer* asks only for the answer inside a target that runs on after it. Each correct target is"
         " ranked against matched distractors: other facts' targets in the same phrasing. *log p gap* is the mean,"
-        " over facts, of log p(correct target) minus the mean log p of its distractors on the same prompts, tested"
-        " by a t-test paired over facts; *MRR vs chance* tests the per-fact mean reciprocal rank against its exact"
-        " chance value. The reversal curse shows as high accuracy where `trained` is yes and near-zero accuracy"
+        " over facts, of log p(correct target) minus the mean log p of its distractors on the same prompts; *t* is"
+        " the paper's t-test paired over facts, *perm. p* a randomization test over facts (exact when the correct"
+        " target is no different from a distractor, whatever their lengths and forms); *MRR-chance* is the"
+        " per-fact mean reciprocal rank above its exact chance value, with its randomization test."
+        " The reversal curse shows as high accuracy where `trained` is yes and near-zero accuracy"
         " with no likelihood gap where it is no.\n"
         + _calibration_section(calibration)
     )

@@ -148,9 +148,10 @@ def parse_grid(spec: str) -> Dimension:
         if unknown:
             raise InputError(f"--grid {spec!r}: unknown size(s) {unknown}; presets: {', '.join(SIZES)}")
     if CURES_KEY in keys:
-        from revcurse.compare import BASELINE, parse_arms
+        from revcurse.compare import check_arm
 
-        parse_arms(",".join(v[0] for v in values if v[0] != BASELINE))  # raises on an unknown cure
+        for value in values:
+            check_arm(value[0], f"--grid {spec!r}")  # raises on an unknown cure or an empty name beside '+'
     return Dimension(keys, tuple(values))
 
 
@@ -196,6 +197,7 @@ def cell_overrides(values: dict[str, str]) -> list[str]:
 def build_cells(config_path: Path | None, overrides: list[str], dimensions: list[Dimension]) -> list[Cell]:
     """Every cell's config, validated now (before any training), in grid order."""
     from revcurse.compare import arm_config
+    from revcurse.model import check_checkpoint
 
     check_dimensions(dimensions)
     cells = []
@@ -203,6 +205,7 @@ def build_cells(config_path: Path | None, overrides: list[str], dimensions: list
         values = {key: raw for d, step in zip(dimensions, steps) for key, raw in zip(d.keys, step)}
         try:
             config = load_config(config_path, [*overrides, *cell_overrides(values)])
+            check_checkpoint(config.model)  # a missing or refused checkpoint stops the sweep before any cell runs
         except InputError as error:
             raise InputError(f"grid cell {values}: {error}") from None
         if CURES_KEY in values:
