@@ -159,8 +159,7 @@ def test_sweep_writes_one_tidy_table_as_csv_and_parquet(resumed_sweep):
     with open(out / "sweep.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     table = pq.read_table(out / "sweep.parquet").to_pylist()
-    # 2 cells x 3 subsets x 2 asked directions x 8 metrics
-    assert len(rows) == len(table) == 2 * 3 * 2 * 8
+    assert len(rows) == len(table) == 2 * 3 * 2 * 13  # cells x groups x metrics (with the tests' records)
     expected = {"cell", "model.hidden_size", PARAMETERS, "subset", "asked", "trained", "metric", "mean",
                 "ci95_low", "ci95_high", "n_seeds"}
     assert expected <= set(rows[0]) and expected <= set(table[0])
@@ -298,7 +297,7 @@ def test_two_processes_on_one_sweep_folder_share_the_cells_and_run_each_once(tmp
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     with open(out / "sweep.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert {row["cell"] for row in rows} == slugs and len(rows) == 3 * 3 * 2 * 8
+    assert {row["cell"] for row in rows} == slugs and len(rows) == 3 * 3 * 2 * 13
     ran = [int(re.search(r"ran (\d+) cell\(s\), skipped 0 finished", text).group(1)) for text in outputs]
     assert sum(ran) == 3
     for text in outputs:  # each process waited for the other's cells and ends with the whole table
