@@ -829,7 +829,8 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors print one clear line and exit 2; never a traceback."""
+    """Entry point: user errors print one clear line and exit 2 (a run stopped by a diverging loss: 1); never a
+    traceback."""
     try:
         app(args=argv)
     except (InputError, NonFiniteLoss) as error:

@@ -139,6 +139,7 @@ def failure_reason(destination: Path) -> str | None:
 
 
 def _recorded_status(staging: Path) -> dict:
+    """The status.json of a ``.partial`` folder; {} when missing or unreadable (a kill mid-write: "running")."""
     try:
         record = json.loads((staging / STATUS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
