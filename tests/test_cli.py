@@ -1,10 +1,12 @@
 """The command line end to end: a smoke run, the run folder, and bad input (exit code 2, nothing left behind)."""
 
 import json
+import re
 
 import pytest
 
 from revcurse.cli import main
+from tests.test_train import strict_json
 
 SMALL = [
     "--set", "world.facts_per_subset=3", "--set", "world.background=12", "--set", "corpus.train_phrasings=4",
@@ -184,3 +186,28 @@ def test_a_config_with_a_key_given_twice_or_a_non_finite_number_exits_2_and_writ
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and expected in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_diverging_run_stops_with_one_line_marked_failed_and_resumable_never_finished(tmp_path, capsys):
+    out = tmp_path / "runs" / "nan"
+    diverging = [*SMALL, "--set", "train.learning_rate=1e30", "--set", "train.batch_size=8"]
+    code = run_cli(["train", "--quiet", "--out", str(out), *diverging, "--set", "train.checkpoint_every=1"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    step = int(re.search(r"training seed 0 stopped at step (\d+) of \d+: the loss is nan", err).group(1))
+    staging = tmp_path / "runs" / ".nan.partial"
+    assert f"marked failed in {staging} with a checkpoint after step {step - 1}" in err
+    assert f"revcurse train --resume {out}" in err and "--overwrite" in err
+    assert not out.exists()  # never a finished run
+    status = json.loads((staging / "status.json").read_text())
+    assert status["status"] == "failed" and f"NonFiniteLoss: training seed 0 stopped at step {step}" in status["error"]
+    assert [p.name for p in (staging / "seed-0" / "checkpoints").iterdir()] == [f"step-{step - 1:07d}"]
+    log = (staging / "seed-0" / "train_log.jsonl").read_text().splitlines()
+    assert len(log) == step - 1 and all(strict_json(line)["loss"] > 0 for line in log)  # strict JSON: no bare NaN
+    assert run_cli(["status", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert f"{out}: failed" in shown and f"stopped at step {step} of" in shown and "--resume" in shown
+    # Without a checkpoint before the step there is nothing to resume: nothing is left behind, and it says so.
+    assert run_cli(["train", "--quiet", "--out", str(tmp_path / "runs" / "lost"), *diverging]) == 1
+    assert "nothing was kept" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".nan.partial"]

@@ -1,9 +1,16 @@
-"""The training loop's parts: batches, labels, the MLM-U objective, and checkpoints that resume exactly."""
+"""The training loop's parts: batches, labels, the MLM-U objective, checkpoints that resume exactly, and a
+diverging loss that stops training at its step."""
 
+import json
+import pickle
+
+import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from revcurse.config import ModelConfig, TrainConfig
 from revcurse.corpus import Document
+from revcurse.errors import NonFiniteLoss
 from revcurse.model import build_tiny_model
 from revcurse.train import (
     IGNORE_INDEX,
@@ -126,3 +133,60 @@ def test_checkpoints_are_due_by_steps_or_by_time():
     assert checkpoint_due(config, 20, 0.0) and not checkpoint_due(config, 21, 59.0)
     assert checkpoint_due(config, 21, 60.0)
     assert not checkpoint_due(TrainConfig(checkpoint_every=0, checkpoint_minutes=0), 10, 1e9)
+
+
+def strict_json(text: str) -> object:
+    """json.loads that refuses NaN and Infinity, which Python's json writes and reads but JSON does not allow."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"bare {constant} in JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_non_finite_loss_stops_training_at_its_step_after_the_last_finite_checkpoint(
+    tiny_model_and_tokenizer, tmp_path
+):
+    _, tokenizer = tiny_model_and_tokenizer
+    documents = [Document(text, Subset.BACKGROUND) for text in SENTENCES]
+    config = TrainConfig(epochs=6, batch_size=2, threads=1, learning_rate=1e30, checkpoint_every=1,
+                         checkpoint_minutes=0)
+    torch.manual_seed(0)
+    model = build_tiny_model(ModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64), tokenizer, 64)
+    log_path = tmp_path / "train_log.jsonl"
+    with pytest.raises(NonFiniteLoss) as stopped:
+        train_model(model, tokenizer, documents, config, seed=3, log_path=log_path, show_progress=False,
+                    checkpoint_dir=tmp_path / "checkpoints")
+    error = stopped.value
+    assert error.step > 1 and error.checkpoint_step == error.step - 1
+    assert str(error).startswith(f"training seed 3 stopped at step {error.step} of {error.total_steps}: the loss is")
+    assert "train.learning_rate=1e+30" in str(error)
+    checkpoint = latest_checkpoint(tmp_path / "checkpoints")  # the newest is the last finite step's
+    assert checkpoint is not None and checkpoint.name == f"step-{error.step - 1:07d}"
+    progress = strict_json((checkpoint / PROGRESS_FILE).read_text())
+    assert len(progress["log"]) == error.step - 1
+    log = [strict_json(line) for line in log_path.read_text().splitlines()]  # strict JSON: no bare NaN
+    assert [entry["step"] for entry in log] == list(range(1, error.step))
+    copy = pickle.loads(pickle.dumps(error))  # crosses process pools (--jobs) whole
+    assert str(copy) == str(error) and copy.checkpoint_step == error.checkpoint_step
+
+
+def test_weights_that_overflow_on_a_finite_loss_are_never_checkpointed(tiny_model_and_tokenizer, tmp_path):
+    _, tokenizer = tiny_model_and_tokenizer
+    documents = [Document(text, Subset.BACKGROUND) for text in SENTENCES]
+    config = TrainConfig(epochs=6, batch_size=2, threads=1, checkpoint_every=1, checkpoint_minutes=0)
+    steps = []
+
+    def overflow_at_step_3(optimizer, args, kwargs):
+        steps.append(1)
+        if len(steps) == 3:
+            with torch.no_grad():
+                optimizer.param_groups[0]["params"][0].fill_(float("inf"))
+
+    handle = register_optimizer_step_post_hook(overflow_at_step_3)
+    try:
+        with pytest.raises(NonFiniteLoss, match="stopped at step 3 .*the weights hold inf or nan") as stopped:
+            _train_copy(tokenizer, documents, config, tmp_path)
+    finally:
+        handle.remove()
+    assert stopped.value.checkpoint_step == 2
+    assert latest_checkpoint(tmp_path).name == "step-0000002"

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from revcurse.config import load_config
-from revcurse.errors import InputError
+from revcurse.errors import InputError, NonFiniteLoss
 
 app = typer.Typer(
     help=(
@@ -195,16 +195,22 @@ def _run_experiment1(
 
 @app.command()
 def status(run: Annotated[Path, typer.Argument(help="A run folder (the --out of demo, train, compare ...).")]) -> None:
-    """Say whether a run is finished, running (a process holds its lock), interrupted (resumable) or failed."""
-    from revcurse.experiment import describe_progress, partial_folder, run_status
+    """Say whether a run is finished, running (a process holds its lock), interrupted (resumable) or failed, and
+    for a failed run why."""
+    from revcurse.experiment import describe_progress, failure_reason, partial_folder, run_status
 
     state = run_status(run)
     if state == "absent":
         raise InputError("no run here (nor an unfinished .partial folder beside it)", run)
     detail = "" if state == "finished" else f": {describe_progress(partial_folder(run))}"
-    console.print(f"{run}: {state}{detail}")
+    console.print(f"{run}: {state}{detail}", soft_wrap=True)
+    reason = failure_reason(run) if state == "failed" else None
+    if reason:
+        console.print(f"failed with: {reason}", soft_wrap=True, markup=False)
     if state in ("interrupted", "failed"):
-        console.print(f"continue it with: revcurse train --resume {run}")
+        console.print(f"continue it with: revcurse train --resume {run}", soft_wrap=True)
+    if state == "failed":
+        console.print("or, to change its config, start it again with --overwrite", soft_wrap=True)
 
 
 @app.command()
@@ -985,13 +991,14 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors print one clear line and exit 2; never a traceback."""
+    """Entry point: user errors print one clear line and exit 2 (a run stopped by a diverging loss: 1); never a
+    traceback."""
     try:
         app(args=argv)
-    except InputError as error:
+    except (InputError, NonFiniteLoss) as error:
         # One unwrapped line, so file and line stay greppable (quoted user text may hold line breaks).
         print("error: " + " ".join(str(error).splitlines()), file=sys.stderr)
-        sys.exit(2)
+        sys.exit(2 if isinstance(error, InputError) else 1)  # 1: the run failed (a diverging loss), not the input
 
 
 if __name__ == "__main__":

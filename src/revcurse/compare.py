@@ -101,7 +101,7 @@ def run_compare(
     check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the comparison before any work
     records: list[dict] = []
     all_arms = [BASELINE, *arms]
-    with run_folder(out, overwrite, resume) as staging:
+    with run_folder(out, overwrite, resume, resume_command=f"revcurse compare --resume {out}") as staging:
         if resume and load_started_comparison(staging) != (config, arms):
             raise InputError("the config or arms differ from those this comparison was started with", staging)
         if not resume:

@@ -1,4 +1,5 @@
-"""Errors a user can fix: the CLI prints them without a traceback and exits with code 2."""
+"""Errors a user can fix: the CLI prints them as one line without a traceback, exit code 2 for bad input
+(InputError) and 1 for a run that failed on its own (NonFiniteLoss)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,48 @@ class InputError(Exception):
             where = self.path if line is None else f"{self.path}, line {line}"
             where += ": "
         super().__init__(where + message)
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged: the loss, or the weights after an update, became inf or nan.
+
+    The run stops at that step rather than finish as a normal run with a table of zeros: no checkpoint is written
+    after it and the loss log holds finite steps only. ``experiment.run_folder`` keeps the run, marked failed, when
+    there is a checkpoint to resume from (and calls ``explain``); the CLI prints one line and exits 1.
+    """
+
+    def __init__(
+        self, seed: int, step: int, total_steps: int, problem: str, learning_rate: float, checkpoint_step: int | None
+    ) -> None:
+        super().__init__(seed, step, total_steps, problem, learning_rate, checkpoint_step)  # args: picklable
+        self.seed, self.step, self.total_steps, self.problem = seed, step, total_steps, problem
+        self.learning_rate, self.checkpoint_step = learning_rate, checkpoint_step
+        self.next_steps = ""
+
+    def __str__(self) -> str:
+        return (
+            f"training seed {self.seed} stopped at step {self.step} of {self.total_steps}: {self.problem} "
+            f"(is train.learning_rate={self.learning_rate:g} too high?){self.next_steps}"
+        )
+
+    def explain(self, kept_in: Path | None, resume_command: str | None) -> None:
+        """Add where the run is and what the user can do: resume runs the same config, which may diverge again."""
+        if self.next_steps:  # already said by an inner run folder
+            return
+        if kept_in is None:
+            self.next_steps = "; nothing was kept (no checkpoint before it): start again with a lower learning rate"
+            return
+        saved = (
+            f"with a checkpoint after step {self.checkpoint_step}" if self.checkpoint_step is not None
+            else "(no checkpoint of this seed before it)"
+        )
+        retry = ""
+        if resume_command:
+            retry = f"{resume_command} retries from there with the same config, which may diverge again; "
+        self.next_steps = (
+            f"; the run is marked failed in {kept_in} {saved}: {retry}to change the config (a lower learning rate), "
+            "start again with --overwrite"
+        )
 
 
 def read_user_text(path: Path, what: str) -> str:

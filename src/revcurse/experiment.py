@@ -45,7 +45,7 @@ from revcurse.chat import render_as_chat
 from revcurse.config import RunConfig, dump_config, load_config
 from revcurse.corpus import Corpus, build_corpus
 from revcurse.cures import CureContext, apply_cures
-from revcurse.errors import InputError, SkippedLine, warn_skipped, write_skipped
+from revcurse.errors import InputError, NonFiniteLoss, SkippedLine, warn_skipped, write_skipped
 from revcurse.metrics import aggregate, placebo_rejections
 from revcurse.model import add_lora, build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
 from revcurse.probe import HFBackend, MaskedLMBackend, ProbeResult, run_probes
@@ -128,11 +128,23 @@ def run_status(destination: Path) -> str:
             pass
     except Timeout:
         return "running"
-    try:
-        recorded = json.loads((staging / STATUS_FILE).read_text(encoding="utf-8"))["status"]
-    except (OSError, ValueError, KeyError, TypeError):
-        recorded = "running"
+    recorded = _recorded_status(staging).get("status", "running")
     return "interrupted" if recorded == "running" else recorded
+
+
+def failure_reason(destination: Path) -> str | None:
+    """Why a failed run stopped (the error recorded in its ``.partial`` folder), or None."""
+    reason = _recorded_status(partial_folder(destination)).get("error")
+    return reason if isinstance(reason, str) else None
+
+
+def _recorded_status(staging: Path) -> dict:
+    """The status.json of a ``.partial`` folder; {} when missing or unreadable (a kill mid-write: "running")."""
+    try:
+        record = json.loads((staging / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def resumable_folder(destination: Path) -> Path:
@@ -151,7 +163,10 @@ def _resumable(staging: Path) -> bool:
 
 
 @contextmanager
-def run_folder(destination: Path, overwrite: bool, resume: bool = False, keep_status: bool = True) -> Iterator[Path]:
+def run_folder(
+    destination: Path, overwrite: bool, resume: bool = False, keep_status: bool = True,
+    resume_command: str | None = None,
+) -> Iterator[Path]:
     """Yield the staging folder that becomes ``destination`` only if the block finishes without error.
 
     While the block runs, ``.NAME.partial/`` holds ``status.json`` ("running") and a lock, so a second process
@@ -159,6 +174,7 @@ def run_folder(destination: Path, overwrite: bool, resume: bool = False, keep_st
     checkpoint or a finished seed) and removes it otherwise; a killed process leaves it "running" with its lock
     released, which ``run_status`` reports as "interrupted". ``resume=True`` continues in that folder.
     ``keep_status=False`` drops status.json from the finished folder (an exported dataset, not a run).
+    ``resume_command`` (how to resume it) goes into the message of a run stopped by a diverging loss.
     """
     destination = Path(destination)
     staging = partial_folder(destination)
@@ -188,10 +204,13 @@ def run_folder(destination: Path, overwrite: bool, resume: bool = False, keep_st
         try:
             yield staging
         except BaseException as error:
-            if resume or (_resumable(staging) and not isinstance(error, InputError)):
+            kept = resume or (_resumable(staging) and not isinstance(error, InputError))
+            if kept:
                 write_status(staging, "failed", error=f"{type(error).__name__}: {error}")
             else:
                 shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(error, NonFiniteLoss):
+                error.explain(staging if kept else None, resume_command)
             raise
         write_status(staging, "finished")
         if not keep_status:
@@ -415,11 +434,13 @@ def run_experiment(
     log=print,
     processes: int = 1,
     resume: bool = False,
+    resume_command: str | None = None,
 ) -> RunOutcome:
     """Run every seed of ``config`` and write one run folder at ``out``.
 
     ``resume=True`` continues an interrupted run of ``out`` with the config it was started with (which must
-    equal ``config``): finished seeds are kept and training picks up at its last checkpoint.
+    equal ``config``): finished seeds are kept and training picks up at its last checkpoint. ``resume_command``
+    says how a user resumes it (default ``revcurse train --resume OUT``), for the message of a failed run.
     """
     out = Path(out)
     check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the run before any work
@@ -441,7 +462,8 @@ def run_experiment(
             state.wait_for_everyone()
             run_seeds(seed_jobs(config, partial_folder(out)), 1, False, lambda *_: None)
             return RunOutcome(folder=out, records=[], summary={})
-    with run_folder(out, overwrite, resume) as staging:
+    resume_command = resume_command or f"revcurse train --resume {out}"
+    with run_folder(out, overwrite, resume, resume_command=resume_command) as staging:
         if resume:
             started = load_started_config(staging)
             if started != config:

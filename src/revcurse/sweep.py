@@ -327,7 +327,7 @@ def run_cell(config: RunConfig, folder: Path, show_progress: bool = False, resum
 
     start = time.perf_counter()
     run_experiment(config, folder, overwrite=False, show_progress=show_progress, log=lambda *_: None, processes=1,
-                   resume=resume)
+                   resume=resume, resume_command="running the same revcurse sweep command again")
     return time.perf_counter() - start
 
 

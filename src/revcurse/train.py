@@ -25,7 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_sc
 
 from revcurse.config import TrainConfig
 from revcurse.corpus import Document
-from revcurse.errors import InputError
+from revcurse.errors import InputError, NonFiniteLoss
 
 IGNORE_INDEX = -100  # label value that cross-entropy skips
 # Length grouping window, in batches. Measured on the demo (seed 1): 4 keeps accuracy at 1.00 and runs 1.35x
@@ -176,6 +176,9 @@ def train_model(
     ``config.checkpoint_minutes`` minutes, and training continues from the newest one found there: weights,
     optimizer and scheduler, RNG states, the data order and position, and the loss log so far. On CPU the result
     equals an uninterrupted run's exactly.
+
+    A loss, or weights after an update, that is inf or nan stops training with ``NonFiniteLoss`` at that step:
+    nothing after it is logged or checkpointed, so the newest checkpoint is the last finite state.
     """
     torch.set_num_threads(config.threads)
     accelerator = make_accelerator(config)
@@ -200,6 +203,14 @@ def train_model(
     if latest is not None:
         batches = load_checkpoint_state(accelerator, latest, scheduler, generator, result)
         result.resumed_at_step = result.steps
+    saved_step = result.steps if latest is not None else None  # the newest checkpoint's step
+
+    def diverged(step: int, problem: str) -> NonFiniteLoss:
+        """The error that stops training at ``step``; the finite steps' log is written first."""
+        if log_path is not None and accelerator.is_main_process:
+            write_train_log(log_path, result.log)
+        return NonFiniteLoss(seed, step, total_steps, problem, config.learning_rate, saved_step)
+
     start = time.perf_counter() - result.seconds
     last_save = time.perf_counter()
     with _progress(show_progress and accelerator.is_main_process) as progress:
@@ -231,26 +242,49 @@ def train_model(
                 step_loss = accelerator.reduce(step_loss, reduction="sum")
                 if config.objective == "mlm-u":
                     step_loss = step_loss / processes
+            loss_value = step_loss.item()  # the same on every process (reduced): all of them stop together
+            if not math.isfinite(loss_value):
+                raise diverged(step + 1, f"the loss is {loss_value}")
             result.steps += 1
             result.tokens += sum(lengths[i] for i in step_batch)
             result.seconds = time.perf_counter() - start
             result.log.append(
-                {"step": result.steps, "epoch": (step + 1) / steps_per_epoch, "loss": step_loss.item(),
+                {"step": result.steps, "epoch": (step + 1) / steps_per_epoch, "loss": loss_value,
                  "lr": scheduler.get_last_lr()[0], "tokens": result.tokens}
             )
-            progress.update(task, advance=1, loss=step_loss.item(), speed=result.tokens_per_second)
+            progress.update(task, advance=1, loss=loss_value, speed=result.tokens_per_second)
             if checkpoint_dir is not None and result.steps < total_steps and checkpoint_due(
                 config, result.steps, time.perf_counter() - last_save, accelerator
             ):
+                if not weights_finite(model, accelerator):  # a finite loss, then an update that overflowed
+                    raise diverged(result.steps, "the weights hold inf or nan after this step's update")
                 saving = time.perf_counter()
                 save_checkpoint(accelerator, checkpoint_dir, scheduler, generator, batches, result)
+                saved_step = result.steps
                 last_save = time.perf_counter()
                 result.checkpoints += 1
                 result.checkpoint_seconds += last_save - saving
+    if not weights_finite(model, accelerator):  # the last update: the model saved next must be finite too
+        raise diverged(result.steps, "the weights hold inf or nan after this step's update")
     accelerator.unwrap_model(model).eval()
     if log_path is not None and accelerator.is_main_process:
-        log_path.write_text("".join(json.dumps(entry) + "\n" for entry in result.log), encoding="utf-8")
+        write_train_log(log_path, result.log)
     return result
+
+
+def write_train_log(path: Path, log: list[dict]) -> None:
+    """train_log.jsonl: one JSON object per step; strict JSON (a NaN would be written as bare ``NaN``)."""
+    path.write_text("".join(json.dumps(entry, allow_nan=False) + "\n" for entry in log), encoding="utf-8")
+
+
+def weights_finite(model: PreTrainedModel, accelerator: Accelerator) -> bool:
+    """Whether every trained weight is finite (one sync; with several processes, all of them agree)."""
+    trained = [p.detach() for p in model.parameters() if p.requires_grad]
+    finite = torch.stack([torch.isfinite(p).all() for p in trained]).all() if trained else torch.tensor(True)
+    if accelerator.num_processes > 1:
+        bad = accelerator.reduce((~finite).float().to(accelerator.device), reduction="sum")
+        return bool(bad.item() == 0)
+    return bool(finite.item())
 
 
 PROGRESS_FILE = "progress.json"  # written last: a checkpoint folder without it is incomplete
@@ -306,7 +340,7 @@ def save_checkpoint(
             "generator": base64.b64encode(generator.get_state().numpy().tobytes()).decode("ascii"),
             "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"},
         }
-        (staging / PROGRESS_FILE).write_text(json.dumps(progress), encoding="utf-8")
+        (staging / PROGRESS_FILE).write_text(json.dumps(progress, allow_nan=False), encoding="utf-8")
         os.replace(staging, final)
         for older in checkpoint_dir.glob("step-*"):
             if older != final:
