@@ -300,6 +300,12 @@ def test_reader_skips_an_empty_prompt_and_refuses_a_file_with_no_usable_example(
         read_instructions(folder)
 
 
+@pytest.mark.parametrize("name", ins.FILES)
+def test_reader_refuses_an_empty_file_strict_or_not(folder, name):
+    (folder / name).write_text("\n", encoding="utf-8")
+    _expect_error(folder / name, None, "found none")
+
+
 def test_config_overrides_and_validation():
     assert load_instructions_config().instructions.orders == ["answer_first"]  # the paper's arm only
     config = load_instructions_config(None, ["instructions.pairs=30", "instructions.orders=[question_first]"])

@@ -83,6 +83,14 @@ def read_user_text(path: Path, what: str) -> str:
         raise InputError(f"not UTF-8 text: {error.reason} at byte {error.start}", path, line) from None
 
 
+def csv_values(row: dict[str | None, object], columns: list[str]) -> int:
+    """How many values a ``csv.DictReader`` row held. It files surplus values under the key None and fills missing
+    ones with None, so this is where a row with the wrong number of fields shows: a fault of the file's structure,
+    as its values would be read under the wrong columns."""
+    surplus = row.get(None)
+    return len(columns) + (len(surplus) if isinstance(surplus, list) else 0) - sum(row[c] is None for c in columns)
+
+
 def loader_problem(error: ValueError | RecursionError, nested: str = "arrays or objects") -> str:
     """What a JSON or YAML loader objected to beyond syntax: nesting past the stack, or an integer of over 4300
     digits (Python's int conversion limit)."""

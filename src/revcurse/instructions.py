@@ -359,12 +359,13 @@ def read_instructions(folder: str | Path, strict: bool = False) -> InstructionDa
     example is not probed; guidance entries of its id are left out of the checks, and the training file is
     trained on as given.
 
-    Refused (``InputError`` naming the file and line): a missing folder or file, an empty example or training
-    file, a line that is not a JSON object with the five fields of the right types, an example with other than
-    one id, a ``realized`` flag that contradicts its example's file (which part an example is in, trained on or
-    held out, is the experiment's design: guessing either way changes what is measured, and a swapped file makes
-    every line disagree), an id in a guidance or the training file that no example has, an unrealized example
-    copied into the training file (the test would leak), and a file whose every example was skipped.
+    Refused (``InputError`` naming the file and line): a missing folder or file, an empty file, a line that is
+    not a JSON object with the five fields of the right types, an example with other than one id, a ``realized``
+    flag that contradicts its example's file (which part an example is in, trained on or held out, is the
+    experiment's design: guessing either way changes what is measured, and a swapped file makes every line
+    disagree), an id in a guidance or the training file that no example has (the files are not of one data set),
+    an unrealized example copied into the training file (the test would leak), and a file whose every example
+    was skipped.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -403,6 +404,10 @@ def read_instructions(folder: str | Path, strict: bool = False) -> InstructionDa
             examples[identifier] = realized
             kept[name].append((number, line))
 
+    if not read[GUIDANCES_FILE]:
+        raise InputError(
+            f"expected at least one guidance document ({EXPECTED_LINE}), found none", root / GUIDANCES_FILE
+        )
     answered: set[int] = set()
     for number, line in read[GUIDANCES_FILE]:
         for identifier, realized in zip(line.ids, line.realized):

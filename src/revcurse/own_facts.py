@@ -61,6 +61,7 @@ from revcurse.errors import (
     SKIPPED_FILE,
     InputError,
     SkippedLine,
+    csv_values,
     none_left,
     parse_json,
     read_user_text,
@@ -248,8 +249,7 @@ def _read_csv(handle, path: Path) -> list[OwnFact]:
     try:
         for row in reader:
             line = reader.line_num
-            # DictReader puts surplus values under the key None and fills missing ones with None
-            given = width + len(row.get(None) or ()) - sum(row[name] is None for name in reader.fieldnames)
+            given = csv_values(row, reader.fieldnames)
             if given != width:
                 advice = "quote a field that holds a comma" if given > width else "leave a value empty with ,,"
                 raise InputError(f"{given} values for {width} columns: {advice}", path, line)

@@ -34,7 +34,15 @@ from typing import Any, Protocol
 from rich.progress import Progress
 from rich.table import Table
 
-from revcurse.errors import SKIPPED_FILE, InputError, SkippedLine, none_left, read_user_text, skip_or_refuse
+from revcurse.errors import (
+    SKIPPED_FILE,
+    InputError,
+    SkippedLine,
+    csv_values,
+    none_left,
+    read_user_text,
+    skip_or_refuse,
+)
 from revcurse.metrics import (
     MCNEMAR,
     PAIRED_T,
@@ -150,8 +158,7 @@ def read_parent_child_pairs(path: str | Path, strict: bool = False) -> PairsFile
 
 def _parse_row(row: dict[str | None, Any], columns: list[str], path: Path, line: int) -> ParentChildPair:
     """One row as read (checked for structure only: its width and the can_reverse boolean)."""
-    # DictReader puts surplus fields under the key None and fills missing ones with None
-    given = len(columns) + len(row.get(None) or ()) - sum(row[name] is None for name in columns)
+    given = csv_values(row, columns)
     if given != len(columns):
         raise InputError(f"expected {len(columns)} fields, got {given}", path, line)
     values = {key: (value or "").strip() for key, value in row.items() if key is not None}
