@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import math
+import random
 import sys
 from pathlib import Path
 
@@ -20,11 +21,13 @@ from revcurse.cli import main
 from revcurse.config import ModelConfig, TrainConfig
 from revcurse.corpus import Document
 from revcurse.errors import InputError
+from revcurse.metrics import randomization_tests
 from revcurse.model import build_tiny_model, set_bidirectional, train_tokenizer
 from revcurse.parents import (
     DIRECTIONS,
     PLAIN_RENDERING,
     build_queries,
+    candidate_scores,
     chat_messages,
     chat_renderer,
     completion_prompt,
@@ -32,6 +35,7 @@ from revcurse.parents import (
     is_correct,
     normalize_name,
     parent_question,
+    parents_calibration,
     parents_records,
     read_parent_child_pairs,
     render_plain,
@@ -387,13 +391,33 @@ def synthetic_answers(parent_correct: list[list[bool]], child_correct: list[list
     for row, (p, c) in enumerate(zip(parent_correct, child_correct)):
         for direction, correct, logprob in (("parent", p, -2.0 - 0.1 * row), ("child", c, -6.0 + 0.05 * row)):
             others = [-5.0 - 0.5 * k for k in range(row % 4 + 1)]  # 1 to 4 distractors: unequal chance values
-            answers.append({"style": "chat", "direction": direction, "row": row, "answers": ["x"] * len(correct),
+            answers.append({"style": "chat", "direction": direction, "row": row, "target": f"T{row}",
+                            "answers": ["x"] * len(correct),
                             "correct": correct, "any_correct": any(correct),
                             "fraction_correct": sum(correct) / len(correct), "logprob_correct": logprob,
                             "distractors": [{"name": f"n{k}", "logprob": v} for k, v in enumerate(others)],
                             "logprob_other": sum(others) / len(others), "logprob_rank": rank_among(logprob, others),
                             "logprob_rank1": rank_among(logprob, others) == 1})
     return answers
+
+
+def test_the_randomization_tests_find_the_known_direction_and_stay_at_alpha_under_a_placebo():
+    rng = random.Random(0)
+    answers = []
+    for row in range(40):  # parent direction known (answer well above its distractors), child at chance
+        for direction, bonus in (("parent", 3.0), ("child", 0.0)):
+            others = {f"N{row}-{k}": rng.gauss(-5, 1) for k in range(10)}
+            answers.append({"style": "chat", "direction": direction, "row": row, "target": f"T{row}",
+                            "logprob_correct": rng.gauss(-5, 1) + bonus,
+                            "distractors": [{"name": n, "logprob": v} for n, v in others.items()]})
+    for direction, known in (("parent", True), ("child", False)):
+        group = [a for a in answers if a["direction"] == direction]
+        gap_p, rank_p, _ = randomization_tests(candidate_scores(group))
+        assert (gap_p < 0.01 and rank_p < 0.01) if known else (gap_p > 0.01 and rank_p > 0.01)
+    calibration = parents_calibration(answers, draws=1000)
+    assert {(r["direction"], r["test"]) for r in calibration} == {
+        (d, t) for d in ("parent", "child") for t in ("paper_t", "likelihood", "rank")}
+    assert all(r["draws"] == 1000 and r["rate"] <= 0.07 for r in calibration if r["test"] != "paper_t")
 
 
 def test_records_give_wilson_and_t_intervals_and_paired_tests():
@@ -438,9 +462,9 @@ def test_record_statistics_match_scipy_computed_directly():
         assert (gap["statistic"], gap["p_value"]) == pytest.approx((likelihood.statistic, likelihood.pvalue))
         assert gap["statistic_name"] == "t(19)" and gap["ci95_low"] <= gap["mean"] <= gap["ci95_high"]
         chance = [sum(1 / k for k in range(1, len(a["distractors"]) + 2)) / (len(a["distractors"]) + 1) for a in lines]
-        rank = stats.ttest_rel([1 / a["logprob_rank"] for a in lines], chance)
         excess = get[(direction, "mrr_excess")]
-        assert (excess["statistic"], excess["p_value"]) == pytest.approx((rank.statistic, rank.pvalue))
+        assert excess["statistic_name"] == "randomization" and 0 < excess["p_value"] <= 1
+        assert 0 < gap["randomization_p"] <= 1
         assert excess["mean"] == pytest.approx(sum(1 / a["logprob_rank"] for a in lines) / 20 - sum(chance) / 20)
     gaps = [[a["logprob_correct"] - a["logprob_other"] for a in answers if a["direction"] == d] for d in DIRECTIONS]
     expected = stats.ttest_rel(*gaps)
@@ -454,7 +478,7 @@ def test_record_statistics_match_scipy_computed_directly():
 def test_cli_end_to_end_writes_the_run_folder(made_up, cli_output):
     cli_run, err = cli_output
     assert sorted(p.name for p in cli_run.iterdir()) == [
-        "answers.jsonl", "parents.json", "report.md", "run.json", "skipped.jsonl", "status.json"
+        "answers.jsonl", "calibration.json", "parents.json", "report.md", "run.json", "skipped.jsonl", "status.json"
     ]
     csv_path, _ = made_up
     assert err.splitlines() == [

@@ -499,7 +499,13 @@ def parents(
     from revcurse.errors import warn_skipped, write_skipped
     from revcurse.experiment import run_folder
     from revcurse.model import load_checkpoint
-    from revcurse.parents import markdown_report, parents_tables, read_parent_child_pairs, run_parents
+    from revcurse.parents import (
+        markdown_report,
+        parents_calibration,
+        parents_tables,
+        read_parent_child_pairs,
+        run_parents,
+    )
     from revcurse.probe import HFBackend, MaskedLMBackend
 
     read = read_parent_child_pairs(pairs, strict)
@@ -530,6 +536,8 @@ def parents(
     }
     with run_folder(out, overwrite) as staging:
         (staging / "parents.json").write_text(json.dumps(run.records, indent=1), encoding="utf-8")
+        calibration = parents_calibration(run.answers, seed=seed)  # the tests under a placebo, as Exp 1's
+        (staging / "calibration.json").write_text(json.dumps(calibration, indent=1), encoding="utf-8")
         with open(staging / "answers.jsonl", "w", encoding="utf-8") as handle:
             for answer in run.answers:
                 handle.write(json.dumps(answer, ensure_ascii=False) + "\n")

@@ -254,6 +254,28 @@ def group_candidates(seeds: list[tuple[int, int, list[ProbeResult]]]) -> dict[tu
     return facts
 
 
+def randomization_tests(facts: list[tuple[FactCandidates, str]]) -> tuple[float, float, np.ndarray]:
+    """(p of the log p gap test, p of the rank test, per-fact MRR minus its exact chance) over ``facts``, each
+    given as its probes' candidate scores and the key of its correct candidate. A fact with no distractor scored
+    beside its correct candidate gives no evidence either way and is left out."""
+    observed_gap = observed_rank = 0.0
+    gap_values, rank_values, excess = [], [], []
+    for probes, correct in facts:
+        keys, gap, reciprocal = candidate_values(probes)
+        scored = ~np.isnan(gap)
+        own = keys.index(correct)
+        if scored.sum() < 2 or not scored[own]:
+            continue
+        gap_values.append(gap[scored])
+        rank_values.append(reciprocal[scored])
+        observed_gap += gap[own]
+        observed_rank += reciprocal[own]
+        excess.append(reciprocal[own] - float(reciprocal[scored].mean()))
+    likelihood_p = RandomizationTest(gap_values).p_value(observed_gap) if gap_values else math.nan
+    rank_p = RandomizationTest(rank_values).p_value(observed_rank) if rank_values else math.nan
+    return likelihood_p, rank_p, np.array(excess)
+
+
 def test_records(base: dict, seeds: list[tuple[int, int, list[ProbeResult]]], pooled: dict, n_seeds: int) -> list[dict]:
     """The tests of one (subset, asked) group as records.
 
@@ -265,23 +287,10 @@ def test_records(base: dict, seeds: list[tuple[int, int, list[ProbeResult]]], po
     correct = np.array([v["logprob_correct"] for v in pooled.values()], dtype=float)
     distractors = np.array([v["logprob_random"] for v in pooled.values()], dtype=float)
     t, t_p = paired_test(correct, distractors)
-    observed_gap = observed_rank = 0.0
-    gap_values, rank_values, excess = [], [], []
-    for key, probes in group_candidates(seeds).items():
-        keys, gap, reciprocal = candidate_values(probes)
-        scored = ~np.isnan(gap)
-        own = keys.index(key[1])
-        if scored.sum() < 2 or not scored[own]:
-            continue  # no distractor scored with this fact: no evidence either way
-        gap_values.append(gap[scored])
-        rank_values.append(reciprocal[scored])
-        observed_gap += gap[own]
-        observed_rank += reciprocal[own]
-        excess.append(reciprocal[own] - float(reciprocal[scored].mean()))
-    likelihood_p = RandomizationTest(gap_values).p_value(observed_gap) if gap_values else math.nan
-    rank_p = RandomizationTest(rank_values).p_value(observed_rank) if rank_values else math.nan
+    likelihood_p, rank_p, excess_array = randomization_tests(
+        [(probes, key[1]) for key, probes in group_candidates(seeds).items()]
+    )
     diff = (correct - distractors)[~np.isnan(correct - distractors)]
-    excess_array = np.array(excess)
     common = {"n_seeds": n_seeds, "n_items": len(diff), "n_facts": len(diff)}
 
     def record(metric: str, mean: float, values: np.ndarray | None, statistic: str) -> dict:
@@ -317,37 +326,45 @@ def placebo_rejections(
     records = []
     for key in sorted(groups, key=_group_order):
         subset, asked = key
-        facts = []
-        for fact, probes in group_candidates(groups[key]).items():
-            without = [{k: v for k, v in probe.items() if k != fact[1]} for probe in probes]
-            keys, gap, reciprocal = candidate_values(without)
-            usable = [i for i in range(len(keys)) if not np.isnan(gap[i])]
-            if len(usable) >= 2:
-                facts.append((gap[usable], reciprocal[usable]))
-        tests = {"likelihood": RandomizationTest([g for g, _ in facts], 4000, seed),
-                 "rank": RandomizationTest([r for _, r in facts], 4000, seed)}
-        rejections = {"paper_t": 0, "likelihood": 0, "rank": 0}
-        rng = np.random.default_rng([seed, 1])  # a stream apart from the tests' null draws
-        for _ in range(draws if len(facts) >= 2 else 0):
-            chosen = [int(rng.integers(0, len(g))) for g, _ in facts]
-            gaps = np.array([g[c] for (g, _), c in zip(facts, chosen)])
-            ranks = sum(float(r[c]) for (_, r), c in zip(facts, chosen))
-            p_t = float(stats.ttest_1samp(gaps, 0).pvalue) if np.ptp(gaps) > 0 else 1.0
-            rejections["paper_t"] += int(p_t < alpha)
-            rejections["likelihood"] += int(tests["likelihood"].p_value(float(gaps.sum())) < alpha)
-            rejections["rank"] += int(tests["rank"].p_value(ranks) < alpha)
-        done = draws if len(facts) >= 2 else 0
-        for name, count in rejections.items():
-            low, high = (math.nan, math.nan)
-            if done:
-                ci = stats.binomtest(count, done).proportion_ci(0.95, method="exact")
-                low, high = float(ci.low), float(ci.high)
-            records.append({
-                "subset": subset, "asked": asked, "trained": trained[key], "test": name, "statistic": TESTS[name],
-                "alpha": alpha, "draws": done, "rejections": count,
-                "rate": count / done if done else math.nan, "ci95_low": low, "ci95_high": high,
-                "n_facts": len(facts),
-            })
+        facts = [(probes, fact[1]) for fact, probes in group_candidates(groups[key]).items()]
+        for record in placebo_counts(facts, draws, alpha, seed):
+            records.append({"subset": subset, "asked": asked, "trained": trained[key], **record})
+    return records
+
+
+def placebo_counts(facts: list[tuple[FactCandidates, str]], draws: int, alpha: float, seed: int) -> list[dict]:
+    """One record per test: how often it rejects at ``alpha`` in ``draws`` placebo draws over ``facts`` (each its
+    probes' candidate scores and its correct candidate's key, which the placebo leaves out)."""
+    usable = []
+    for probes, correct in facts:
+        without = [{k: v for k, v in probe.items() if k != correct} for probe in probes]
+        keys, gap, reciprocal = candidate_values(without)
+        scored = ~np.isnan(gap)
+        if scored.sum() >= 2:
+            usable.append((gap[scored], reciprocal[scored]))
+    tests = {"likelihood": RandomizationTest([g for g, _ in usable], 4000, seed),
+             "rank": RandomizationTest([r for _, r in usable], 4000, seed)}
+    rejections = {"paper_t": 0, "likelihood": 0, "rank": 0}
+    rng = np.random.default_rng([seed, 1])  # a stream apart from the tests' null draws
+    done = draws if len(usable) >= 2 else 0
+    for _ in range(done):
+        chosen = [int(rng.integers(0, len(g))) for g, _ in usable]
+        gaps = np.array([g[c] for (g, _), c in zip(usable, chosen)])
+        ranks = sum(float(r[c]) for (_, r), c in zip(usable, chosen))
+        p_t = float(stats.ttest_1samp(gaps, 0).pvalue) if np.ptp(gaps) > 0 else 1.0
+        rejections["paper_t"] += int(p_t < alpha)
+        rejections["likelihood"] += int(tests["likelihood"].p_value(float(gaps.sum())) < alpha)
+        rejections["rank"] += int(tests["rank"].p_value(ranks) < alpha)
+    records = []
+    for name, count in rejections.items():
+        low, high = (math.nan, math.nan)
+        if done:
+            ci = stats.binomtest(count, done).proportion_ci(0.95, method="exact")
+            low, high = float(ci.low), float(ci.high)
+        records.append({
+            "test": name, "statistic": TESTS[name], "alpha": alpha, "draws": done, "rejections": count,
+            "rate": count / done if done else math.nan, "ci95_low": low, "ci95_high": high, "n_facts": len(usable),
+        })
     return records
 
 

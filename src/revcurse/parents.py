@@ -46,9 +46,12 @@ from revcurse.errors import (
 from revcurse.metrics import (
     MCNEMAR,
     PAIRED_T,
+    RANK_STATISTIC,
     chance_mrr,
     mcnemar_test,
     paired_test,
+    placebo_counts,
+    randomization_tests,
     t_interval,
     wilson_interval,
 )
@@ -495,22 +498,45 @@ def parents_records(answers: list[dict]) -> list[dict]:
             other = [a["logprob_other"] for a in scored]
             reciprocal = [1 / a["logprob_rank"] for a in scored]
             chance = [chance_mrr(1 + len(a["distractors"])) for a in scored]
+            gap_p, rank_p, _ = randomization_tests(candidate_scores(scored))
             records += [
                 _proportion(base, "any_correct", sum(a["any_correct"] for a in group), len(group), n_samples),
                 _mean(base, "fraction_correct", [a["fraction_correct"] for a in group], n_samples, bounded=True),
                 _mean(base, "logprob_correct", [a["logprob_correct"] for a in group]),
                 _mean(base, "logprob_other", other),
                 {**_mean(base, "logprob_gap", [x - y for x, y in zip(correct, other)]),
-                 **_paired(PAIRED_T_TEST, correct, other)},
+                 **_paired(PAIRED_T_TEST, correct, other), "randomization_p": gap_p},
                 _proportion(base, "logprob_rank1", sum(a["logprob_rank1"] for a in scored), len(scored)),
                 {**_mean(base, "mrr_excess", [x - y for x, y in zip(reciprocal, chance)]),
-                 **_paired(RANK_TEST, reciprocal, chance)},
+                 "test": RANK_STATISTIC, "statistic": None, "statistic_name": "randomization", "p_value": rank_p},
             ]  # fmt: skip
         records += paired_tests(style, by_direction["parent"], by_direction["child"])
     return records
 
 
-RANK_TEST = f"{PAIRED_T} over rows: reciprocal rank of the correct name among the distractors vs its chance value"
+RANK_TEST = "a randomization test over rows of the correct name's reciprocal rank among the distractors"
+
+
+def candidate_scores(answers: list[dict]) -> list[tuple[list[dict[str, float]], str]]:
+    """Each scored question as metrics' randomization tests and placebo take a fact: its candidates' log p (the
+    row's answer and its distractors, by name) and the name of the correct one."""
+    return [
+        ([{a["target"]: a["logprob_correct"], **{d["name"]: d["logprob"] for d in a["distractors"]}}], a["target"])
+        for a in answers if a["distractors"]
+    ]
+
+
+def parents_calibration(answers: list[dict], draws: int = 1000, alpha: float = 0.05, seed: int = 0) -> list[dict]:
+    """The tests' false-positive rate under a placebo, per (style, direction): each question's answer swapped for
+    one of its distractor names (``metrics.placebo_counts``), as Experiment 1's ``calibration.json``."""
+    records = []
+    for style in STYLES:
+        for direction in DIRECTIONS:
+            group = [a for a in answers if a["style"] == style and a["direction"] == direction]
+            if group:
+                for record in placebo_counts(candidate_scores(group), draws, alpha, seed):
+                    records.append({"style": style, "direction": direction, **record})
+    return records
 
 
 def _paired(test: str, first: list[float], second: list[float]) -> dict:
