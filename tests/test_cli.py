@@ -211,3 +211,25 @@ def test_a_diverging_run_stops_with_one_line_marked_failed_and_resumable_never_f
     assert run_cli(["train", "--quiet", "--out", str(tmp_path / "runs" / "lost"), *diverging]) == 1
     assert "nothing was kept" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".nan.partial"]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"seed": 0, "fact_key": "a"}', "no distractor scores (written by an older revcurse)"),
+        ("not json", "not valid JSON"),
+        ('{"seed": 0, "fact_key": "a", "distractor_keys": []}', "not a probe result"),
+    ],
+)
+def test_calibrate_names_the_line_of_predictions_it_cannot_use(tmp_path, capsys, line, expected):
+    (tmp_path / "predictions.jsonl").write_text(line + "\n", encoding="utf-8")
+    assert run_cli(["calibrate", str(tmp_path)]) == 2
+    assert f"predictions.jsonl, line 1: {expected}" in capsys.readouterr().err
+
+
+def test_calibrate_refuses_scores_of_the_wrong_type(smoke_run, tmp_path, capsys):
+    row = json.loads((smoke_run / "predictions.jsonl").open().readline())
+    row["distractor_logprobs"] = ["x"] * len(row["distractor_keys"])
+    (tmp_path / "predictions.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    assert run_cli(["calibrate", str(tmp_path)]) == 2
+    assert "line 1: expected a fact_key, a number logprob_correct" in capsys.readouterr().err

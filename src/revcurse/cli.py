@@ -346,6 +346,14 @@ def _read_probe_runs(run: Path) -> list[tuple[int, int, list]]:
             result = ProbeResult(**{k: v for k, v in row.items() if k in names})
         except TypeError as error:
             raise InputError(f"not a probe result: {error}", path, number) from None
+        scores = [result.logprob_correct, *result.distractor_logprobs] if isinstance(
+            result.distractor_logprobs, list) else None
+        if (scores is None or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in scores)
+                or not isinstance(result.distractor_keys, list)
+                or not all(isinstance(k, str) for k in [result.fact_key, *result.distractor_keys])
+                or len(result.distractor_keys) != len(result.distractor_logprobs)):
+            raise InputError("expected a fact_key, a number logprob_correct, and distractor_keys (text) with as "
+                             "many distractor_logprobs (numbers)", path, number)
         by_seed.setdefault(int(row.get("seed", 0)), []).append(result)
     return [(seed, world_seeds.get(seed, seed), results) for seed, results in sorted(by_seed.items())]
 
