@@ -298,10 +298,11 @@ def calibrate(
     trusted on this run; one far above it finds differences of form, not
     knowledge.
     """
+    from revcurse.experiment import read_probe_runs
     from revcurse.metrics import placebo_rejections
     from revcurse.report import ASKED_LABEL, TEST_LABEL, grid_table
 
-    runs = _read_probe_runs(run)
+    runs = read_probe_runs(run)
     records = placebo_rejections(runs, draws=draws, alpha=alpha, seed=seed)
     rows = []
     for record in records:
@@ -317,45 +318,6 @@ def calibrate(
     limit = alpha + 0.02
     console.print(f"randomization tests: highest rate {worst:.3f} (a calibrated test stays near {alpha}; revcurse "
                   f"asks <= {limit:.2f}); the paper's t-test is shown for comparison")
-
-
-def _read_probe_runs(run: Path) -> list[tuple[int, int, list]]:
-    """A run folder's probe results per seed, [(seed, world_seed, results)], read back from predictions.jsonl."""
-    from dataclasses import fields
-
-    from revcurse.probe import ProbeResult
-    from revcurse.report_page import _read_jsonl, read_json
-
-    path = run / "predictions.jsonl"
-    if not path.is_file():
-        raise InputError("not a finished run folder: expected predictions.jsonl (a compare folder: pass an arm)", run)
-    world_seeds: dict[int, int] = {}
-    if (run / "run.json").is_file():
-        summary = read_json(run / "run.json")
-        for stats in summary.get("per_seed", []) if isinstance(summary, dict) else []:
-            world_seeds[stats["seed"]] = stats.get("world_seed", stats["seed"])
-    if (run / "remote.json").is_file():
-        remote = read_json(run / "remote.json")
-        world_seeds[remote["seed"]] = remote["world_seed"]
-    names = {f.name for f in fields(ProbeResult)}
-    by_seed: dict[int, list[ProbeResult]] = {}
-    for number, row in enumerate(_read_jsonl(path), start=1):
-        if "distractor_keys" not in row:
-            raise InputError("no distractor scores (written by an older revcurse): probe the model again", path, number)
-        try:
-            result = ProbeResult(**{k: v for k, v in row.items() if k in names})
-        except TypeError as error:
-            raise InputError(f"not a probe result: {error}", path, number) from None
-        scores = [result.logprob_correct, *result.distractor_logprobs] if isinstance(
-            result.distractor_logprobs, list) else None
-        if (scores is None or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in scores)
-                or not isinstance(result.distractor_keys, list)
-                or not all(isinstance(k, str) for k in [result.fact_key, *result.distractor_keys])
-                or len(result.distractor_keys) != len(result.distractor_logprobs)):
-            raise InputError("expected a fact_key, a number logprob_correct, and distractor_keys (text) with as "
-                             "many distractor_logprobs (numbers)", path, number)
-        by_seed.setdefault(int(row.get("seed", 0)), []).append(result)
-    return [(seed, world_seeds.get(seed, seed), results) for seed, results in sorted(by_seed.items())]
 
 
 @app.command()

@@ -136,8 +136,8 @@ def draw_distractors(
       targets (two facts sharing an answer) is dropped, as is a second copy of the same text;
     - the same phrasing (template slot): each distractor fact gives its target in the probe's slot, so it has
       the grammatical form the prompt calls for, exactly as the correct target does; a fact with no probe in
-      that slot gives its most frequent target; ``match_phrasing=False`` always does (kept to show that
-      unmatched forms make the likelihood test find knowledge that is not there);
+      that slot gives its most frequent target; ``match_phrasing=False`` always does (the unmatched draw the
+      tests compare against);
     - capped: each fact draws one set of ``k`` other facts (deterministic in ``seed`` and the fact, whatever the
       order of probes) and all its probes use it, so probing costs ``k + 1`` candidates a probe, linear in the
       number of facts, and a placebo can take one of those facts as a "correct" answer the model never saw.

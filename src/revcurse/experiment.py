@@ -29,10 +29,11 @@ import random
 import shutil
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,15 @@ from revcurse.chat import render_as_chat
 from revcurse.config import RunConfig, dump_config, load_config
 from revcurse.corpus import Corpus, build_corpus
 from revcurse.cures import CureContext, apply_cures
-from revcurse.errors import InputError, NonFiniteLoss, SkippedLine, warn_skipped, write_skipped
+from revcurse.errors import (
+    InputError,
+    NonFiniteLoss,
+    SkippedLine,
+    parse_json,
+    read_user_text,
+    warn_skipped,
+    write_skipped,
+)
 from revcurse.metrics import aggregate, placebo_rejections
 from revcurse.model import add_lora, build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
 from revcurse.probe import HFBackend, MaskedLMBackend, ProbeResult, run_probes
@@ -313,6 +322,44 @@ def save_seed_outcome(path: Path, world_seed: int, results: list[ProbeResult], s
 def load_seed_outcome(path: Path) -> tuple[int, list[ProbeResult], dict]:
     record = json.loads(path.read_text(encoding="utf-8"))
     return record["world_seed"], [ProbeResult(**r) for r in record["results"]], record["stats"]
+
+
+def read_probe_runs(folder: Path) -> list[tuple[int, int, list[ProbeResult]]]:
+    """A finished run's probe results per seed, ``[(seed, world_seed, results)]``, read back from its
+    predictions.jsonl (the model is not run again); world seeds from run.json or remote.json (else the seed)."""
+    path = folder / "predictions.jsonl"
+    if not path.is_file():
+        raise InputError("not a run folder: expected predictions.jsonl (a compare folder: pass an arm)", folder)
+    world_seeds: dict[int, int] = {}
+    for name in ("run.json", "remote.json"):
+        if (folder / name).is_file():
+            record = parse_json(read_user_text(folder / name, "file"), folder / name)
+            entries = record.get("per_seed", [record]) if isinstance(record, dict) else []
+            world_seeds.update({e["seed"]: e["world_seed"] for e in entries if isinstance(e, dict)
+                                and isinstance(e.get("seed"), int) and isinstance(e.get("world_seed"), int)})
+    fields_of_result = {f.name for f in fields(ProbeResult)}
+    by_seed: dict[int, list[ProbeResult]] = defaultdict(list)
+    for number, line in enumerate(read_user_text(path, "file").split("\n"), start=1):
+        if not line.strip():
+            continue
+        row = parse_json(line, path, number)
+        if not isinstance(row, dict) or "distractor_keys" not in row:
+            raise InputError("no distractor scores (written by an older revcurse): probe the model again", path, number)
+        try:
+            result = ProbeResult(**{k: v for k, v in row.items() if k in fields_of_result})
+        except TypeError as error:
+            raise InputError(f"not a probe result: {error}", path, number) from None
+        scores = result.distractor_logprobs if isinstance(result.distractor_logprobs, list) else [None]
+        if (not isinstance(row.get("seed", 0), int)
+                or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                           for v in [result.logprob_correct, *scores])
+                or not isinstance(result.distractor_keys, list)
+                or not all(isinstance(k, str) for k in [result.fact_key, *result.distractor_keys])
+                or len(result.distractor_keys) != len(scores)):
+            raise InputError("expected a fact_key, a number logprob_correct, distractor_keys (text) with as many "
+                             "distractor_logprobs (numbers), and a whole-number seed", path, number)
+        by_seed[row.get("seed", 0)].append(result)
+    return [(seed, world_seeds.get(seed, seed), results) for seed, results in sorted(by_seed.items())]
 
 
 SeedJob = tuple[RunConfig, int, Path]  # (config, seed, folder for that seed)

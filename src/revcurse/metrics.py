@@ -9,14 +9,15 @@ per-fact mean over its probes**, and its mean and its interval estimate the same
 - several seeds: that mean per seed, averaged, with a Student-t 95% interval over the per-seed values (each seed
   is a new world and a new model).
 
-Two tests ask whether the model prefers the correct target to its distractors (other facts' targets in the same
-phrasing, see ``corpus.draw_distractors``). Both pool facts over seeds (a fact is keyed by its world seed and
+Tests ask whether the model prefers the correct target to its distractors (other facts' targets in the same
+phrasing, see ``corpus.draw_distractors``). All pool facts over seeds (a fact is keyed by its world seed and
 name, so a fixed world is not counted twice) and are paired over facts:
 
 - the paper's likelihood test: ``scipy.stats.ttest_rel`` of per-fact mean log p(correct target) against mean log
-  p(distractors), on the same prompts;
-- a rank test that needs no equal lengths or forms: ``ttest_rel`` of per-fact mean reciprocal rank against its
-  exact chance value (a candidate exchangeable with n - 1 others has E[1/rank] = H(n)/n).
+  p(distractors), on the same prompts (``likelihood_t``, ``likelihood_t_p``);
+- randomization tests of the same log p gap (``likelihood_p``) and of the per-fact mean reciprocal rank
+  (``rank_p``): exact when the correct target is exchangeable with its distractors, whatever their lengths and
+  forms, where a t-test of skewed per-fact values is not (``RandomizationTest``).
 
 A test is trusted once its false-positive rate is measured: ``placebo_rejections`` swaps each fact's correct
 target for another fact's target in the same phrasing (a relation the model never saw) and counts how often the
@@ -234,13 +235,13 @@ class RandomizationTest:
         self.null = np.zeros(resamples)
         for v in self.values:
             self.null += v[rng.integers(0, len(v), resamples)]
-        self.deviations = np.abs(self.null - self.null_mean)
+        self.deviations = np.sort(np.abs(self.null - self.null_mean))  # sorted: a p-value is one binary search
 
     def p_value(self, observed: float) -> float:
         if not self.values or math.isnan(observed):
             return math.nan
-        extreme = np.count_nonzero(self.deviations >= abs(observed - self.null_mean) - 1e-12)
-        return (1 + extreme) / (1 + len(self.null))
+        below = np.searchsorted(self.deviations, abs(observed - self.null_mean) - 1e-12, side="left")
+        return (1 + len(self.deviations) - int(below)) / (1 + len(self.deviations))
 
 
 def group_candidates(seeds: list[tuple[int, int, list[ProbeResult]]]) -> dict[tuple[int, str], FactCandidates]:

@@ -133,14 +133,13 @@ def read_experiment1(folder: str | os.PathLike[str], strict: bool = False) -> Co
                 phrasing = f"{Path(spec.name).stem}:{counters[(person, asked)]:02d}"
                 answer = " " + person
             else:
-                found = index.find(prompt)
-                if found is None:
+                person = index.find(prompt)
+                if person is None:
                     skip_or_refuse(
                         f"no name of {spec.subset.value} in the prompt (names come from the lines asking for one)",
                         root / spec.name, number, strict, skipped,
                     )
                     continue
-                person = found
                 phrasing = _name_slot(prompt, person)
                 answer = ""
                 wordings[(spec.subset, person)][_description(completion)] += 1
@@ -219,6 +218,7 @@ class NameIndex:
     def __init__(self, prompt_counts: Counter[tuple[str, ...]]) -> None:
         self.prompt_counts = prompt_counts
         self.names: dict[tuple[str, ...], str] = {}
+        self.of_completion: dict[str, str] = {}  # each completion's name, decided once
 
     def learn_clean(self, completion: str) -> None:
         """Keep a completion that is a name and nothing more: it occurs whole in a name-first prompt."""
@@ -234,6 +234,8 @@ class NameIndex:
         as the best-attested prefix of two words or more (every phrasing of a fact holds the whole name, few hold
         the words after it); with no prompt to check against, the whole completion. Closing punctuation dropped.
         """
+        if completion in self.of_completion:
+            return self.of_completion[completion]
         raw, words = completion.split(), _words(completion)
         counts = [self.prompt_counts.get(tuple(words[:n]), 0) for n in range(1, min(NAME_WORDS, len(words)) + 1)]
         if tuple(words) in self.names or (len(words) <= NAME_WORDS and counts and counts[-1]):
@@ -247,6 +249,7 @@ class NameIndex:
             length = len(raw)
         name = _strip_name(" ".join(raw[:length])) or completion.strip()
         self.names.setdefault(tuple(_words(name)), name)
+        self.of_completion[completion] = name
         return name
 
     def find(self, text: str) -> str | None:

@@ -382,7 +382,6 @@ def run_probes(
     generate_all: bool = False,
     distractors: int = DEFAULT_DISTRACTORS,
     seed: int = 0,
-    match_phrasing: bool = True,
 ) -> list[ProbeResult]:
     """Score every probe of ``corpus``: one batched likelihood pass, then greedy generation where it can differ.
 
@@ -395,7 +394,7 @@ def run_probes(
     benchmark checks both ways agree on every item).
     """
     probes: list[Probe] = corpus.probes
-    drawn = draw_distractors(probes, distractors, seed, match_phrasing)
+    drawn = draw_distractors(probes, distractors, seed)
     requests: list[tuple[str, str]] = []
     for probe, chosen in zip(probes, drawn):
         requests += [(probe.prompt, target) for target in (probe.target, *chosen.targets)]

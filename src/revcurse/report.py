@@ -65,13 +65,11 @@ def result_rows(records: list[dict]) -> list[dict[str, str]]:
         diff = lookup(records, subset, asked, "likelihood_diff")
         t = lookup(records, subset, asked, "likelihood_t")["mean"]
         p = lookup(records, subset, asked, "likelihood_p")["mean"]  # the randomization test (t-test's in old runs)
-        answer, rank_test = "n/a", "n/a"  # records written before these metrics existed
-        if any(r["metric"] == "answer_accuracy" and (r["subset"], r["asked"]) == key for r in records):
-            answer = f"{lookup(records, subset, asked, 'answer_accuracy')['mean']:.2f}"
-        if any(r["metric"] == "rank_p" and (r["subset"], r["asked"]) == key for r in records):
-            excess = lookup(records, subset, asked, "mrr_excess")["mean"]
-            rank_p = lookup(records, subset, asked, "rank_p")["mean"]
-            rank_test = "n/a" if math.isnan(rank_p) else f"{excess:+.2f} p={rank_p:.2g}"
+        answer_accuracy, rank_p = (_optional(records, subset, asked, m) for m in ("answer_accuracy", "rank_p"))
+        answer = "n/a" if answer_accuracy is None else f"{answer_accuracy:.2f}"  # absent from older records
+        rank_test = "n/a"
+        if rank_p is not None and not math.isnan(rank_p):
+            rank_test = f"{lookup(records, subset, asked, 'mrr_excess')['mean']:+.2f} p={rank_p:.2g}"
         rows.append(
             {
                 "subset": subset,
@@ -87,6 +85,14 @@ def result_rows(records: list[dict]) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def _optional(records: list[dict], subset: str, asked: str, metric: str) -> float | None:
+    """The mean of a metric that records written by an older revcurse do not have (None there)."""
+    try:
+        return lookup(records, subset, asked, metric)["mean"]
+    except KeyError:
+        return None
 
 
 COLUMNS = {
