@@ -18,7 +18,7 @@ from pathlib import Path
 
 from revcurse.compare import parse_arms, run_compare
 from revcurse.config import load_config
-from revcurse.experiment import run_experiment
+from revcurse.runner import run_experiment
 
 BUDGET_SECONDS = 15 * 60
 

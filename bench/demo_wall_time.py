@@ -19,8 +19,8 @@ import torch
 from train_throughput import bare_loop  # bench/ is on sys.path when run as a script
 
 from revcurse.config import load_config
-from revcurse.experiment import build_world_corpus, run_experiment, seed_everything
 from revcurse.model import build_tiny_model, train_tokenizer
+from revcurse.runner import build_trial, run_experiment, seed_everything
 from revcurse.train import encode_documents, epoch_batches
 
 BUDGET_SECONDS = 180.0
@@ -28,7 +28,7 @@ BUDGET_SECONDS = 180.0
 
 def bare_loop_seconds(config, steps: int) -> tuple[float, int]:
     """Time ``steps`` plain forward/backward/AdamW steps on the demo's model and batches."""
-    corpus, _ = build_world_corpus(config, config.seed)
+    corpus = build_trial(config, config.seed).corpus
     seed_everything(config.seed)
     tokenizer = train_tokenizer(corpus.texts_seen(), config.model.vocab_size)
     model = build_tiny_model(config.model, tokenizer, 128)

@@ -23,9 +23,9 @@ import torch
 
 from revcurse.config import ModelConfig, load_config
 from revcurse.corpus import draw_distractors
-from revcurse.experiment import build_world_corpus
 from revcurse.model import load_checkpoint
 from revcurse.probe import HFBackend, run_probes
+from revcurse.runner import build_trial
 
 
 @torch.inference_mode()
@@ -48,7 +48,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config = load_config(args.run / "config.yaml")
     seed_folder = sorted(args.run.glob("seed-*"))[0]
-    corpus, _ = build_world_corpus(config, int(seed_folder.name.split("-")[1]))
+    corpus = build_trial(config, int(seed_folder.name.split("-")[1])).corpus
     model, tokenizer = load_checkpoint(ModelConfig(checkpoint=str(seed_folder / "model")))
     backend = HFBackend(model.eval(), tokenizer, config.probe.batch_size)
     drawn = draw_distractors(corpus.probes, config.probe.distractors, 0)

@@ -19,8 +19,8 @@ from transformers import PreTrainedTokenizerBase
 
 from revcurse.config import RunConfig, load_config
 from revcurse.corpus import Corpus
-from revcurse.experiment import build_world_corpus
 from revcurse.model import build_tiny_model, train_tokenizer
+from revcurse.runner import build_trial
 from revcurse.train import collate, encode_documents, epoch_batches, train_model
 
 
@@ -43,7 +43,7 @@ def demo_setup(threads: int) -> tuple[RunConfig, Corpus, PreTrainedTokenizerBase
     """The embedded default's config, seed-0 corpus and tokenizer (also used by checkpoint_cost.py)."""
     torch.set_num_threads(threads)
     config = load_config(None, [f"train.threads={threads}"])
-    corpus, _ = build_world_corpus(config, 0)
+    corpus = build_trial(config, 0).corpus
     return config, corpus, train_tokenizer(corpus.texts_seen(), config.model.vocab_size)
 
 

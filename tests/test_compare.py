@@ -107,7 +107,7 @@ def test_compare_end_to_end(tmp_path):
 
 
 def test_compute_matched_cure_trains_the_same_number_of_documents(tmp_path):
-    from revcurse.experiment import run_experiment
+    from revcurse.runner import run_experiment
 
     overrides = [s for s in SMALL if s != "--set"]
     data = run_experiment(load_config(None, [*overrides, "cures=[reverse-word]"]), tmp_path / "d",
@@ -120,7 +120,7 @@ def test_compute_matched_cure_trains_the_same_number_of_documents(tmp_path):
 
 
 def test_an_interrupted_comparison_resumes_keeping_its_finished_seeds(tmp_path, monkeypatch, capsys):
-    import revcurse.experiment as experiment
+    import revcurse.runner as experiment
 
     out = tmp_path / "cmp"
     original, calls, resuming = experiment.run_seed, [], False

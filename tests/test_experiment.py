@@ -14,8 +14,9 @@ import pytest
 
 from revcurse.config import dump_config, load_config
 from revcurse.errors import InputError
-from revcurse.experiment import run_experiment, run_folder, run_status
 from revcurse.metrics import lookup
+from revcurse.records import run_folder, run_status
+from revcurse.runner import run_experiment
 
 TINY = [
     "world.facts_per_subset=3", "world.background=12", "corpus.train_phrasings=4", "corpus.held_out_phrasings=2",

@@ -16,7 +16,6 @@ from revcurse.cli import main
 from revcurse.config import ModelConfig, load_config
 from revcurse.corpus import default_templates
 from revcurse.errors import InputError
-from revcurse.experiment import build_world_corpus
 from revcurse.export import (
     LM_EVAL_UTILS,
     chat_record,
@@ -27,6 +26,7 @@ from revcurse.export import (
 from revcurse.model import build_tiny_model, train_tokenizer
 from revcurse.paper_format import read_experiment1
 from revcurse.probe import is_correct
+from revcurse.runner import build_trial
 
 TRAIN_PHRASINGS, HELD_OUT_PHRASINGS = 4, 2
 SMALL = [
@@ -45,7 +45,7 @@ def config():
 
 @pytest.fixture(scope="module")
 def corpus(config):
-    return build_world_corpus(config, 0)[0]
+    return build_trial(config, 0).corpus
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -243,7 +243,7 @@ def test_no_probe_prompt_appears_in_any_training_export(config, corpus, tmp_path
 
 
 def test_cured_documents_without_a_prompt_are_counted_not_chatted(cured_config, tmp_path):
-    corpus = build_world_corpus(cured_config, 0)[0]
+    corpus = build_trial(cured_config, 0).corpus
     reversed_documents = [d for d in corpus.documents if d.prompt_chars == 0]
     assert reversed_documents and len(reversed_documents) == len(corpus.documents) // 2
     assert chat_record(reversed_documents[0]) is None
@@ -258,7 +258,7 @@ def test_cured_documents_without_a_prompt_are_counted_not_chatted(cured_config, 
 
 def test_reverse_token_copies_have_no_text_form_and_are_counted(config, tmp_path):
     cured = load_config(None, [*SMALL, "cures=[reverse-token]"])
-    corpus = build_world_corpus(cured, 0)[0]
+    corpus = build_trial(cured, 0).corpus
     result = export_world(cured, "trl", tmp_path / "trl", seed=0)
     assert result.rows["text.jsonl"] == len(corpus.documents) // 2
     assert list(result.skipped.values()) == [len(corpus.documents) // 2]

@@ -8,9 +8,9 @@ import torch
 
 from revcurse.cli import main
 from revcurse.config import ModelConfig, load_config
-from revcurse.experiment import build_world_corpus
 from revcurse.model import build_tiny_model, load_checkpoint, train_tokenizer
 from revcurse.probe import HFBackend
+from revcurse.runner import build_trial
 
 WORLD = [
     "world.facts_per_subset=3", "world.background=6", "corpus.train_phrasings=4", "corpus.held_out_phrasings=2",
@@ -25,7 +25,7 @@ CHAT_TEMPLATE = (
 @pytest.fixture(scope="module")
 def base_checkpoint(tmp_path_factory) -> Path:
     """A 'pretrained' model folder as a user would have one: config.json, safetensors weights, tokenizer."""
-    corpus, _ = build_world_corpus(load_config(None, WORLD), 0)
+    corpus = build_trial(load_config(None, WORLD), 0).corpus
     tokenizer = train_tokenizer(corpus.texts_seen(), 500)
     tokenizer.chat_template = CHAT_TEMPLATE
     torch.manual_seed(0)

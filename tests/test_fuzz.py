@@ -434,16 +434,17 @@ def _tripwire(*args, **kwargs):
 @pytest.fixture(scope="module")
 def cli_sandbox() -> Iterator[Path]:
     """A scratch working folder, and every way into a model or a run folder replaced by a tripwire."""
-    import revcurse.experiment
     import revcurse.instructions
     import revcurse.model
+    import revcurse.records
+    import revcurse.runner
     import revcurse.train
 
     paper_files(), instruction_files()  # written by revcurse's own writers, before the tripwires go in
     with scratch() as cwd, pytest.MonkeyPatch.context() as patch:
         for module, name in [
-            (revcurse.experiment, "run_folder"), (revcurse.experiment, "run_seeds"),
-            (revcurse.experiment, "train_model"), (revcurse.instructions, "run_folder"),
+            (revcurse.records, "run_folder"), (revcurse.runner, "run_seeds"),
+            (revcurse.runner, "train_model"), (revcurse.instructions, "run_folder"),
             (revcurse.instructions, "train_model"), (revcurse.model, "load_checkpoint"),
             (revcurse.model, "build_tiny_model"), (revcurse.train, "train_model"),
         ]:  # fmt: skip

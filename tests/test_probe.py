@@ -183,13 +183,13 @@ def test_skipping_generation_for_greedy_targets_changes_no_answer():
     """run_probes generates only where the target is not the greedy continuation; on a model that knows some
     facts, the accuracy of every probe is the same as when every probe is generated."""
     from revcurse.config import ModelConfig, TrainConfig, load_config
-    from revcurse.experiment import build_world_corpus
     from revcurse.model import build_tiny_model, train_tokenizer
+    from revcurse.runner import build_trial
     from revcurse.train import train_model
 
     config = load_config(None, ["world.facts_per_subset=3", "world.background=6", "corpus.train_phrasings=4",
                                 "corpus.held_out_phrasings=2", "corpus.background_phrasings=2"])  # fmt: skip
-    corpus, _ = build_world_corpus(config, 0)
+    corpus = build_trial(config, 0).corpus
     tokenizer = train_tokenizer(corpus.texts_seen(), 500)
     torch.manual_seed(0)
     model = build_tiny_model(ModelConfig(hidden_size=48, layers=2, heads=2, intermediate_size=96), tokenizer, 128)

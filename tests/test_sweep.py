@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-import revcurse.experiment
+import revcurse.runner
 from revcurse.cli import main
 from revcurse.config import load_config
 from revcurse.errors import InputError
@@ -114,7 +114,7 @@ def test_plot_x_defaults_to_parameters_for_a_size_key():
 def resumed_sweep(tmp_path_factory):
     """A sweep whose second cell fails (as if cut off, leaving a staging folder), then the same sweep again."""
     out = tmp_path_factory.mktemp("sweeps") / "sweep"
-    real_run_experiment = revcurse.experiment.run_experiment
+    real_run_experiment = revcurse.runner.run_experiment
     calls: list[str] = []
 
     def failing_second_cell(config, folder, **kwargs):
@@ -125,7 +125,7 @@ def resumed_sweep(tmp_path_factory):
         return real_run_experiment(config, folder, **kwargs)
 
     monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setattr(revcurse.experiment, "run_experiment", failing_second_cell)
+    monkeypatch.setattr(revcurse.runner, "run_experiment", failing_second_cell)
     logs: list[str] = []
     with pytest.raises(RuntimeError, match="simulated interruption"):
         run_sweep(None, TINY, GRID, out, log=logs.append)

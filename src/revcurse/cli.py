@@ -154,9 +154,10 @@ def _run_experiment1(
     strict: bool = False,
 ) -> None:
     """What `demo` and `train` share: load the config, run every seed, print the result table."""
-    from revcurse.experiment import load_started_config, resumable_folder, run_experiment
     from revcurse.paths import output_folder
+    from revcurse.records import load_started_config, resumable_folder
     from revcurse.report import result_table
+    from revcurse.runner import run_experiment
 
     overrides = with_allow_pickle(list(set_ or []), allow_pickle)
     if seeds is not None:
@@ -197,7 +198,7 @@ def _run_experiment1(
 def status(run: Annotated[Path, typer.Argument(help="A run folder (the --out of demo, train, compare ...).")]) -> None:
     """Say whether a run is finished, running (a process holds its lock), interrupted (resumable) or failed, and
     for a failed run why."""
-    from revcurse.experiment import describe_progress, failure_reason, partial_folder, run_status
+    from revcurse.records import describe_progress, failure_reason, partial_folder, run_status
 
     state = run_status(run)
     if state == "absent":
@@ -242,8 +243,8 @@ def compare(
     (a bar chart) and one run folder per arm (cure-<arm>/).
     """
     from revcurse.compare import compare_table, load_started_comparison, parse_arms, run_compare
-    from revcurse.experiment import resumable_folder
     from revcurse.paths import output_folder
+    from revcurse.records import resumable_folder
 
     overrides = with_allow_pickle(list(set_ or []), allow_pickle)
     if seeds is not None:
@@ -298,8 +299,8 @@ def calibrate(
     trusted on this run; one far above it finds differences of form, not
     knowledge.
     """
-    from revcurse.experiment import read_probe_runs
     from revcurse.metrics import placebo_rejections
+    from revcurse.records import read_probe_runs
     from revcurse.report import ASKED_LABEL, TEST_LABEL, grid_table
 
     runs = read_probe_runs(run)
@@ -467,7 +468,6 @@ def parents(
     import revcurse
     from revcurse.config import ModelConfig
     from revcurse.errors import warn_skipped, write_skipped
-    from revcurse.experiment import run_folder
     from revcurse.model import load_checkpoint
     from revcurse.parents import (
         markdown_report,
@@ -477,6 +477,7 @@ def parents(
         run_parents,
     )
     from revcurse.probe import HFBackend, MaskedLMBackend
+    from revcurse.records import run_folder
 
     read = read_parent_child_pairs(pairs, strict)
     all_pairs = read.pairs
@@ -837,11 +838,12 @@ def probe_remote(
     import time
 
     from revcurse.config import dump_config
-    from revcurse.experiment import build_world_corpus, run_folder
     from revcurse.metrics import aggregate
     from revcurse.probe import run_probes
+    from revcurse.records import run_folder
     from revcurse.remote import backend_from_url
     from revcurse.report import result_table
+    from revcurse.runner import build_trial
 
     config_file = run / "config.yaml" if run.is_dir() else run
     if not config_file.is_file():
@@ -849,7 +851,8 @@ def probe_remote(
     if out is not None and out.exists() and not overwrite:  # refuse before probing, not after
         raise InputError("folder exists; pass --overwrite to replace it", out)
     run_config = load_config(config_file)
-    corpus, world_seed = build_world_corpus(run_config, seed)
+    trial = build_trial(run_config, seed)
+    corpus, world_seed = trial.corpus, trial.world_seed
     start = time.perf_counter()
     with backend_from_url(url, model, api_key_env, concurrency=concurrency, batch_size=batch_size) as backend:
         # No tokenizer here to size answers by their targets' tokens: a fixed length, enough for names and roles.

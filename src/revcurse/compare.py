@@ -1,6 +1,6 @@
 """Compare: the baseline and chosen cures over the same seeds and worlds, side by side.
 
-Each arm is one run folder (``cure-<arm>/``) of ``experiment.run_experiment``; an arm is a cure name, several
+Each arm is one run folder (``cure-<arm>/``) of ``runner.run_experiment``; an arm is a cure name, several
 joined by ``+`` (applied in that order), ``mlm-u`` (the any-order objective) or ``none`` (the baseline, always
 run first). Seed i of every arm draws the same world, so arms differ only by the cure.
 """
@@ -18,11 +18,12 @@ from rich.table import Table
 from revcurse.config import RunConfig, dump_config
 from revcurse.cures import CURES
 from revcurse.errors import InputError
-from revcurse.experiment import load_started_config, run_folder, run_seeds, seed_jobs, write_run
 from revcurse.metrics import lookup, t_interval
 from revcurse.model import check_checkpoint
+from revcurse.records import load_started_config, record_folder, write_run
 from revcurse.report import ASKED_LABEL, format_test
 from revcurse.report_page import write_report_after_run
+from revcurse.runner import run_seeds, seed_jobs
 
 BASELINE = "none"
 OBJECTIVES = {"mlm-u"}
@@ -101,7 +102,7 @@ def run_compare(
     check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the comparison before any work
     records: list[dict] = []
     all_arms = [BASELINE, *arms]
-    with run_folder(out, overwrite, resume, resume_command=f"revcurse compare --resume {out}") as staging:
+    with record_folder(out, overwrite, resume, resume_command=f"revcurse compare --resume {out}") as staging:
         if resume and load_started_comparison(staging) != (config, arms):
             raise InputError("the config or arms differ from those this comparison was started with", staging)
         if not resume:

@@ -11,118 +11,37 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
+from revcurse.backends import BACKENDS
 from revcurse.errors import InputError, loader_problem, read_user_text
+from revcurse.experiments import EXPERIMENTS, get_experiment
+from revcurse.sections import (
+    CorpusConfig,
+    CureConfig,
+    LoraSection,
+    ModelConfig,
+    ProbeConfig,
+    Section,
+    TrainConfig,
+    WorldConfig,
+)
+
+__all__ = [  # the sections are defined in revcurse.sections and named here too: one import for a config's parts
+    "CorpusConfig", "CureConfig", "LoraSection", "ModelConfig", "ProbeConfig", "RunConfig", "Section",
+    "SharedConfig", "TrainConfig", "WorldConfig", "dump_config", "load_config", "load_yaml_config",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class Section(BaseModel):
-    # allow_inf_nan=False: a learning rate of "inf" (a string YAML leaves to pydantic) trains at loss NaN.
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
+class SharedConfig(Section):
+    """The sections every experiment shares; ``RunConfig`` adds one section per registered experiment."""
 
-
-class WorldConfig(Section):
-    source: str = Field("celebrities", description="'celebrities' (made up) or a folder in the paper's Exp. 1 layout")
-    facts_per_subset: int = Field(30, ge=1, description="facts in each of NameToDescription, DescriptionToName, Both")
-    background: int = Field(300, ge=0, description="people stated both ways with all phrasings; never probed")
-    seed: int | None = Field(None, description="seed of the world; None: the run's seed, so each seed is new people")
-    strict: bool = Field(
-        False, description="a paper folder's unusable line (empty, duplicate, no known name) is refused, not skipped"
-    )
-
-
-class CorpusConfig(Section):
-    train_phrasings: int = Field(30, ge=1, description="templates per direction used in training")
-    held_out_phrasings: int = Field(10, ge=1, description="templates per direction used only to probe")
-    background_phrasings: int = Field(4, ge=1, description="templates per direction for each background person")
-
-
-class ModelConfig(Section):
-    checkpoint: str | None = Field(None, description="local folder or hub id of a causal LM; None: build a tiny one")
-    trust_remote_code: bool = Field(False, description="let a checkpoint run its own code (off: safe by default)")
-    allow_pickle: bool = Field(
-        False, description="load pickle weights (.bin, .pt) when a folder has no safetensors; unpickling runs code"
-    )
-    hidden_size: int = Field(96, ge=8, description="tiny model: width")
-    layers: int = Field(2, ge=1, description="tiny model: transformer blocks")
-    heads: int = Field(4, ge=1, description="tiny model: attention heads")
-    intermediate_size: int = Field(384, ge=8, description="tiny model: MLP width")
-    tie_embeddings: bool = Field(
-        False, description="tiny model: one matrix for input and output embeddings (Llama: separate)"
-    )
-    vocab_size: int = Field(4096, ge=300, description="tiny model: largest tokenizer vocabulary trained on the corpus")
-    chat: bool = Field(
-        False, description="render documents and probes as conversations with the checkpoint's chat template"
-    )
-    attention: str = Field("sdpa", description="checkpoint attention implementation: sdpa, eager, flash_attention_2")
-
-
-class LoraSection(Section):
-    """LoRA (peft): train small low-rank adapters instead of every weight of a checkpoint."""
-
-    enabled: bool = Field(False, description="fine-tune with LoRA adapters; off: full fine-tuning")
-    rank: int = Field(16, ge=1, description="adapter rank r")
-    alpha: float = Field(32, gt=0, description="scaling numerator (update scaled by alpha / r)")
-    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input")
-    target_modules: list[str] | None = Field(
-        None, description="module names to adapt; None: peft's defaults for the architecture (q_proj, v_proj...)"
-    )
-    merge_on_save: bool = Field(True, description="save merged full weights; off: save the adapter alone")
-
-
-class TrainConfig(Section):
-    epochs: float = Field(5, gt=0, description="passes over the training documents")
-    batch_size: int = Field(64, ge=1, description="documents per optimizer step")
-    learning_rate: float = Field(3e-3, gt=0, description="peak AdamW learning rate (cosine decay after warmup)")
-    warmup_fraction: float = Field(0.05, ge=0, lt=1, description="fraction of steps with linear warmup")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
-    loss: Literal["full", "completion"] = Field(
-        "full", description="'full': every token; 'completion': only after the prompt (never trains on a d2p name)"
-    )
-    threads: int = Field(2, ge=1, description="CPU threads for torch")
-    objective: Literal["causal", "mlm-u"] = Field(
-        "causal",
-        description="'causal': next token; 'mlm-u': any-order masked tokens, rate ~ U(0,1) (Kitouni et al. 2024)",
-    )
-    gradient_accumulation: int = Field(
-        1, ge=1, description="micro-batches per optimizer step (same update as one batch, less memory)"
-    )
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="'auto': bf16 autocast on a GPU that has it, fp32 on CPU"
-    )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto': the GPU when there is one")
-    checkpoint_every: int = Field(
-        0, ge=0, description="save a resumable checkpoint every N optimizer steps (0: by time only)"
-    )
-    checkpoint_minutes: float = Field(
-        5.0, ge=0, description="save a resumable checkpoint when this many minutes passed since the last (0: never)"
-    )
-
-
-class ProbeConfig(Section):
-    batch_size: int = Field(512, ge=1, description="sequences per forward pass when scoring")
-    max_new_tokens: int | None = Field(None, description="greedy generation length; None: longest target + 2")
-    distractors: int = Field(
-        15, ge=1,
-        description="other facts' targets (same phrasing) each correct target is ranked against; cost is linear in it",
-    )
-
-
-class CureConfig(Section):
-    match: Literal["data", "compute"] = Field(
-        "data",
-        description="'data': every document once forward and once per added form; 'compute': epochs scaled so "
-        "training sees as many documents as without cures",
-    )
-    segment_length: int = Field(3, ge=1, description="reverse-segment: longest segment, in words")
-
-
-class RunConfig(Section):
+    experiment: str = Field("celebrities", description="which registered experiment to run (revcurse.experiments)")
     seed: int = Field(0, description="first seed; seed i of --seeds N is seed + i")
     seeds: int = Field(1, ge=1, description="how many seeds to run and aggregate")
     world: WorldConfig = WorldConfig()
@@ -133,6 +52,19 @@ class RunConfig(Section):
     probe: ProbeConfig = ProbeConfig()
     cures: list[str] = Field(default_factory=list, description="corpus cures applied in order (see revcurse.cures)")
     cure: CureConfig = CureConfig()
+
+    @field_validator("experiment")
+    @classmethod
+    def _known_experiment(cls, name: str) -> str:
+        get_experiment(name)  # a ValueError naming the known experiments
+        return name
+
+    @field_validator("probe")
+    @classmethod
+    def _known_backend(cls, probe: ProbeConfig) -> ProbeConfig:
+        if probe.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {probe.backend!r}; known: {', '.join(BACKENDS)}")
+        return probe
 
     @field_validator("cures")
     @classmethod
@@ -145,9 +77,42 @@ class RunConfig(Section):
         return names
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Read a YAML config (or the defaults), apply ``key=value`` overrides, validate once."""
+# The one config root: the shared sections plus each registered experiment's options under its section name, so
+# an experiment's defaults live in its own module and adding one never touches this file.
+RunConfig = create_model(
+    "RunConfig",
+    __base__=SharedConfig,
+    __doc__="A whole run: the shared sections and every experiment's options (``experiments.EXPERIMENTS``).",
+    **{e.section: (e.options, e.options()) for e in EXPERIMENTS.values() if e.options is not None},
+)
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> RunConfig:
+    """Read a YAML config (or the defaults), apply ``key=value`` overrides, validate once.
+
+    The experiment's own ``defaults`` (e.g. ``train.epochs=20``) lie under the file and the overrides: a value
+    the user gives always wins.
+    """
     return load_yaml_config(RunConfig, path, overrides)
+
+
+def experiment_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` laid over the defaults of the experiment it names (the default experiment when it names none)."""
+    name = data.get("experiment", SharedConfig.model_fields["experiment"].default)
+    if not isinstance(name, str) or name not in EXPERIMENTS:
+        return data  # validation names the known experiments
+    base: dict[str, Any] = {}
+    for override in EXPERIMENTS[name].defaults:
+        apply_override(base, override)
+    return _merged(base, data)
+
+
+def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        both_sections = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merged(merged[key], value) if both_sections else value
+    return merged
 
 
 def load_yaml_config(model: type[M], path: str | Path | None = None, overrides: Iterable[str] = ()) -> M:
@@ -163,6 +128,8 @@ def load_yaml_config(model: type[M], path: str | Path | None = None, overrides: 
     for override in overrides:
         apply_override(data, override)
     refuse_secrets(data, path)
+    if issubclass(model, SharedConfig):
+        data = experiment_defaults(data)
     try:
         return model.model_validate(data)
     except ValidationError as error:
@@ -317,4 +284,6 @@ def yaml_error_text(error: yaml.YAMLError) -> str:
 
 
 def dump_config(config: RunConfig) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    """The resolved config as YAML, with the options of its own experiment only (the others are defaults)."""
+    others = {e.section for e in EXPERIMENTS.values() if e.name != config.experiment}
+    return yaml.safe_dump(config.model_dump(mode="json", exclude=others), sort_keys=False)

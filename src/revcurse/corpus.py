@@ -80,7 +80,9 @@ class Probe:
     ``phrasing`` names the template slot, so distractors can be drawn in the same grammatical form. ``answer``
     is the answer itself when ``target`` runs on after it (" Mason Caldwell" of " Mason Caldwell has found their
     calling."); empty means the whole target. ``trained`` is true when direction ``asked`` of this fact was in
-    training. Experiments other than Experiment 1 label their groups with plain strings (e.g. subset "families
+    training. ``setting`` separates conditions of one run that ask the same facts (the facts in the prompt or
+not); probes of one setting draw their distractors among themselves. Experiments other than Experiment 1 label
+their groups with plain strings (e.g. subset "families
     without parent-side text", asked "child"); probing and metrics treat both alike.
     """
 
@@ -92,6 +94,7 @@ class Probe:
     prompt: str
     target: str
     answer: str = ""
+    setting: str = ""  # a condition the same facts are asked under (e.g. "in_context"): its own group of records
 
     @property
     def expected_answer(self) -> str:

@@ -27,7 +27,7 @@ class NonFiniteLoss(RuntimeError):
     """Training diverged: the loss, or the weights after an update, became inf or nan.
 
     The run stops at that step rather than finish as a normal run with a table of zeros: no checkpoint is written
-    after it and the loss log holds finite steps only. ``experiment.run_folder`` keeps the run, marked failed, when
+    after it and the loss log holds finite steps only. ``records.run_folder`` keeps the run, marked failed, when
     there is a checkpoint to resume from (and calls ``explain``); the CLI prints one line and exits 1.
     """
 

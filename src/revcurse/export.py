@@ -1,7 +1,7 @@
 """Export one seed's world in formats other tools already read, so the Reversal Curse can be trained and measured
 outside revcurse: with lm-evaluation-harness, OpenAI fine-tuning, TRL, or the paper's own scripts.
 
-The corpus exported is the one training sees for that seed (``experiment.build_world_corpus``: the config's world,
+The corpus exported is the one training sees for that seed (``runner.build_trial``: the config's world,
 phrasings and cures). Training exports hold training documents only; evaluation exports hold probes only, whose
 phrasings are held out from training, so no exported training line states a probe.
 
@@ -104,10 +104,11 @@ def export_world(
     config: RunConfig, export_format: str, out: Path, *, seed: int | None = None, overwrite: bool = False
 ) -> ExportResult:
     """Build the corpus of ``seed`` (default: the config's first seed) as training would, and export it to ``out``."""
-    from revcurse.experiment import build_world_corpus
+    from revcurse.runner import build_trial
 
     seed = config.seed if seed is None else seed
-    corpus, world_seed = build_world_corpus(config, seed)
+    trial = build_trial(config, seed)
+    corpus, world_seed = trial.corpus, trial.world_seed
     provenance = {
         "seed": seed,
         "world_seed": world_seed,
@@ -131,7 +132,7 @@ def export_corpus(
     The folder is built under a temporary sibling name and renamed into place when complete. An existing ``out``
     is an InputError unless ``overwrite``; so is an unknown format or a corpus the format cannot hold.
     """
-    from revcurse.experiment import run_folder
+    from revcurse.records import record_folder
 
     if export_format not in FORMATS:
         raise InputError(f"unknown export format {export_format!r}; known: {', '.join(FORMATS)}")
@@ -139,7 +140,7 @@ def export_corpus(
     if out.exists() and not overwrite:
         raise InputError("folder exists; pass --overwrite to replace it", out)
     result = ExportResult(folder=out, format=export_format)
-    with run_folder(out, overwrite=True, keep_status=False) as staging:
+    with record_folder(out, overwrite=True, keep_status=False) as staging:
         if export_format == "lm-eval":
             _write_lm_eval(corpus, staging, out.resolve(), result)
             result.next_step = (

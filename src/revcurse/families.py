@@ -28,10 +28,10 @@ from revcurse import vocabulary
 from revcurse.config import RunConfig, dump_config
 from revcurse.corpus import Corpus, Document, Probe
 from revcurse.errors import InputError
-from revcurse.experiment import run_folder
 from revcurse.metrics import aggregate, lookup
 from revcurse.model import build_tiny_model, train_tokenizer
 from revcurse.probe import HFBackend, run_probes
+from revcurse.records import run_folder
 from revcurse.report import grid_markdown
 from revcurse.train import train_model
 from revcurse.world import Subset

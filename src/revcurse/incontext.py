@@ -24,11 +24,12 @@ from revcurse import vocabulary
 from revcurse.config import RunConfig, dump_config
 from revcurse.corpus import Corpus, Document, Probe, Template, default_templates
 from revcurse.errors import InputError
-from revcurse.experiment import build_world_corpus, run_folder, seed_everything
 from revcurse.metrics import aggregate, lookup
 from revcurse.model import build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
 from revcurse.probe import HFBackend, run_probes
+from revcurse.records import run_folder
 from revcurse.report import ASKED_LABEL, grid_markdown
+from revcurse.runner import build_trial, seed_everything
 from revcurse.train import train_model
 from revcurse.world import Direction, Fact, Subset, World, _draw_description, trained_directions
 
@@ -169,7 +170,8 @@ def run_incontext(
             for i in range(config.seeds):
                 seed = config.seed + i
                 log(f"seed {seed} ({i + 1}/{config.seeds})")
-                corpus, world_seed = build_world_corpus(config, seed)
+                trial = build_trial(config, seed)
+                corpus, world_seed = trial.corpus, trial.world_seed
                 world = World(tuple(corpus.facts), world_seed)
                 if not world.facts_under_test:
                     raise InputError("in-context probes need facts under test (a generated world or paper folder)")

@@ -66,11 +66,12 @@ from revcurse.errors import (
     warn_skipped,
     write_skipped,
 )
-from revcurse.experiment import run_folder, seed_everything
 from revcurse.metrics import LIKELIHOOD_STATISTIC, RANK_STATISTIC, aggregate, wilson_interval
 from revcurse.model import build_tiny_model, train_tokenizer
 from revcurse.paper_format import read_jsonl_objects
 from revcurse.probe import HFBackend, ProbeBackend, ProbeResult, run_probes
+from revcurse.records import run_folder
+from revcurse.runner import seed_everything
 from revcurse.train import train_model
 from revcurse.world import Subset
 

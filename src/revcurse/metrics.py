@@ -127,12 +127,12 @@ def t_interval(values: list[float]) -> tuple[float, float]:
 
 
 def aggregate(runs: list[tuple[int, int, list[ProbeResult]]]) -> list[dict]:
-    """Tidy records from ``[(seed, world_seed, results), ...]``: one per (subset, asked, metric)."""
+    """Tidy records from ``[(seed, world_seed, results), ...]``: one per (setting, subset, asked, metric); a
+    record names its ``setting`` only when the probes had one."""
     groups, trained = _groups(runs)
     records = []
-    for key in sorted(groups, key=_group_order):
-        subset, asked = key
-        base = {"subset": subset, "asked": asked, "trained": trained[key]}
+    for key in sorted(groups, key=_group_order(groups)):
+        base = _group_fields(key, trained[key])
         seeds = groups[key]
         n_items = sum(len(items) for _, _, items in seeds)
         per_seed_facts = [per_fact(items, world_seed) for _, world_seed, items in seeds]
@@ -148,15 +148,18 @@ def aggregate(runs: list[tuple[int, int, list[ProbeResult]]]) -> list[dict]:
     return records
 
 
+Group = tuple[str, str, str]  # (setting, subset, asked)
+
+
 def _groups(runs: list[tuple[int, int, list[ProbeResult]]]) -> tuple[dict, dict]:
-    """Per (subset, asked): its [(seed, world_seed, results)], and whether that direction was trained."""
-    groups: dict[tuple[str, str], list[tuple[int, int, list[ProbeResult]]]] = defaultdict(list)
-    trained: dict[tuple[str, str], bool] = {}
+    """Per (setting, subset, asked): its [(seed, world_seed, results)], and whether that direction was trained."""
+    groups: dict[Group, list[tuple[int, int, list[ProbeResult]]]] = defaultdict(list)
+    trained: dict[Group, bool] = {}
     for seed, world_seed, results in runs:
-        by_group: dict[tuple[str, str], list[ProbeResult]] = defaultdict(list)
+        by_group: dict[Group, list[ProbeResult]] = defaultdict(list)
         for result in results:
-            by_group[(result.subset, result.asked)].append(result)
-            trained[(result.subset, result.asked)] = result.trained
+            by_group[(result.setting, result.subset, result.asked)].append(result)
+            trained[(result.setting, result.subset, result.asked)] = result.trained
         for key, items in by_group.items():
             groups[key].append((seed, world_seed, items))
     return groups, trained
@@ -325,11 +328,10 @@ def placebo_rejections(
     """
     groups, trained = _groups(runs)
     records = []
-    for key in sorted(groups, key=_group_order):
-        subset, asked = key
+    for key in sorted(groups, key=_group_order(groups)):
         facts = [(probes, fact[1]) for fact, probes in group_candidates(groups[key]).items()]
         for record in placebo_counts(facts, draws, alpha, seed):
-            records.append({"subset": subset, "asked": asked, "trained": trained[key], **record})
+            records.append({**_group_fields(key, trained[key]), **record})
     return records
 
 
@@ -369,15 +371,29 @@ def placebo_counts(facts: list[tuple[FactCandidates, str]], draws: int, alpha: f
     return records
 
 
-def _group_order(key: tuple[str, str]) -> tuple[int, int]:
-    subset, asked = key
-    subset_rank = SUBSET_ORDER.index(subset) if subset in SUBSET_ORDER else len(SUBSET_ORDER)
-    return subset_rank, ASKED_ORDER.index(asked) if asked in ASKED_ORDER else len(ASKED_ORDER)
+def _group_fields(key: Group, trained: bool) -> dict:
+    setting, subset, asked = key
+    return {**({"setting": setting} if setting else {}), "subset": subset, "asked": asked, "trained": trained}
 
 
-def lookup(records: list[dict], subset: str, asked: str, metric: str) -> dict:
-    """The one record for (subset, asked, metric); KeyError if absent."""
+def _group_order(groups: Iterable[Group]):
+    """Sort key of groups: settings as they first came, then the paper's subset and direction order."""
+    settings = list(dict.fromkeys(setting for setting, _, _ in groups))
+
+    def order(key: Group) -> tuple[int, int, int]:
+        setting, subset, asked = key
+        subset_rank = SUBSET_ORDER.index(subset) if subset in SUBSET_ORDER else len(SUBSET_ORDER)
+        asked_rank = ASKED_ORDER.index(asked) if asked in ASKED_ORDER else len(ASKED_ORDER)
+        return settings.index(setting), subset_rank, asked_rank
+
+    return order
+
+
+def lookup(records: list[dict], subset: str, asked: str, metric: str, setting: str = "") -> dict:
+    """The one record for (setting, subset, asked, metric); KeyError if absent."""
     for record in records:
-        if (record["subset"], record["asked"], record["metric"]) == (subset, asked, metric):
+        if (record.get("setting", ""), record["subset"], record["asked"], record["metric"]) == (
+            setting, subset, asked, metric,
+        ):
             return record
-    raise KeyError((subset, asked, metric))
+    raise KeyError((setting, subset, asked, metric))

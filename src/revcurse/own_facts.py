@@ -697,9 +697,10 @@ def run_audit(
     direction), audit.md, run.json (``skipped_lines``: how many), skipped.jsonl (which, and why), train_log.jsonl
     and model/ (safetensors and tokenizer).
     """
-    from revcurse.experiment import run_folder, seed_everything
     from revcurse.model import build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
     from revcurse.probe import HFBackend
+    from revcurse.records import run_folder
+    from revcurse.runner import seed_everything
     from revcurse.train import train_model
 
     facts_path = Path(facts_path)

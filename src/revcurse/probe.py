@@ -359,9 +359,14 @@ class ProbeResult:
     answer_correct: bool = False
     distractor_keys: list[str] = field(default_factory=list)
     distractor_logprobs: list[float] = field(default_factory=list)
+    setting: str = ""
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The result as a JSON object; ``setting`` only when the probe had one."""
+        record = asdict(self)
+        if not self.setting:
+            del record["setting"]
+        return record
 
 
 def rank_among(correct: float, others: list[float]) -> float:
@@ -441,6 +446,7 @@ def run_probes(
                 answer_correct=is_correct(completion, probe.expected_answer),
                 distractor_keys=list(chosen.fact_keys),
                 distractor_logprobs=others,
+                setting=probe.setting,
             )
         )
     return results

@@ -24,12 +24,12 @@ folder or an error message (a server echoing it back is redacted).
 Use it from Python like any backend::
 
     from revcurse.config import load_config
-    from revcurse.experiment import build_world_corpus
+    from revcurse.runner import build_trial
     from revcurse.probe import run_probes
     from revcurse.remote import backend_from_url
 
     # in another shell: revcurse serve runs/demo/seed-0/model   (or any vLLM server)
-    corpus, _ = build_world_corpus(load_config("runs/demo/config.yaml"), seed=0)
+    corpus = build_trial(load_config("runs/demo/config.yaml"), seed=0).corpus
     with backend_from_url("http://127.0.0.1:8000/v1", api_key_env="REVCURSE_API_KEY") as backend:
         results = run_probes(backend, corpus)  # model=None: the server's only model
 """

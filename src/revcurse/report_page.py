@@ -31,7 +31,7 @@ from revcurse.report import ASKED_LABEL, calibration_lines, check_records, markd
 FAILING_ROWS_PER_GROUP = 25  # per (subset, asked direction): enough to see the pattern, small enough to read
 DPI = 90
 ARM_NAME = re.compile(r"[a-z0-9][a-z0-9+-]*")  # what `revcurse compare` names its arms (cure-<arm>/)
-STAGING_NAME = re.compile(r"^\.(.+)\.(?:tmp-[^/]*|partial)$")  # experiment.run_folder's name for a run in progress
+STAGING_NAME = re.compile(r"^\.(.+)\.(?:tmp-[^/]*|partial)$")  # records.run_folder's name for a run in progress
 
 
 class ReportPageWarning(UserWarning):

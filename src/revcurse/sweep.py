@@ -10,7 +10,7 @@ product of dimensions, each one ``--grid KEY=V1,V2,...``:
 - ``size`` names model presets (``size=xs,s,m,l``: width, MLP width, layers and heads together, see SIZES);
 - ``cures`` takes arms as ``revcurse compare`` does: ``cures=none,reverse-entity,reverse-entity+paraphrase``.
 
-Why one run folder per cell: ``experiment.run_experiment`` writes a folder atomically, so after an interruption
+Why one run folder per cell: ``runner.run_experiment`` writes a folder atomically, so after an interruption
 every folder under ``cells/`` is a finished cell. Running the same sweep again skips them, resumes the cell that
 was cut off from its last training checkpoint (``.SLUG.partial/``), and runs what is missing. ``sweep.json``
 records the grid and the resolved base config, so a different sweep is refused in the same folder instead of
@@ -313,7 +313,7 @@ def is_finished(folder: Path) -> bool:
 
 def cell_cost(config: RunConfig) -> float:
     """Relative cost, for longest-first scheduling: documents seen x seeds x multiply-adds per token."""
-    from revcurse.experiment import training_work
+    from revcurse.runner import training_work
 
     model = config.model
     per_token = model.layers * (4 * model.hidden_size**2 + 3 * model.hidden_size * model.intermediate_size)
@@ -323,7 +323,7 @@ def cell_cost(config: RunConfig) -> float:
 
 def run_cell(config: RunConfig, folder: Path, show_progress: bool = False, resume: bool = False) -> float:
     """Run one cell into its own run folder (atomic), or resume its killed run; returns wall seconds."""
-    from revcurse.experiment import run_experiment
+    from revcurse.runner import run_experiment
 
     start = time.perf_counter()
     run_experiment(config, folder, overwrite=False, show_progress=show_progress, log=lambda *_: None, processes=1,
@@ -340,7 +340,7 @@ def claim_and_run(
     ``wait``: wait for a holder to let go instead of answering BUSY; then the cell is finished, or its holder
     died and this process runs it. A worker process's entry point (its log lines come back in the result).
     """
-    from revcurse.experiment import describe_progress, partial_folder
+    from revcurse.records import describe_progress, partial_folder
 
     lines: list[str] = []
 

@@ -1,19 +1,20 @@
-"""Experiment 1 end to end: world -> corpus -> train -> probe -> records, over seeds, into one run folder.
+"""Run records: the one writer and reader of run folders, so every command can read what any experiment wrote.
 
-The run folder is built under a temporary name beside its destination and renamed into place only when the run
+A run folder is built under a temporary name beside its destination and renamed into place only when the run
 has finished, so an interrupted or failed run never looks finished, and an existing folder is never replaced
-unless asked. Layout::
+unless asked. Every experiment's run folder has the same layout::
 
-    RUN/config.yaml          resolved config (defaults filled in)
-    RUN/metrics.json         tidy records aggregated over seeds
+    RUN/config.yaml          resolved config (defaults filled in): the run can be repeated from its folder alone
+    RUN/metrics.json         tidy records aggregated over seeds (metrics.aggregate)
+    RUN/calibration.json     each test's rejection rate under a placebo (metrics.placebo_rejections)
     RUN/predictions.jsonl    one line per (seed, probe): prompt, target, greedy answer, log-probs, rank
-    RUN/report.md            the result table and how to read it
-    RUN/run.json             seeds, timings, versions, model size
-    RUN/seed-N/model/        the trained model (safetensors) and tokenizer
+    RUN/report.md, .html     the result table and how to read it (report, report_page)
+    RUN/run.json             experiment, seeds, timings, library versions, git commit, model size
+    RUN/status.json          "finished" (while running, in .RUN.partial/: "running", or "failed")
+    RUN/seed-N/model/        a trained model (safetensors) and tokenizer (none when nothing was trained)
     RUN/seed-N/metrics.json  the same records for that seed alone
     RUN/seed-N/train_log.jsonl  loss per step
     RUN/seed-N/outcome.json  that seed's probe results and stats (what a resumed run reads back)
-    RUN/status.json          "finished" (while running, in .RUN.partial/: "running", or "failed")
 
 While it runs the folder is ``.RUN.partial/``, locked by the writing process, and each seed checkpoints its
 training into ``seed-N/checkpoints/step-K/`` (see train.py); ``revcurse train --resume RUN`` continues there.
@@ -22,46 +23,28 @@ training into ``seed-N/checkpoints/step-K/`` (see train.py); ``revcurse train --
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import platform
-import random
 import shutil
+import subprocess
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-import torch
-import transformers
 from filelock import FileLock, Timeout
 
 import revcurse
-from revcurse.chat import render_as_chat
 from revcurse.config import RunConfig, dump_config, load_config
-from revcurse.corpus import Corpus, build_corpus
-from revcurse.cures import CureContext, apply_cures
-from revcurse.errors import (
-    InputError,
-    NonFiniteLoss,
-    SkippedLine,
-    parse_json,
-    read_user_text,
-    warn_skipped,
-    write_skipped,
-)
+from revcurse.errors import InputError, NonFiniteLoss, SkippedLine, parse_json, read_user_text, write_skipped
 from revcurse.metrics import aggregate, placebo_rejections
-from revcurse.model import add_lora, build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
-from revcurse.probe import HFBackend, MaskedLMBackend, ProbeResult, run_probes
+from revcurse.probe import ProbeResult
 from revcurse.report import markdown_report
 from revcurse.report_page import write_report_after_run
-from revcurse.train import distributed_state, train_model
-from revcurse.world import make_celebrities
 
 
 @dataclass
@@ -73,39 +56,7 @@ class RunOutcome:
     summary: dict
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def build_world_corpus(config: RunConfig, seed: int) -> tuple[Corpus, int]:
-    """The corpus for one seed (cures applied), and the seed its world was drawn from."""
-    corpus, world_seed = _base_corpus(config, seed)
-    context = CureContext(
-        config.corpus.train_phrasings, config.corpus.held_out_phrasings, config.cure.segment_length, world_seed
-    )
-    try:
-        return apply_cures(corpus, config.cures, context), world_seed
-    except ValueError as error:
-        raise InputError(str(error)) from None
-
-
-def _base_corpus(config: RunConfig, seed: int) -> tuple[Corpus, int]:
-    if config.world.source == "celebrities":
-        world_seed = config.world.seed if config.world.seed is not None else seed
-        world = make_celebrities(config.world.facts_per_subset, config.world.background, seed=world_seed)
-        corpus = build_corpus(
-            world,
-            config.corpus.train_phrasings,
-            config.corpus.held_out_phrasings,
-            config.corpus.background_phrasings,
-            seed=world_seed,
-        )
-        return corpus, world_seed
-    from revcurse.paper_format import read_experiment1
-
-    return read_experiment1(Path(config.world.source), strict=config.world.strict), 0
+SeedOutput = tuple[int, list[ProbeResult], dict]  # (world seed, probe results, stats) of one seed
 
 
 STATUS_FILE = "status.json"  # {"status": "running" | "failed" | "finished", ...}: what state a run folder is in
@@ -236,77 +187,43 @@ def run_folder(
         lock.release()
 
 
-def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) -> tuple[int, list[ProbeResult], dict]:
-    """Train and probe one model; write its model, log and per-seed metrics into ``folder``.
+def record_run(
+    out: Path,
+    config: RunConfig,
+    work: Callable[[Path], list[SeedOutput]],
+    overwrite: bool = False,
+    resume: bool = False,
+    resume_command: str | None = None,
+    skipped: Sequence[SkippedLine] = (),
+    log: Callable[..., None] = print,
+) -> RunOutcome:
+    """The run folder ``out`` of one config: ``work(staging)`` runs its seeds into the staging folder, and the
+    records are written from their outputs. A resumed run must have been started with the same config."""
+    with run_folder(out, overwrite, resume, resume_command=resume_command) as staging:
+        start_or_resume(staging, config, resume, log)
+        outputs = work(staging)
+        write_skipped(staging, list(skipped))
+        outcome = write_run(staging, config, outputs)
+    return RunOutcome(folder=Path(out), records=outcome.records, summary=outcome.summary)
 
-    Resumable: a seed whose ``outcome.json`` exists is not run again, and training continues from the last
-    checkpoint in ``folder/checkpoints/`` (removed once the seed is done).
-    """
-    if (folder / SEED_OUTCOME).is_file():
-        return load_seed_outcome(folder / SEED_OUTCOME)
-    folder.mkdir(parents=True, exist_ok=True)
-    transformers.utils.logging.disable_progress_bar()  # our own bars only (not "Loading weights")
-    corpus, world_seed = build_world_corpus(config, seed)
-    seed_everything(seed)
-    torch.set_num_threads(config.train.threads)
-    masked = config.train.objective == "mlm-u"
-    if config.model.checkpoint is None:
-        tokenizer = train_tokenizer(corpus.texts_seen(), config.model.vocab_size)
-        longest = max(len(ids) for ids in tokenizer(corpus.texts_seen())["input_ids"]) + 2
-        model = build_tiny_model(config.model, tokenizer, longest, bidirectional=masked)
-    elif masked:
-        raise InputError("train.objective=mlm-u trains the tiny model from scratch; unset model.checkpoint")
-    else:
-        model, tokenizer = load_checkpoint(config.model)
-    if config.model.chat:
-        corpus = render_as_chat(corpus, tokenizer)
-    if config.lora.enabled:
-        model = add_lora(model, config.lora)
-    train_config = config.train
-    if config.cures and config.cure.match == "compute":
-        # As many documents seen as without cures: fewer passes over the larger corpus.
-        base_documents = len(_base_corpus(config, seed)[0].documents)
-        epochs = config.train.epochs * base_documents / len(corpus.documents)
-        train_config = config.train.model_copy(update={"epochs": epochs})
-    trained = train_model(
-        model, tokenizer, corpus.documents, train_config, seed, folder / "train_log.jsonl", show_progress,
-        checkpoint_dir=folder / "checkpoints",
-    )
-    if not distributed_state(config.train.device).is_main_process:
-        return world_seed, [], {}  # data-parallel helper process: the main process saves and probes
-    if config.lora.enabled and config.lora.merge_on_save:
-        model = model.merge_and_unload()  # plain weights: loads anywhere, probes as fast as the base model
-    model.save_pretrained(folder / "model", safe_serialization=True)  # LoRA unmerged: the adapter alone
-    tokenizer.save_pretrained(folder / "model")
-    start = time.perf_counter()
-    backend = (MaskedLMBackend if masked else HFBackend)(model, tokenizer, config.probe.batch_size)
-    results = run_probes(
-        backend, corpus, config.probe.max_new_tokens, show_progress,
-        distractors=config.probe.distractors, seed=world_seed,
-    )
-    probe_seconds = time.perf_counter() - start
-    (folder / "metrics.json").write_text(json.dumps(aggregate([(seed, world_seed, results)]), indent=1))
-    stats = {
-        "seed": seed,
-        "world_seed": world_seed,
-        "documents": len(corpus.documents),
-        "probes": len(corpus.probes),
-        "train_steps": trained.steps,
-        "train_tokens": trained.tokens,
-        "train_seconds": trained.seconds,
-        "tokens_per_second": trained.tokens_per_second,
-        "final_loss": trained.final_loss,
-        "probe_seconds": probe_seconds,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "trained_parameters": trained.trainable_parameters,
-        "epochs": train_config.epochs,
-        "resumed_at_step": trained.resumed_at_step,
-        "checkpoints": trained.checkpoints,
-        "checkpoint_seconds": trained.checkpoint_seconds,
-    }
-    save_seed_outcome(folder / SEED_OUTCOME, world_seed, results, stats)
-    shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the trained model is saved: no longer needed
-    return world_seed, results, stats
+
+def start_or_resume(staging: Path, config: RunConfig, resume: bool, log: Callable[..., None] = print) -> None:
+    """Write the config first thing into a new run; check a resumed run's config is the one it started with."""
+    if not resume:
+        (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+        return
+    if load_started_config(staging) != config:
+        raise InputError("the config differs from the one this run was started with", staging / "config.yaml")
+    log(f"resuming {staging.name.removeprefix('.').removesuffix('.partial')}: {describe_progress(staging)}")
+
+
+@contextmanager
+def record_folder(out: Path, overwrite: bool = False, resume: bool = False, resume_command: str | None = None,
+                  keep_status: bool = True) -> Iterator[Path]:
+    """A folder of several runs (a comparison's arms) or of data (an export), written atomically as a run is:
+    the staging folder to fill, renamed to ``out`` when the block finishes."""
+    with run_folder(out, overwrite, resume, keep_status, resume_command) as staging:
+        yield staging
 
 
 SEED_OUTCOME = "outcome.json"  # a finished seed: its world seed, stats and every probe result
@@ -362,52 +279,6 @@ def read_probe_runs(folder: Path) -> list[tuple[int, int, list[ProbeResult]]]:
     return [(seed, world_seeds.get(seed, seed), results) for seed, results in sorted(by_seed.items())]
 
 
-SeedJob = tuple[RunConfig, int, Path]  # (config, seed, folder for that seed)
-SeedOutput = tuple[int, list[ProbeResult], dict]  # (world seed, probe results, stats)
-
-
-def run_seeds(jobs: list[SeedJob], processes: int = 1, show_progress: bool = True, log=print) -> list[SeedOutput]:
-    """Run seed jobs, one after another or in ``processes`` worker processes.
-
-    Each worker gets ``train.threads // processes`` threads (at least one). On the 2-core dev machine two
-    single-threaded processes measured ~1.04x the throughput of one two-threaded process for the demo model
-    (bench/compare_wall_time.py); on more cores, or with more seeds than cores, the gain is larger.
-    """
-    if processes <= 1 or len(jobs) <= 1:
-        outputs = []
-        for index, (config, seed, folder) in enumerate(jobs):
-            log(f"seed {seed} ({index + 1}/{len(jobs)})")
-            outputs.append(run_seed(config, seed, folder, show_progress))
-        return outputs
-    outputs: list[SeedOutput | None] = [None] * len(jobs)
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch thread state
-    # Longest first: the last job to finish then runs beside others, not alone on one thread of an idle machine.
-    order = sorted(range(len(jobs)), key=lambda i: -training_work(jobs[i][0], jobs[i][1]))
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        futures = {}
-        for index in order:
-            config, seed, folder = jobs[index]
-            threads = max(1, config.train.threads // processes)
-            job_config = config.model_copy(update={"train": config.train.model_copy(update={"threads": threads})})
-            futures[pool.submit(run_seed, job_config, seed, folder, False)] = index
-        for done, future in enumerate(as_completed(futures), start=1):
-            index = futures[future]
-            outputs[index] = future.result()
-            log(f"finished {jobs[index][2].parent.name}/{jobs[index][2].name} ({done}/{len(jobs)})")
-    return [output for output in outputs if output is not None]
-
-
-def training_work(config: RunConfig, seed: int) -> float:
-    """Documents seen in training (documents x epochs, as run_seed counts them): a job's cost, for scheduling."""
-    if config.cures and config.cure.match == "compute":  # epochs scaled to the uncured corpus's documents
-        return len(_base_corpus(config, seed)[0].documents) * config.train.epochs
-    return len(build_world_corpus(config, seed)[0].documents) * config.train.epochs
-
-
-def seed_jobs(config: RunConfig, folder: Path) -> list[SeedJob]:
-    return [(config, config.seed + i, folder / f"seed-{config.seed + i}") for i in range(config.seeds)]
-
-
 def load_started_config(staging: Path) -> RunConfig:
     """The config an interrupted run was started with (written first thing into its folder)."""
     if not (staging / "config.yaml").is_file():
@@ -430,7 +301,7 @@ def describe_progress(staging: Path) -> str:
 
 
 def write_run(folder: Path, config: RunConfig, outputs: list[SeedOutput]) -> RunOutcome:
-    """Aggregate the seeds of one config and write its run files into ``folder``."""
+    """Aggregate the seeds of one config and write its run files into ``folder``: the one place that does."""
     (folder / "config.yaml").write_text(dump_config(config), encoding="utf-8")
     per_seed_stats = [stats for _, _, stats in outputs]
     runs = [(stats["seed"], world_seed, results) for world_seed, results, stats in outputs]
@@ -442,27 +313,64 @@ def write_run(folder: Path, config: RunConfig, outputs: list[SeedOutput]) -> Run
         for seed, _, results in runs:
             for result in results:
                 handle.write(json.dumps({"seed": seed, **result.to_json()}, ensure_ascii=False) + "\n")
+    trained = [s for s in per_seed_stats if "train_seconds" in s]
     summary = {
-        "model": config.model.checkpoint or "tiny Llama from scratch",
+        "experiment": config.experiment,
+        "model": describe_model(config),
         "cures": config.cures,
         "objective": config.train.objective,
-        "parameters": per_seed_stats[0]["parameters"],
+        "parameters": per_seed_stats[0].get("parameters"),
         "seeds": [s["seed"] for s in per_seed_stats],
-        "train_seconds": sum(s["train_seconds"] for s in per_seed_stats),
-        "tokens_per_second": float(np.mean([s["tokens_per_second"] for s in per_seed_stats])),
+        "train_seconds": sum(s["train_seconds"] for s in trained),
+        "tokens_per_second": float(np.mean([s["tokens_per_second"] for s in trained])) if trained else 0.0,
         "probe_seconds": sum(s["probe_seconds"] for s in per_seed_stats),
         "per_seed": per_seed_stats,
-        "versions": {
-            "revcurse": revcurse.__version__,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": library_versions(),
     }
     (folder / "run.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     (folder / "report.md").write_text(markdown_report(records, summary, calibration), encoding="utf-8")
     write_report_after_run(folder)  # report.html, and report.md with the per-fact counts
     return RunOutcome(folder=folder, records=records, summary=summary)
+
+
+def write_seed_metrics(folder: Path, seed: int, world_seed: int, results: list[ProbeResult]) -> None:
+    """One seed's records alone (``seed-N/metrics.json``), beside its model."""
+    (folder / "metrics.json").write_text(json.dumps(aggregate([(seed, world_seed, results)]), indent=1))
+
+
+def describe_model(config: RunConfig) -> str:
+    """Who answered, in words: the server's model, the checkpoint, or the tiny model built here."""
+    if config.probe.backend == "openai":
+        return f"{config.probe.model_name or 'the only model'} at {config.probe.url}"
+    return config.model.checkpoint or "tiny Llama from scratch"
+
+
+def library_versions() -> dict[str, str | None]:
+    """The versions a run's numbers depend on, and the git commit of revcurse's source when it is a checkout."""
+    import torch
+    import transformers
+
+    return {
+        "revcurse": revcurse.__version__,
+        "git_commit": git_commit(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def git_commit() -> str | None:
+    """The commit of the revcurse source tree (with ``+dirty`` for uncommitted changes); None outside a checkout."""
+    source = Path(revcurse.__file__).parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "."], cwd=source,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 CALIBRATION_FILE = "calibration.json"  # the placebo rejection rate of each test, per (subset, asked)
@@ -473,54 +381,3 @@ def write_calibration(folder: Path, records: list[dict]) -> None:
     (folder / CALIBRATION_FILE).write_text(json.dumps(records, indent=1), encoding="utf-8")
 
 
-def run_experiment(
-    config: RunConfig,
-    out: Path,
-    overwrite: bool = False,
-    show_progress: bool = True,
-    log=print,
-    processes: int = 1,
-    resume: bool = False,
-    resume_command: str | None = None,
-) -> RunOutcome:
-    """Run every seed of ``config`` and write one run folder at ``out``.
-
-    ``resume=True`` continues an interrupted run of ``out`` with the config it was started with (which must
-    equal ``config``): finished seeds are kept and training picks up at its last checkpoint. ``resume_command``
-    says how a user resumes it (default ``revcurse train --resume OUT``), for the message of a failed run.
-    """
-    out = Path(out)
-    check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the run before any work
-    skipped: list[SkippedLine] = []
-    if config.world.source != "celebrities":  # check the paper's folder before any folder is made or model trained
-        from revcurse.paper_format import read_experiment1
-
-        corpus = read_experiment1(Path(config.world.source), strict=config.world.strict)
-        skipped = corpus.skipped
-        warn_skipped(skipped, log, total=len(corpus.probes) + len(skipped))
-    state = distributed_state(config.train.device)
-    if state.num_processes > 1:
-        # Launched by torchrun / accelerate launch: every process trains (DDP), the main one writes the run.
-        if processes > 1:
-            raise InputError("--jobs runs seeds in parallel processes; under torchrun/accelerate use --jobs 1")
-        if not state.is_main_process:
-            # Train beside the main process in its staging folder (checkpoints hold every process's RNG state),
-            # once it has made and locked that folder. If the main process fails first, torchrun stops this one.
-            state.wait_for_everyone()
-            run_seeds(seed_jobs(config, partial_folder(out)), 1, False, lambda *_: None)
-            return RunOutcome(folder=out, records=[], summary={})
-    resume_command = resume_command or f"revcurse train --resume {out}"
-    with run_folder(out, overwrite, resume, resume_command=resume_command) as staging:
-        if resume:
-            started = load_started_config(staging)
-            if started != config:
-                raise InputError("the config differs from the one this run was started with", staging / "config.yaml")
-            log(f"resuming {out}: {describe_progress(staging)}")
-        else:
-            (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
-        if state.num_processes > 1:
-            state.wait_for_everyone()  # the other processes may now use the staging folder
-        outputs = run_seeds(seed_jobs(config, staging), processes, show_progress, log)
-        write_skipped(staging, skipped)
-        outcome = write_run(staging, config, outputs)
-    return RunOutcome(folder=out, records=outcome.records, summary=outcome.summary)

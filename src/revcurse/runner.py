@@ -1,0 +1,264 @@
+"""The one runner: any registered experiment, over seeds, into one run folder.
+
+Per seed (``run_seed``): the experiment builds its ``Trial`` (documents and probes), the config's cures change
+the documents, a model is built (a tiny Llama with a tokenizer trained on the trial's text) or loaded
+(``model.checkpoint``), trained on the documents when there are any, and asked every probe through the backend
+``probe.backend`` names; the probe results and the seed's stats are checkpointed in ``seed-N/outcome.json``.
+``run_seeds`` runs the seeds in turn or in a process pool; ``run_experiment`` wraps them in a run folder
+(``records.run_folder``) and writes its records (``records.write_run``). Nothing here knows which experiment it
+runs.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+
+from revcurse.backends import BACKENDS, LOCAL_BACKENDS
+from revcurse.chat import render_as_chat
+from revcurse.config import RunConfig
+from revcurse.corpus import Corpus
+from revcurse.cures import CureContext, apply_cures
+from revcurse.errors import InputError, SkippedLine, warn_skipped
+from revcurse.experiments import Trial, get_experiment
+from revcurse.model import add_lora, build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
+from revcurse.probe import ProbeResult, run_probes
+from revcurse.records import (
+    SEED_OUTCOME,
+    RunOutcome,
+    SeedOutput,
+    load_seed_outcome,
+    partial_folder,
+    record_run,
+    save_seed_outcome,
+    write_seed_metrics,
+)
+from revcurse.train import distributed_state, train_model
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_trial(config: RunConfig, seed: int, cured: bool = True) -> Trial:
+    """One seed's trial of the config's experiment, with the config's cures applied to its documents."""
+    try:
+        trial = get_experiment(config.experiment).build(config, seed)
+        if not cured or not config.cures:
+            return trial
+        context = CureContext(
+            config.corpus.train_phrasings, config.corpus.held_out_phrasings, config.cure.segment_length,
+            trial.world_seed,
+        )
+        return Trial(apply_cures(trial.corpus, config.cures, context), trial.world_seed)
+    except ValueError as error:  # a world too large for the name pools, a cure the data cannot take
+        raise InputError(str(error)) from None
+
+
+def epochs_for(config: RunConfig, seed: int, documents: int) -> float:
+    """``train.epochs``, or with ``cure.match=compute`` as many documents seen as without cures."""
+    if not config.cures or config.cure.match != "compute":
+        return config.train.epochs
+    return config.train.epochs * len(build_trial(config, seed, cured=False).corpus.documents) / documents
+
+
+def build_model(config: RunConfig, corpus: Corpus):
+    """(model, tokenizer): a tiny Llama with a tokenizer trained on everything it will read, or the checkpoint."""
+    masked = config.train.objective == "mlm-u"
+    if config.model.checkpoint is None:
+        if not corpus.documents:
+            raise InputError("nothing to train and no model to ask: set model.checkpoint, or probe.backend=openai")
+        texts = corpus.texts_seen()
+        tokenizer = train_tokenizer(texts, config.model.vocab_size)
+        longest = max(len(ids) for ids in tokenizer(texts)["input_ids"]) + 2
+        return build_tiny_model(config.model, tokenizer, longest, bidirectional=masked), tokenizer
+    if masked:
+        raise InputError("train.objective=mlm-u trains the tiny model from scratch; unset model.checkpoint")
+    return load_checkpoint(config.model)
+
+
+def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) -> SeedOutput:
+    """Build, train (when the trial has documents) and probe one model; write its files into ``folder``.
+
+    Resumable: a seed whose ``outcome.json`` exists is not run again, and training continues from the last
+    checkpoint in ``folder/checkpoints/`` (removed once the seed is done).
+    """
+    if (folder / SEED_OUTCOME).is_file():
+        return load_seed_outcome(folder / SEED_OUTCOME)
+    folder.mkdir(parents=True, exist_ok=True)
+    transformers.utils.logging.disable_progress_bar()  # our own bars only (not "Loading weights")
+    trial = build_trial(config, seed)
+    corpus, world_seed = trial.corpus, trial.world_seed
+    seed_everything(seed)
+    torch.set_num_threads(config.train.threads)
+    stats: dict = {"seed": seed, "world_seed": world_seed, "documents": len(corpus.documents),
+                   "probes": len(corpus.probes)}  # fmt: skip
+    model = tokenizer = None
+    if config.probe.backend in LOCAL_BACKENDS:
+        model, tokenizer = build_model(config, corpus)
+        if config.model.chat:
+            corpus = render_as_chat(corpus, tokenizer)
+        if corpus.documents:
+            model = _train(config, seed, folder, show_progress, corpus, model, tokenizer, stats)
+            if model is None:
+                return world_seed, [], {}  # data-parallel helper process: the main process saves and probes
+        stats["parameters"] = sum(p.numel() for p in model.parameters())
+    elif corpus.documents:
+        raise InputError(f"probe.backend={config.probe.backend} asks a model it cannot train; this experiment "
+                         "trains one: use probe.backend=hf, or an option of the experiment that trains nothing")
+    start = time.perf_counter()
+    backend = BACKENDS[config.probe.backend](config, model, tokenizer)
+    try:
+        results = probe_settings(backend, config, corpus, world_seed, show_progress)
+    finally:
+        getattr(backend, "close", lambda: None)()
+    stats["probe_seconds"] = time.perf_counter() - start
+    write_seed_metrics(folder, seed, world_seed, results)
+    save_seed_outcome(folder / SEED_OUTCOME, world_seed, results, stats)
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the trained model is saved: no longer needed
+    return world_seed, results, stats
+
+
+def _train(config: RunConfig, seed: int, folder: Path, show_progress: bool, corpus: Corpus, model, tokenizer,
+           stats: dict):
+    """Train on the corpus's documents and save the model into ``folder/model``; None in a DDP helper process."""
+    if config.lora.enabled:
+        model = add_lora(model, config.lora)
+    train_config = config.train.model_copy(update={"epochs": epochs_for(config, seed, len(corpus.documents))})
+    trained = train_model(
+        model, tokenizer, corpus.documents, train_config, seed, folder / "train_log.jsonl", show_progress,
+        checkpoint_dir=folder / "checkpoints",
+    )
+    if not distributed_state(config.train.device).is_main_process:
+        return None
+    if config.lora.enabled and config.lora.merge_on_save:
+        model = model.merge_and_unload()  # plain weights: loads anywhere, probes as fast as the base model
+    model.save_pretrained(folder / "model", safe_serialization=True)  # LoRA unmerged: the adapter alone
+    tokenizer.save_pretrained(folder / "model")
+    stats.update(
+        train_steps=trained.steps, train_tokens=trained.tokens, train_seconds=trained.seconds,
+        tokens_per_second=trained.tokens_per_second, final_loss=trained.final_loss,
+        trained_parameters=trained.trainable_parameters, epochs=train_config.epochs,
+        resumed_at_step=trained.resumed_at_step, checkpoints=trained.checkpoints,
+        checkpoint_seconds=trained.checkpoint_seconds,
+    )
+    return model
+
+
+def probe_settings(backend, config: RunConfig, corpus: Corpus, world_seed: int, show_progress: bool
+                   ) -> list[ProbeResult]:
+    """``run_probes`` once per setting (probes of one setting draw their distractors among themselves)."""
+    settings: dict[str, list] = {}
+    for probe in corpus.probes:
+        settings.setdefault(probe.setting, []).append(probe)
+    results: list[ProbeResult] = []
+    for probes in settings.values():
+        setting = Corpus([], probes)
+        results += run_probes(
+            backend, setting, config.probe.max_new_tokens, show_progress,
+            distractors=config.probe.distractors, seed=world_seed,
+        )
+    return results
+
+
+SeedJob = tuple[RunConfig, int, Path]  # (config, seed, folder for that seed)
+
+
+def run_seeds(jobs: list[SeedJob], processes: int = 1, show_progress: bool = True, log=print) -> list[SeedOutput]:
+    """Run seed jobs, one after another or in ``processes`` worker processes.
+
+    Each worker gets ``train.threads // processes`` threads (at least one). On the 2-core dev machine two
+    single-threaded processes measured ~1.04x the throughput of one two-threaded process for the demo model
+    (bench/compare_wall_time.py); on more cores, or with more seeds than cores, the gain is larger.
+    """
+    if processes <= 1 or len(jobs) <= 1:
+        outputs = []
+        for index, (config, seed, folder) in enumerate(jobs):
+            log(f"seed {seed} ({index + 1}/{len(jobs)})")
+            outputs.append(run_seed(config, seed, folder, show_progress))
+        return outputs
+    outputs: list[SeedOutput | None] = [None] * len(jobs)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch thread state
+    # Longest first: the last job to finish then runs beside others, not alone on one thread of an idle machine.
+    order = sorted(range(len(jobs)), key=lambda i: -training_work(jobs[i][0], jobs[i][1]))
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        futures = {}
+        for index in order:
+            config, seed, folder = jobs[index]
+            threads = max(1, config.train.threads // processes)
+            job_config = config.model_copy(update={"train": config.train.model_copy(update={"threads": threads})})
+            futures[pool.submit(run_seed, job_config, seed, folder, False)] = index
+        for done, future in enumerate(as_completed(futures), start=1):
+            index = futures[future]
+            outputs[index] = future.result()
+            log(f"finished {jobs[index][2].parent.name}/{jobs[index][2].name} ({done}/{len(jobs)})")
+    return [output for output in outputs if output is not None]
+
+
+def training_work(config: RunConfig, seed: int) -> float:
+    """Documents seen in training (documents x epochs, as run_seed counts them): a job's cost, for scheduling."""
+    documents = len(build_trial(config, seed).corpus.documents)
+    return documents * epochs_for(config, seed, documents) if documents else 0.0
+
+
+def seed_jobs(config: RunConfig, folder: Path) -> list[SeedJob]:
+    return [(config, config.seed + i, folder / f"seed-{config.seed + i}") for i in range(config.seeds)]
+
+
+def check_inputs(config: RunConfig, log=print) -> list[SkippedLine]:
+    """Refuse what would fail later before any folder is made or model trained: a refused checkpoint, bad input
+    files (the first seed's trial is built); returns the input lines a reader skipped, which it reports."""
+    if config.probe.backend in LOCAL_BACKENDS:
+        check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the run before any work
+    corpus = build_trial(config, config.seed, cured=False).corpus
+    warn_skipped(corpus.skipped, log, total=len(corpus.probes) + len(corpus.skipped))
+    return corpus.skipped
+
+
+def run_experiment(
+    config: RunConfig,
+    out: Path,
+    overwrite: bool = False,
+    show_progress: bool = True,
+    log=print,
+    processes: int = 1,
+    resume: bool = False,
+    resume_command: str | None = None,
+) -> RunOutcome:
+    """Run every seed of ``config`` and write one run folder at ``out``.
+
+    ``resume=True`` continues an interrupted run of ``out`` with the config it was started with (which must
+    equal ``config``): finished seeds are kept and training picks up at its last checkpoint. ``resume_command``
+    says how a user resumes it (default ``revcurse train --resume OUT``), for the message of a failed run.
+    """
+    out = Path(out)
+    skipped = check_inputs(config, log)
+    state = distributed_state(config.train.device)
+    if state.num_processes > 1:
+        # Launched by torchrun / accelerate launch: every process trains (DDP), the main one writes the run.
+        if processes > 1:
+            raise InputError("--jobs runs seeds in parallel processes; under torchrun/accelerate use --jobs 1")
+        if not state.is_main_process:
+            # Train beside the main process in its staging folder (checkpoints hold every process's RNG state),
+            # once it has made and locked that folder. If the main process fails first, torchrun stops this one.
+            state.wait_for_everyone()
+            run_seeds(seed_jobs(config, partial_folder(out)), 1, False, lambda *_: None)
+            return RunOutcome(folder=out, records=[], summary={})
+    resume_command = resume_command or f"revcurse train --resume {out}"
+
+    def work(staging: Path) -> list[SeedOutput]:
+        if state.num_processes > 1:
+            state.wait_for_everyone()  # the other processes may now use the staging folder
+        return run_seeds(seed_jobs(config, staging), processes, show_progress, log)
+
+    return record_run(out, config, work, overwrite, resume, resume_command, skipped, log)

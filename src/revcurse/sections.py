@@ -1,0 +1,125 @@
+"""The config sections every experiment shares: world, corpus, model, LoRA, training, probing, cures.
+
+Each field carries its default, its bounds and a description (which ``--help`` and the README show). An
+experiment's own options are a ``Section`` in its module (``experiments/``); ``config.RunConfig`` gathers them all
+into the one config root. This module imports nothing of revcurse, so any module may import it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    # allow_inf_nan=False: a learning rate of "inf" (a string YAML leaves to pydantic) trains at loss NaN.
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
+
+
+class WorldConfig(Section):
+    source: str = Field("celebrities", description="'celebrities' (made up) or a folder in the paper's Exp. 1 layout")
+    facts_per_subset: int = Field(30, ge=1, description="facts in each of NameToDescription, DescriptionToName, Both")
+    background: int = Field(300, ge=0, description="people stated both ways with all phrasings; never probed")
+    seed: int | None = Field(None, description="seed of the world; None: the run's seed, so each seed is new people")
+    strict: bool = Field(
+        False, description="a paper folder's unusable line (empty, duplicate, no known name) is refused, not skipped"
+    )
+
+
+class CorpusConfig(Section):
+    train_phrasings: int = Field(30, ge=1, description="templates per direction used in training")
+    held_out_phrasings: int = Field(10, ge=1, description="templates per direction used only to probe")
+    background_phrasings: int = Field(4, ge=1, description="templates per direction for each background person")
+
+
+class ModelConfig(Section):
+    checkpoint: str | None = Field(None, description="local folder or hub id of a causal LM; None: build a tiny one")
+    trust_remote_code: bool = Field(False, description="let a checkpoint run its own code (off: safe by default)")
+    allow_pickle: bool = Field(
+        False, description="load pickle weights (.bin, .pt) when a folder has no safetensors; unpickling runs code"
+    )
+    hidden_size: int = Field(96, ge=8, description="tiny model: width")
+    layers: int = Field(2, ge=1, description="tiny model: transformer blocks")
+    heads: int = Field(4, ge=1, description="tiny model: attention heads")
+    intermediate_size: int = Field(384, ge=8, description="tiny model: MLP width")
+    tie_embeddings: bool = Field(
+        False, description="tiny model: one matrix for input and output embeddings (Llama: separate)"
+    )
+    vocab_size: int = Field(4096, ge=300, description="tiny model: largest tokenizer vocabulary trained on the corpus")
+    chat: bool = Field(
+        False, description="render documents and probes as conversations with the checkpoint's chat template"
+    )
+    attention: str = Field("sdpa", description="checkpoint attention implementation: sdpa, eager, flash_attention_2")
+
+
+class LoraSection(Section):
+    """LoRA (peft): train small low-rank adapters instead of every weight of a checkpoint."""
+
+    enabled: bool = Field(False, description="fine-tune with LoRA adapters; off: full fine-tuning")
+    rank: int = Field(16, ge=1, description="adapter rank r")
+    alpha: float = Field(32, gt=0, description="scaling numerator (update scaled by alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input")
+    target_modules: list[str] | None = Field(
+        None, description="module names to adapt; None: peft's defaults for the architecture (q_proj, v_proj...)"
+    )
+    merge_on_save: bool = Field(True, description="save merged full weights; off: save the adapter alone")
+
+
+class TrainConfig(Section):
+    epochs: float = Field(5, gt=0, description="passes over the training documents")
+    batch_size: int = Field(64, ge=1, description="documents per optimizer step")
+    learning_rate: float = Field(3e-3, gt=0, description="peak AdamW learning rate (cosine decay after warmup)")
+    warmup_fraction: float = Field(0.05, ge=0, lt=1, description="fraction of steps with linear warmup")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    loss: Literal["full", "completion"] = Field(
+        "full", description="'full': every token; 'completion': only after the prompt (never trains on a d2p name)"
+    )
+    threads: int = Field(2, ge=1, description="CPU threads for torch")
+    objective: Literal["causal", "mlm-u"] = Field(
+        "causal",
+        description="'causal': next token; 'mlm-u': any-order masked tokens, rate ~ U(0,1) (Kitouni et al. 2024)",
+    )
+    gradient_accumulation: int = Field(
+        1, ge=1, description="micro-batches per optimizer step (same update as one batch, less memory)"
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="'auto': bf16 autocast on a GPU that has it, fp32 on CPU"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto': the GPU when there is one")
+    checkpoint_every: int = Field(
+        0, ge=0, description="save a resumable checkpoint every N optimizer steps (0: by time only)"
+    )
+    checkpoint_minutes: float = Field(
+        5.0, ge=0, description="save a resumable checkpoint when this many minutes passed since the last (0: never)"
+    )
+
+
+class ProbeConfig(Section):
+    backend: str = Field(
+        "hf",
+        description="who answers: 'hf' the model in this process (trained here or model.checkpoint), 'vllm' "
+        "model.checkpoint in vLLM, 'openai' any OpenAI-compatible server at probe.url (nothing is trained); "
+        "the names are revcurse.backends.BACKENDS",
+    )
+    url: str | None = Field(None, description="openai backend: the server, e.g. http://127.0.0.1:8000/v1")
+    model_name: str | None = Field(None, description="openai backend: the model id on the server; None: its only one")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="openai backend: the environment variable holding the key (never the key)"
+    )
+    concurrency: int = Field(8, ge=1, description="openai backend: requests in flight at once")
+    batch_size: int = Field(512, ge=1, description="sequences per forward pass when scoring (hf, vllm)")
+    max_new_tokens: int | None = Field(None, description="greedy generation length; None: longest target + 2")
+    distractors: int = Field(
+        15, ge=1,
+        description="other facts' targets (same phrasing) each correct target is ranked against; cost is linear in it",
+    )
+
+
+class CureConfig(Section):
+    match: Literal["data", "compute"] = Field(
+        "data",
+        description="'data': every document once forward and once per added form; 'compute': epochs scaled so "
+        "training sees as many documents as without cures",
+    )
+    segment_length: int = Field(3, ge=1, description="reverse-segment: longest segment, in words")
