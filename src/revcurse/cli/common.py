@@ -1,0 +1,78 @@
+"""What every command shares: the Typer app, the console, the options declared once, small helpers."""
+
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from revcurse.errors import InputError
+
+app = typer.Typer(
+    help=(
+        "Reproduce, measure and cure the Reversal Curse: train a model on 'A is B' facts and probe whether it "
+        "can answer 'B is A'.\n\nStart with `revcurse demo`; every command takes --config FILE.yaml and "
+        "--set section.key=value overrides (see configs/)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Wide enough for the result table when output goes to a file or a pipe (rich assumes 80 columns there).
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config; defaults when omitted.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config key, e.g. --set train.epochs=8 (repeatable)."),
+]
+AllowPickleOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-pickle",
+        help="Load a checkpoint's pickle weights (.bin, .pt) when it has no safetensors. Unpickling can run code: "
+        "only for files you trust (same as --set model.allow_pickle=true).",
+    ),
+]
+NameOption = Annotated[
+    str | None,
+    typer.Option(help="Run name: the folder runs/NAME (a plain name: no '/', '..', leading '.'); or use --out."),
+]
+
+
+def strict_help(skipped: str, refused: str) -> str:
+    """The help of a reader's --strict: what it skips as one unusable line, and what it refuses as a bad file."""
+    return (
+        f"Refuse an unusable line (exit 2, naming file and line) instead of skipping it. Skipped otherwise, with a "
+        f"warning naming file and line, and listed in the run folder's skipped.jsonl: {skipped}. Refused either way "
+        f"(the file is not in the expected format): {refused}."
+    )
+
+
+def refuse_beside_resume(**given: object) -> None:
+    """``--resume`` continues a run with the config and folder it was started with: other options would not."""
+    named = [f"--{name.replace('_', '-')}" for name, value in given.items() if value not in (None, False, [], ())]
+    if named:
+        raise InputError(f"--resume continues a run with its own config and folder: drop {', '.join(named)}")
+
+
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        help="Refuse a data folder with any unusable line (an empty completion, a duplicate, a description asked of "
+        "no known name). Default: such a line is skipped with a warning naming its file and line, and listed in "
+        "the run folder's skipped.jsonl; a file that is not in the expected format is refused either way."
+    ),
+]
+
+
+def with_allow_pickle(overrides: list[str], allow_pickle: bool) -> list[str]:
+    """``--allow-pickle`` as the config override it stands for (recorded in the run's config.yaml)."""
+    return [*overrides, "model.allow_pickle=true"] if allow_pickle else overrides
+
+
+
