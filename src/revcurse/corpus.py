@@ -110,6 +110,9 @@ class Corpus:
     probes: list[Probe]
     facts: list[Fact] = field(default_factory=list)
     skipped: list[SkippedLine] = field(default_factory=list)  # input lines a reader could not use
+    # Each fact under test stated in its untrained direction(s): never trained on, unless the bidirectional cure
+    # adds them (Experiment 1 builds them from its facts and templates instead).
+    reverse_documents: list[Document] = field(default_factory=list)
 
     def texts_seen(self) -> list[str]:
         """All text a model will read: training documents, probe prompts and targets (for the tokenizer)."""

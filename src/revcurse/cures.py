@@ -143,7 +143,11 @@ def _stated(fact: Fact, template: Template) -> Document:
 
 
 def bidirectional(corpus: Corpus, context: CureContext) -> Corpus:
-    """State each fact under test in its untrained direction too, with the training phrasings of that direction."""
+    """State each fact under test in its untrained direction too, with the training phrasings of that direction.
+
+    An experiment other than Experiment 1 declares those statements itself (``Corpus.reverse_documents``)."""
+    if corpus.reverse_documents:
+        return replace(corpus, documents=corpus.documents + corpus.reverse_documents)
     train, _ = default_templates(context.train_phrasings, context.held_out_phrasings)
     added = [
         _stated(fact, template)

@@ -65,13 +65,14 @@ def build(config: RunConfig, seed: int) -> Trial:
         for template in STATEMENTS + REVERSE_STATEMENTS + FORWARD_QUESTIONS + REVERSE_QUESTIONS
     ]
     documents += [Document(t.format(x=x, y=y), SUBSET, x, entities=(x, y)) for x, y in test for t in STATEMENTS]
+    reverse = [Document(t.format(x=x, y=y), SUBSET, x, entities=(x, y)) for x, y in test for t in REVERSE_STATEMENTS]
     probes = []
     for x, y in test:
         for asked, questions, target in ((FORWARD, FORWARD_QUESTIONS, f"the {y}"), (REVERSE, REVERSE_QUESTIONS, x)):
             for i, template in enumerate(questions):
                 prompt = template.format(x=x, y=y).removesuffix(f" {target}.")
                 probes.append(Probe(x, SUBSET, asked, asked == FORWARD, f"{asked}-q{i}", prompt, f" {target}"))
-    return Trial(Corpus(documents, probes), world_seed)
+    return Trial(Corpus(documents, probes, reverse_documents=reverse), world_seed)
 
 
 EXPERIMENT = Experiment(
