@@ -307,11 +307,13 @@ def test_demo_serve_and_probe_remote_with_keys_set_write_no_key(tmp_path, capsys
         server.terminate()
         server_output = "".join(seen) + server.communicate(timeout=20)[0]
     results = tmp_path / "probe"
-    assert sorted(p.name for p in results.iterdir()) == ["config.yaml", "metrics.json", "predictions.jsonl",
-                                                          "remote.json", "status.json"]  # fmt: skip
-    remote = json.loads((results / "remote.json").read_text())
-    assert remote["api_key_env"] == "REVCURSE_SAFETY_KEY" and remote["url"] == url
-    assert len((results / "predictions.jsonl").read_text().splitlines()) == remote["probes"] > 0
+    assert {"config.yaml", "metrics.json", "predictions.jsonl", "run.json", "status.json"} <= {
+        p.name for p in results.iterdir()}  # the standard run folder, nothing trained: no model in it
+    assert not list(results.glob("seed-*/model"))
+    probe = load_config(results / "config.yaml").probe
+    assert probe.api_key_env == "REVCURSE_SAFETY_KEY" and probe.url == url and probe.backend == "openai"
+    run_record = json.loads((results / "run.json").read_text())
+    assert len((results / "predictions.jsonl").read_text().splitlines()) == run_record["per_seed"][0]["probes"] > 0
     assert "$REVCURSE_SAFETY_KEY" in server_output and "GET /v1/models" in server_output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["probe", "runs"]  # nothing for the refused probe
     outputs = [demo_output.out, demo_output.err, server_output, done.stdout, done.stderr, wrong.stdout, wrong.stderr]

@@ -316,7 +316,7 @@ def write_run(folder: Path, config: RunConfig, outputs: list[SeedOutput]) -> Run
     trained = [s for s in per_seed_stats if "train_seconds" in s]
     summary = {
         "experiment": config.experiment,
-        "model": describe_model(config),
+        "model": describe_model(config, per_seed_stats[0].get("served_model")),
         "cures": config.cures,
         "objective": config.train.objective,
         "parameters": per_seed_stats[0].get("parameters"),
@@ -338,10 +338,10 @@ def write_seed_metrics(folder: Path, seed: int, world_seed: int, results: list[P
     (folder / "metrics.json").write_text(json.dumps(aggregate([(seed, world_seed, results)]), indent=1))
 
 
-def describe_model(config: RunConfig) -> str:
+def describe_model(config: RunConfig, served: str | None = None) -> str:
     """Who answered, in words: the server's model, the checkpoint, or the tiny model built here."""
     if config.probe.backend == "openai":
-        return f"{config.probe.model_name or 'the only model'} at {config.probe.url}"
+        return f"{served or config.probe.model_name or 'the only model'} at {config.probe.url}"
     return config.model.checkpoint or "tiny Llama from scratch"
 
 

@@ -76,7 +76,7 @@ def build_model(config: RunConfig, corpus: Corpus):
     """(model, tokenizer): a tiny Llama with a tokenizer trained on everything it will read, or the checkpoint."""
     masked = config.train.objective == "mlm-u"
     if config.model.checkpoint is None:
-        if not corpus.documents:
+        if not corpus.documents or not config.train.enabled:
             raise InputError("nothing to train and no model to ask: set model.checkpoint, or probe.backend=openai")
         texts = corpus.texts_seen()
         tokenizer = train_tokenizer(texts, config.model.vocab_size)
@@ -108,16 +108,18 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
         model, tokenizer = build_model(config, corpus)
         if config.model.chat:
             corpus = render_as_chat(corpus, tokenizer)
-        if corpus.documents:
+        if corpus.documents and config.train.enabled:
             model = _train(config, seed, folder, show_progress, corpus, model, tokenizer, stats)
             if model is None:
                 return world_seed, [], {}  # data-parallel helper process: the main process saves and probes
         stats["parameters"] = sum(p.numel() for p in model.parameters())
-    elif corpus.documents:
-        raise InputError(f"probe.backend={config.probe.backend} asks a model it cannot train; this experiment "
-                         "trains one: use probe.backend=hf, or an option of the experiment that trains nothing")
+    elif corpus.documents and config.train.enabled:
+        raise InputError(f"probe.backend={config.probe.backend} asks a model this process cannot train: set "
+                         "train.enabled=false to ask it as it is, or use probe.backend=hf to train one")
     start = time.perf_counter()
     backend = BACKENDS[config.probe.backend](config, model, tokenizer)
+    if config.probe.backend not in LOCAL_BACKENDS:
+        stats["served_model"] = getattr(backend, "model", None)  # the server's model id (its only one, unnamed)
     try:
         results = probe_settings(backend, config, corpus, world_seed, show_progress)
     finally:
@@ -208,7 +210,7 @@ def run_seeds(jobs: list[SeedJob], processes: int = 1, show_progress: bool = Tru
 def training_work(config: RunConfig, seed: int) -> float:
     """Documents seen in training (documents x epochs, as run_seed counts them): a job's cost, for scheduling."""
     documents = len(build_trial(config, seed).corpus.documents)
-    return documents * epochs_for(config, seed, documents) if documents else 0.0
+    return documents * epochs_for(config, seed, documents) if documents and config.train.enabled else 0.0
 
 
 def seed_jobs(config: RunConfig, folder: Path) -> list[SeedJob]:

@@ -67,6 +67,10 @@ class LoraSection(Section):
 
 
 class TrainConfig(Section):
+    enabled: bool = Field(
+        True, description="train on the experiment's documents; false: ask the model as it is (model.checkpoint, "
+        "or a server with probe.backend=openai), e.g. to audit a model trained elsewhere"
+    )
     epochs: float = Field(5, gt=0, description="passes over the training documents")
     batch_size: int = Field(64, ge=1, description="documents per optimizer step")
     learning_rate: float = Field(3e-3, gt=0, description="peak AdamW learning rate (cosine decay after warmup)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -54,62 +54,36 @@ def probe_remote(
     api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key.")] = "OPENAI_API_KEY",
     seed: Annotated[int, typer.Option(help="Which seed's world to probe.")] = 0,
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 8,
-    batch_size: Annotated[int, typer.Option(help="Prompts per request.")] = 16,
     max_new_tokens: Annotated[
         int | None, typer.Option(help="Greedy answer length; default: the config's probe.max_new_tokens, else 32.")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Also write a results folder: config.yaml, metrics.json, predictions.jsonl, remote.json."),
-    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder; default runs/remote-<date>-<time>.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
 ) -> None:
-    """Probe a model behind any OpenAI-compatible server on a run's facts and print the table.
+    """Probe a model behind any OpenAI-compatible server on a run's facts, print the table, write a run folder.
 
-    The server must give prompt log-probs (completions with echo=true, max_tokens=0, logprobs=1), as vLLM and
-    `revcurse serve` do. With --out the results are written too; remote.json records the URL and the *name* of
-    the key's environment variable, never the key.
+    The same run as the config describes, asked of the server instead of trained here (probe.backend=openai,
+    train.enabled=false): the folder has the usual files, so show, report and calibrate read it. The server must
+    give prompt log-probs (completions with echo=true, max_tokens=0, logprobs=1), as vLLM and `revcurse serve`
+    do. config.yaml records the URL and the *name* of the key's environment variable, never the key.
     """
-    import time
-
-    from revcurse.config import dump_config
-    from revcurse.metrics import aggregate
-    from revcurse.probe import run_probes
-    from revcurse.records import run_folder
-    from revcurse.remote import backend_from_url
+    from revcurse.paths import output_folder
     from revcurse.report import result_table
-    from revcurse.runner import build_trial
+    from revcurse.runner import run_experiment
 
     config_file = run / "config.yaml" if run.is_dir() else run
     if not config_file.is_file():
         raise InputError("expected a run folder with config.yaml, or a YAML config", run)
-    if out is not None and out.exists() and not overwrite:  # refuse before probing, not after
-        raise InputError("folder exists; pass --overwrite to replace it", out)
-    run_config = load_config(config_file)
-    trial = build_trial(run_config, seed)
-    corpus, world_seed = trial.corpus, trial.world_seed
-    start = time.perf_counter()
-    with backend_from_url(url, model, api_key_env, concurrency=concurrency, batch_size=batch_size) as backend:
-        # No tokenizer here to size answers by their targets' tokens: a fixed length, enough for names and roles.
-        answer_tokens = max_new_tokens or run_config.probe.max_new_tokens or 32
-        results = run_probes(
-            backend, corpus, answer_tokens, show_progress=not quiet,
-            distractors=run_config.probe.distractors, seed=world_seed,
-        )
-        name, base_url = backend.model, backend.base_url
-    seconds = time.perf_counter() - start
-    records = aggregate([(seed, world_seed, results)])
-    console.print(result_table(records, title=f"Reversal curse: {name} at {url}"))
-    console.print(f"{len(results)} probes in {seconds:.0f} s" + (f"; results: {out}" if out else ""))
-    if out is None:
-        return
-    remote = {"url": base_url, "model": name, "api_key_env": api_key_env, "seed": seed, "world_seed": world_seed,
-              "probes": len(results), "max_new_tokens": answer_tokens, "seconds": seconds}  # fmt: skip
-    with run_folder(out, overwrite) as staging:
-        (staging / "config.yaml").write_text(dump_config(run_config), encoding="utf-8")
-        (staging / "metrics.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
-        with open(staging / "predictions.jsonl", "w", encoding="utf-8") as handle:
-            for result in results:
-                handle.write(json.dumps({"seed": seed, **result.to_json()}, ensure_ascii=False) + "\n")
-        (staging / "remote.json").write_text(json.dumps(remote, indent=1), encoding="utf-8")
+    answer_tokens = max_new_tokens or load_config(config_file).probe.max_new_tokens or 32
+    overrides = [
+        "probe.backend=openai", f"probe.url={url}", f"probe.api_key_env={api_key_env}",
+        f"probe.concurrency={concurrency}", f"probe.max_new_tokens={answer_tokens}", "train.enabled=false",
+        f"seed={seed}", "seeds=1", *([f"probe.model_name={model}"] if model else []),
+    ]
+    out = output_folder(out, None, f"remote-{datetime.now():%Y%m%d-%H%M%S}")
+    outcome = run_experiment(load_config(config_file, overrides), out, overwrite=overwrite, show_progress=not quiet,
+                             log=console.print if not quiet else lambda *_: None)
+    served = outcome.summary["per_seed"][0].get("served_model") or model
+    console.print(result_table(outcome.records, title=f"Reversal curse: {served} at {url}"))
+    console.print(f"probed in {outcome.summary['probe_seconds']:.0f} s; run folder: {out}")
