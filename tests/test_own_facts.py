@@ -109,7 +109,7 @@ def test_corpus_cycles_statements_and_never_trains_the_reverse_of_a_user_fact(tm
     # the bidirectional cure states every user fact object first, as often as forward
     cured = apply_cures(corpus, ["bidirectional"], CureContext())
     added = cured.documents[len(documents) :]
-    assert len(added) == 4 * 15 and added[0].text == "Q: Who wrote The Salt Cartographer? A: Orla Fenwright"
+    assert len(added) == 4 * 15 and added[0].text == "Who wrote The Salt Cartographer? Answer: Orla Fenwright"
     for document in added:
         subject, object_ = document.entities[1], document.entities[0]
         assert document.text.index(object_) < document.text.index(subject)
@@ -359,7 +359,7 @@ def test_rich_markup_in_facts_and_answers_is_printed_as_written(tmp_path, capsys
 
 
 def test_compare_runs_the_bidirectional_cure_on_own_facts(tmp_path, capsys):
-    facts = write(tmp_path / "f.csv", "\n".join(FACTS_CSV.splitlines()[:7]) + "\n")
+    facts = write(tmp_path / "f.csv", "\n".join(FACTS_CSV.splitlines()[:6]) + "\n")  # 5 facts, one relation
     args = ["compare", "--cures", "bidirectional", "--jobs", "1", "--quiet", "--out", str(tmp_path / "cmp"),
             *sets([*TINY, "experiment=own-facts", f"own_facts.facts={facts}"])]  # fmt: skip
     assert run_cli(args) == 0

@@ -164,7 +164,7 @@ def markdown_report(records: list[dict], summary: dict, calibration: list[dict] 
     interval = "t interval over seeds" if n_seeds > 1 else "bootstrap over facts (one seed)"
     return (
         "# revcurse run\n\n"
-        f"- model: {summary.get('model', '?')}, {summary.get('parameters', 0):,} parameters\n"
+        f"- model: {summary.get('model', '?')}, {_count(summary.get('parameters'))} parameters\n"
         f"- seeds: {summary.get('seeds')}; training: {summary.get('train_seconds', 0):.0f} s, "
         f"{summary.get('tokens_per_second', 0):,.0f} tokens/s; probing: {summary.get('probe_seconds', 0):.0f} s\n"
         f"- probes: held-out phrasings only; 95% intervals: {interval}\n\n"
@@ -181,6 +181,11 @@ def markdown_report(records: list[dict], summary: dict, calibration: list[dict] 
         " with no likelihood gap where it is no.\n"
         + _calibration_section(calibration)
     )
+
+
+def _count(number: int | None) -> str:
+    """A count with thousands separators; 'unknown' where none was recorded (a model behind a server)."""
+    return "unknown" if number is None else f"{number:,}"
 
 
 def _calibration_section(calibration: list[dict] | None) -> str:
