@@ -25,7 +25,7 @@ def test_every_preset_loads():
     assert presets
     for preset in presets:
         if preset.name.endswith("-templates.yaml"):  # relation templates for `revcurse audit`, not a run config
-            from revcurse.own_facts import read_templates
+            from revcurse.facts_file import read_templates
 
             assert read_templates(preset)
         else:

@@ -26,8 +26,8 @@ from revcurse.cli import main
 from revcurse.config import dump_config, load_config
 from revcurse.corpus import build_corpus
 from revcurse.errors import InputError
+from revcurse.facts_file import read_facts, read_templates
 from revcurse.instructions import generate_data, load_instructions_config, read_instructions, write_instructions
-from revcurse.own_facts import read_facts, read_templates
 from revcurse.paper_format import REQUIRED_FILES, read_experiment1, write_experiment1
 from revcurse.parents import read_parent_child_pairs
 from revcurse.report import check_records

@@ -1,4 +1,5 @@
-"""Own facts: reading CSV/JSONL and templates (every bad input names file and line), the corpus, the audit."""
+"""The own-facts experiment: its corpus, the shared scorer on its probes, and `revcurse audit` end to end
+(training, --no-train with a local model and through `revcurse serve`, compare)."""
 
 import contextlib
 import io
@@ -10,39 +11,16 @@ import torch
 from scipy import stats
 
 from revcurse.cli import main
-from revcurse.errors import InputError
+from revcurse.corpus import Corpus
+from revcurse.cures import CureContext, apply_cures
+from revcurse.experiments.own_facts import build_own_corpus
+from revcurse.facts_file import OwnFact, read_facts, read_templates
 from revcurse.metrics import lookup, placebo_rejections
-from revcurse.own_facts import (
-    ALL_RELATIONS,
-    DEFAULT_REVERSE_QUESTION,
-    OwnFact,
-    RelationTemplates,
-    audit_records,
-    build_own_corpus,
-    probe_own_facts,
-    read_facts,
-    read_templates,
-)
+from revcurse.probe import ProbeResult, run_probes
+from revcurse.report_audit import ALL_RELATIONS, fact_audits, pooled_records
 from revcurse.world import Subset
 from tests.fakes import FakeBackend
-
-FACTS_CSV = """subject,relation,object,source
-Orla Fenwright,wrote,The Salt Cartographer,notes
-Tobiah Quillane,wrote,A Ledger of Small Winters,
-Marisol Vantreece,wrote,The Glass Orchard Letters,
-Ewan Pellicott,wrote,Nine Doors to Harrowmere,
-Ilse Brandquist,wrote,The Lamplighter's Almanac,
-Corwin Ashgrove,was born in,Pellmarch,
-Saskia Thornell,was born in,Quillhaven,
-Dariel Munro-Vance,was born in,Brackwater Ferry,
-Nell Okonkwo-Reyes,was born in,Ostendell,
-Fabian Kettleworth,was born in,Lower Hexford,
-Petra Vollmark,founded,the Duskmere Rowing Society,
-Aurelio Blanchard,founded,the Ferncliff Observatory Trust,
-Yusra Calderwood,founded,the Little Tern Bookbinders,
-Halvard Renshaw,founded,the Saltmarsh Choir School,
-Jorunn Abernethy-Lisk,founded,the Windrow Seed Library,
-"""
+from tests.test_facts_file import FACTS_CSV, TEMPLATES, write
 
 # Measured on this 2-core machine, 1 thread: 15/15 forward, 0/15 reverse, ~6 s of training, ~11 s in all.
 TINY = [
@@ -62,11 +40,6 @@ def run_cli(args):
     return exit_info.value.code
 
 
-def write(path, text):
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 @pytest.fixture(autouse=True)
 def one_thread():
     threads = torch.get_num_threads()
@@ -75,183 +48,8 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-# ----------------------------------------------------------------------------------------------------- reading facts
-
-
-def test_csv_and_jsonl_give_the_same_facts(tmp_path):
-    from_csv = read_facts(write(tmp_path / "facts.csv", FACTS_CSV)).facts
-    lines = [
-        json.dumps({"subject": f.subject, "relation": f.relation, "object": f.object, "extra": 1}) for f in from_csv
-    ]
-    from_jsonl = read_facts(write(tmp_path / "facts.jsonl", "\n".join(lines) + "\n\n")).facts
-    assert len(from_csv) == 15
-    assert [(f.subject, f.relation, f.object) for f in from_csv] == [
-        (f.subject, f.relation, f.object) for f in from_jsonl
-    ]
-    assert from_csv[0].line == 2 and from_jsonl[0].line == 1  # CSV: the header is line 1
-    assert from_csv[4].object == "The Lamplighter's Almanac"
-
-
-def test_csv_header_is_read_loosely_and_quoted_commas_survive(tmp_path):
-    path = write(tmp_path / "f.csv", '\ufeff Subject ,RELATION,object\n"Lovelace, Ada",wrote,"Notes, annotated"\n')
-    (fact,) = read_facts(path).facts
-    assert (fact.subject, fact.relation, fact.object, fact.line) == ("Lovelace, Ada", "wrote", "Notes, annotated", 2)
-
-
-@pytest.mark.parametrize(
-    ("name", "text", "line", "words"),
-    [
-        ("missing column", "subject,relation\nAda,wrote\n", 1, ["missing column 'object'"]),
-        ("missing column", "subject,object,relation\n", 1, []),  # header only: no facts
-        ("missing value", "subject,relation,object\nAda,wrote\n", 2, ["2 values for 3 columns", "empty with ,,"]),
-        ("unquoted comma", "subject,relation,object\nAda,wrote,Notes, annotated\n", 2, ["4 values for 3 columns"]),
-        ("empty file", "", 1, ["header"]),
-    ],
-)
-def test_bad_csv_names_file_and_line(tmp_path, name, text, line, words):
-    path = write(tmp_path / "facts.csv", text)
-    with pytest.raises(InputError) as error:
-        read_facts(path)
-    message = str(error.value)
-    if not words:  # a header and nothing else
-        assert "no facts" in message and str(path) in message
-        return
-    assert error.value.path == str(path) and error.value.line == line
-    assert f"{path}, line {line}: " in message
-    for word in words:
-        assert word in message
-
-
-@pytest.mark.parametrize(
-    ("text", "line", "words"),
-    [
-        ('{"subject": "Ada", "relation": "wrote", "object": "Notes"}\n{"subject": "Bea", "relation": ', 2, ["JSON"]),
-        ('{"subject": "Ada", "relation": "wrote"}\n', 1, ["missing field 'object'"]),
-        ('["Ada", "wrote", "Notes"]\n', 1, ["expected an object"]),
-        ('{"subject": "Ada", "relation": "wrote", "object": ["Notes"]}\n', 1, ["must be text"]),
-        (
-            '{"subject": "Ada", "relation": "wrote", "object": 3}\n{"subject": "Ada", "relation": {}, "object": ""}',
-            2,
-            ["field 'relation' must be text, got dict"],
-        ),  # a wrong type is refused before an empty field is skipped
-    ],
-)
-def test_bad_jsonl_names_file_and_line(tmp_path, text, line, words):
-    path = write(tmp_path / "facts.jsonl", text)
-    with pytest.raises(InputError) as error:
-        read_facts(path)
-    assert f"{path}, line {line}: " in str(error.value)
-    for word in words:
-        assert word in str(error.value)
-
-
-def jsonl(*facts: tuple) -> str:
-    return "".join(json.dumps(dict(zip(("subject", "relation", "object"), fact))) + "\n" for fact in facts)
-
-
-SKIPPED_CASES = [  # file, text, the line skipped, why, the facts kept
-    ("facts.csv", "subject,relation,object\nAda,wrote,Notes\nBea,  ,Poems\nCal,wrote,Songs\n", 3,
-     "empty column 'relation'", 2),
-    ("facts.csv", "subject,relation,object\nAda,wrote,Notes\nBea,wrote,Poems\nada,wrote, notes \n", 4,
-     "duplicate fact (ada, wrote, notes): first given on line 2", 2),
-    ("facts.jsonl", jsonl(("Ada", "wrote", "Notes"), ("Bea", "wrote", " "), ("Cal", "wrote", 7)), 2,
-     "empty field 'object'", 2),
-    ("facts.jsonl", jsonl(("Bea", "wrote", "Poems"), (None, "wrote", "Notes")), 2, "empty field 'subject'", 1),
-    ("facts.jsonl", jsonl(("Ada", "wrote", "Notes"), ("Ada", "wrote", "Notes")), 2,
-     "duplicate fact (Ada, wrote, Notes): first given on line 1", 1),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(("name", "text", "line", "reason", "kept"), SKIPPED_CASES)
-def test_an_unusable_fact_is_skipped_and_strict_refuses_it(tmp_path, name, text, line, reason, kept):
-    path = write(tmp_path / name, text)
-    read = read_facts(path)
-    assert [entry.to_json() for entry in read.skipped] == [{"file": str(path), "line": line, "reason": reason}]
-    assert len(read.facts) == kept and line not in [fact.line for fact in read.facts]
-    with pytest.raises(InputError) as error:
-        read_facts(path, strict=True)
-    assert (error.value.path, error.value.line) == (str(path), line)
-    assert str(error.value).startswith(f"{path}, line {line}: {reason} (--strict refuses")
-
-
-def test_a_file_of_unusable_facts_only_is_refused(tmp_path):
-    path = write(tmp_path / "facts.csv", "subject,relation,object\nAda,,Notes\n, wrote ,Poems\n")
-    with pytest.raises(InputError) as error:
-        read_facts(path)
-    assert str(error.value) == f"{path}: no usable facts: all 2 skipped (first: line 2: empty column 'relation')"
-
-
-def test_missing_file_and_unknown_extension_name_the_file(tmp_path):
-    with pytest.raises(InputError, match="facts file not found") as error:
-        read_facts(tmp_path / "nowhere.csv")
-    assert str(tmp_path / "nowhere.csv") in str(error.value)
-    with pytest.raises(InputError, match=r"unknown file type '\.tsv'.*\.csv or \.jsonl"):
-        read_facts(write(tmp_path / "facts.tsv", "subject\trelation\tobject\n"))
-    with pytest.raises(InputError, match="templates file not found"):
-        read_templates(tmp_path / "nowhere.yaml")
-
-
-# ------------------------------------------------------------------------------------------------------ templates
-
-
-TEMPLATES = """# comment line
-wrote:
-  statement:
-    - "{subject} wrote {object}."
-    - "{subject} is the author of {object}."
-  question: "Which book did {subject} write? Answer:"
-  reverse_question: "Who wrote {object}? Answer:"
-born_in:
-  statement: "{subject} was born in {object}, they say."
-"""
-
-
-def test_templates_are_read_with_defaults_for_what_is_left_out(tmp_path):
-    templates = read_templates(write(tmp_path / "t.yaml", TEMPLATES))
-    assert templates["wrote"] == RelationTemplates(
-        ("{subject} wrote {object}.", "{subject} is the author of {object}."),
-        "Which book did {subject} write? Answer:",
-        "Who wrote {object}? Answer:",
-    )
-    born = templates["born_in"]
-    assert born.question == "{subject} was born in"  # the statement's own prefix
-    assert born.reverse_question == DEFAULT_REVERSE_QUESTION
-    assert read_templates(write(tmp_path / "empty.yaml", "# nothing\n")) == {}
-
-
-@pytest.mark.parametrize(
-    ("text", "line", "words"),
-    [
-        ('wrote:\n  statement:\n    - "{subject} wrote {object}."\n    - "{person} wrote {object}."\n', 4,
-         ["unknown placeholder {person}", "'wrote'"]),
-        ('wrote:\n  question: "Which book did {subjct} write?"\n', 2, ["unknown placeholder {subjct}"]),
-        ('wrote:\n  question: "Which book was written? Answer:"\n', 2, ["question", "{subject} exactly once"]),
-        ('wrote:\n  reverse_question: "Who wrote it? Answer:"\n', 2, ["reverse_question", "{object} exactly once"]),
-        ('wrote:\n  reverse_question: "Did {subject} write {object}?"\n', 2, ["must not contain {subject}"]),
-        ('wrote:\n  question: "What did {subject} write: {object}?"\n', 2, ["must not contain {object}"]),
-        ('wrote:\n  statement: "{object} was written by {subject}."\n', 2, ["{subject} before {object}"]),
-        ('wrote:\n  statement: "{subject} wrote {object"\n', 2, ["literal brace"]),
-        ('wrote:\n  statement: "{subject!r} wrote {object}"\n', 2, ["without a format"]),
-        ('wrote:\n  statement: []\n', 2, ["statement list is empty"]),
-        ('\nwrote:\n  reverse: "Who wrote {object}?"\n', 3, ["unknown key 'reverse'"]),
-        ('wrote: "{subject} wrote {object}."\n', 1, ["expected a mapping"]),
-        ('wrote:\n  statement: "{subject} wrote {object}."\n wrong: [\n', None, ["not valid YAML"]),
-        ('wrote:\n  question: "Q: What did {subject} write? A:"\n  question: "{subject} wrote"\n', 3,
-         ["key 'wrote.question' given twice (first on line 2)"]),
-    ],
-)  # fmt: skip
-def test_bad_templates_name_file_and_line(tmp_path, text, line, words):
-    path = write(tmp_path / "templates.yaml", text)
-    with pytest.raises(InputError) as error:
-        read_templates(path)
-    message = str(error.value)
-    assert str(path) in message
-    if line is not None:
-        assert f"{path}, line {line}: " in message
-    else:
-        assert error.value.line is not None
-    for word in words:
-        assert word in message
+def probe(backend, corpus: Corpus, distractors: int = 15):
+    return run_probes(backend, corpus, 4, show_progress=False, distractors=distractors)
 
 
 # --------------------------------------------------------------------------------------------------------- corpus
@@ -261,27 +59,33 @@ def test_default_templates_state_facts_forward_only(tmp_path):
     facts = read_facts(
         write(tmp_path / "f.csv", "subject,relation,object\nAda,born_in,Leeds\nBea,born_in,York\n")
     ).facts
-    documents, probes = build_own_corpus(facts, {}, documents_per_fact=3)
+    corpus = build_own_corpus(facts, {}, documents_per_fact=3)
+    documents, probes = corpus.documents, corpus.probes
     assert [d.text for d in documents] == ["Ada born in Leeds."] * 3 + ["Bea born in York."] * 3
     assert all(d.subset is Subset.NAME_TO_DESCRIPTION for d in documents)
     assert documents[0].prompt_chars == len("Ada born in")
     forward, reverse = probes[0], probes[1]
-    assert (forward.direction, forward.trained, forward.prompt, forward.target) == (
+    assert (forward.asked, forward.trained, forward.prompt, forward.target) == (
         "forward", True, "Ada born in", " Leeds"
     )  # fmt: skip
-    assert (reverse.direction, reverse.trained, reverse.prompt, reverse.target) == (
+    assert (reverse.asked, reverse.trained, reverse.prompt, reverse.target) == (
         "reverse", False, "Who or what born in Leeds? Answer:", " Ada"
     )  # fmt: skip
-    # the shared probe: the question is the fact, its group is (relation, direction)
-    shared = forward.as_probe()
-    assert (shared.fact_key, shared.subset, shared.asked) == ("Ada born in", "born_in", "forward")
-    assert reverse.as_probe().fact_key == "Who or what born in Leeds? Answer:"
+    # the question is the fact, its group is (relation, direction)
+    assert (forward.fact_key, forward.subset, forward.phrasing) == ("Ada born in", "born_in", "forward")
+    assert reverse.fact_key == "Who or what born in Leeds? Answer:"
+    # stated in reverse (for the bidirectional cure only): the reverse question and its answer, as often
+    reverse_texts = [d.text for d in corpus.reverse_documents]
+    leeds, york = "Who or what born in Leeds? Answer: Ada", "Who or what born in York? Answer: Bea"
+    assert reverse_texts == [leeds] * 3 + [york] * 3
+    assert corpus.reverse_documents[0].prompt_chars == len("Who or what born in Leeds? Answer:")
 
 
 def test_corpus_cycles_statements_and_never_trains_the_reverse_of_a_user_fact(tmp_path):
     facts = read_facts(write(tmp_path / "f.csv", FACTS_CSV)).facts
     templates = read_templates(write(tmp_path / "t.yaml", TEMPLATES.replace("born_in", "was born in")))
-    documents, probes = build_own_corpus(facts, templates, documents_per_fact=4, background=9, background_phrasings=2)
+    corpus = build_own_corpus(facts, templates, documents_per_fact=4, background=9, background_phrasings=2)
+    documents, probes = corpus.documents, corpus.probes
     own = [d for d in documents if d.subset is Subset.NAME_TO_DESCRIPTION]
     background = [d for d in documents if d.subset is Subset.BACKGROUND]
     assert len(own) == 4 * 15 and len(probes) == 2 * 15
@@ -295,23 +99,29 @@ def test_corpus_cycles_statements_and_never_trains_the_reverse_of_a_user_fact(tm
         assert document.text.index(subject) < document.text.index(object_)
     texts = [d.text for d in documents]
     for probe in probes:
-        assert not any(text.startswith(probe.prompt + probe.target) for text in texts if probe.direction == "reverse")
+        assert not any(text.startswith(probe.prompt + probe.target) for text in texts if probe.asked == "reverse")
     # background: 3 per relation, each asked in reverse with its answer, and never one of the user's entities
     assert sum(d.text.startswith("Who wrote ") for d in background) == 3 * 2
     entities = {f.subject for f in facts} | {f.object for f in facts}
     assert not entities & {e for d in background for e in d.entities}
     # one question per fact and direction: distinct facts, distinct questions
-    assert len({(p.direction, p.as_probe().fact_key) for p in probes}) == 2 * 15
+    assert len({(p.asked, p.fact_key) for p in probes}) == 2 * 15
+    # the bidirectional cure states every user fact object first, as often as forward
+    cured = apply_cures(corpus, ["bidirectional"], CureContext())
+    added = cured.documents[len(documents) :]
+    assert len(added) == 4 * 15 and added[0].text == "Who wrote The Salt Cartographer? Answer: Orla Fenwright"
+    for document in added:
+        subject, object_ = document.entities[1], document.entities[0]
+        assert document.text.index(object_) < document.text.index(subject)
 
 
 def test_a_question_shared_by_two_facts_lists_the_other_answer(tmp_path):
     facts = read_facts(
         write(tmp_path / "f.csv", "subject,relation,object\nAda,born_in,Leeds\nBea,born_in,Leeds\n")
     ).facts
-    _, probes = build_own_corpus(facts, {}, documents_per_fact=1)
-    assert probes[1].also_valid == (" Bea",) and probes[0].also_valid == ()
+    probes = build_own_corpus(facts, {}, documents_per_fact=1).probes
     # both reverse probes ask one question: one fact, so neither answer is the other's distractor
-    assert probes[1].as_probe().fact_key == probes[3].as_probe().fact_key
+    assert probes[1].fact_key == probes[3].fact_key and probes[0].fact_key != probes[2].fact_key
 
 
 # --------------------------------------------------------------------------------------------------------- scoring
@@ -327,20 +137,21 @@ def test_distractors_are_other_questions_answers_never_one_this_question_also_ha
         ("Cy", "wrote", "the salt "), ("Di", "wrote", "Glass Letters"), ("Ed", "wrote", "Small Winters"),
         ("Ada", "was born in", "Leeds"), ("Fay", "was born in", "York"),
     ])  # fmt: skip
-    _, probes = build_own_corpus(facts, {}, documents_per_fact=1)
+    corpus = build_own_corpus(facts, {}, documents_per_fact=1)
+    probes = corpus.probes
     backend = FakeBackend()
-    results = probe_own_facts(backend, probes, max_new_tokens=4, distractors=15)
+    results = probe(backend, corpus, 15)
     scored = backend.candidates([r.n_candidates for r in results])
-    for probe, result, candidates in zip(probes, results, scored):
-        assert candidates[0] == probe.target and result.n_candidates == len(candidates)
-        same_group = {p.target for p in probes if (p.fact.relation, p.direction) == (probe.fact.relation,
-                                                                                     probe.direction)}  # fmt: skip
-        own = {text.strip().casefold() for text in (probe.target, *probe.also_valid)}
-        assert set(candidates[1:]) <= same_group
+    for question, result, candidates in zip(probes, results, scored):
+        assert candidates[0] == question.target and result.n_candidates == len(candidates)
+        group = [p for p in probes if (p.subset, p.asked) == (question.subset, question.asked)]
+        own = {p.target.strip().casefold() for p in group if p.fact_key == question.fact_key}
+        assert set(candidates[1:]) <= {p.target for p in group}
         assert not {c.strip().casefold() for c in candidates[1:]} & own
         assert len({c.strip().casefold() for c in candidates}) == len(candidates)  # no text twice
-        assert probe.as_probe().fact_key not in result.distractor_keys
-    by_key = {(p.fact.subject, p.fact.object, p.direction): c for p, c in zip(probes, scored)}
+        assert question.fact_key not in result.distractor_keys
+    asked = [(f.subject, f.object, d) for f in facts for d in ("forward", "reverse")]  # the probes' order
+    by_key = dict(zip(asked, scored))
     # "Ada wrote" has two answers: neither is the other's distractor, nor is Cy's "the salt" (the same text)
     assert by_key[("Ada", "The Salt", "forward")][1:] == by_key[("Ada", "Nine Doors", "forward")][1:]
     assert sorted(by_key[("Ada", "The Salt", "forward")][1:]) == [" Glass Letters", " Small Winters"]
@@ -352,9 +163,9 @@ def test_distractors_are_other_questions_answers_never_one_this_question_also_ha
 @pytest.mark.parametrize("n_facts", [3, 60])
 def test_candidates_are_capped_at_k_whatever_the_number_of_facts(n_facts):
     facts = own_facts([(f"Person {i}", "wrote", f"Book {i}") for i in range(n_facts)])
-    _, probes = build_own_corpus(facts, {}, documents_per_fact=1)
+    corpus = build_own_corpus(facts, {}, documents_per_fact=1)
     backend = FakeBackend()
-    results = probe_own_facts(backend, probes, max_new_tokens=4, distractors=5)
+    results = probe(backend, corpus, 5)
     assert {r.n_candidates for r in results} == {min(n_facts, 6)}
     assert len(backend.requests) == 2 * n_facts * min(n_facts, 6)  # linear in the facts
 
@@ -362,10 +173,10 @@ def test_candidates_are_capped_at_k_whatever_the_number_of_facts(n_facts):
 def test_audit_records_average_each_questions_answers_first_and_match_scipy():
     lines = [("Ada", "wrote", f"Book {i}") for i in range(4)] + [("Bea", "wrote", "Tale 0"), ("Bea", "wrote", "Tale 1")]
     lines += [(f"Person {i}", "wrote", f"Work {i}") for i in range(10)]
-    _, probes = build_own_corpus(own_facts(lines), {}, documents_per_fact=1)
+    corpus = build_own_corpus(own_facts(lines), {}, documents_per_fact=1)
     completions = {"Ada wrote": " Book 0", "Person 1 wrote": " Work 1", "Person 2 wrote": " Work 2"}
-    results = probe_own_facts(FakeBackend(completions=completions), probes, max_new_tokens=4, distractors=5)
-    records = audit_records(results)
+    results = probe(FakeBackend(completions=completions), corpus, 5)
+    records = pooled_records([(0, 0, results)])
     by_question: dict[str, list] = {}
     for result in results:
         if result.asked == "forward":
@@ -391,8 +202,7 @@ def test_audit_records_average_each_questions_answers_first_and_match_scipy():
 @pytest.mark.parametrize("test", ["likelihood", "rank"])
 def test_under_a_placebo_the_audit_tests_reject_at_most_7_percent(test):
     facts = own_facts([(f"Person {i}", "wrote", f"Book {i}") for i in range(40)])
-    _, probes = build_own_corpus(facts, {}, documents_per_fact=1)
-    results = probe_own_facts(FakeBackend(), probes, max_new_tokens=4)
+    results = probe(FakeBackend(), build_own_corpus(facts, {}, documents_per_fact=1))
     placebo = [r for r in placebo_rejections([(0, 0, results)], draws=400, alpha=0.05) if r["test"] == test]
     assert len(placebo) == 2 and all(record["draws"] == 400 for record in placebo)
     for record in placebo:
@@ -444,88 +254,126 @@ def audit_run(tmp_path_factory):
     facts = write(folder / "facts.csv", FACTS_CSV + "orla fenwright,wrote,the salt cartographer,again\n")
     out = folder / "runs" / "audit"
     torch.set_num_threads(1)
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
         assert run_cli(["audit", str(facts), "--quiet", "--out", str(out), *sets(TINY)]) == 0
-    return facts, out, err.getvalue()
+    return facts, out, printed.getvalue()
 
 
-def test_audit_end_to_end_from_csv(audit_run, capsys):
-    facts, out, err = audit_run
+def predictions(folder):
+    return [json.loads(line) for line in (folder / "predictions.jsonl").open(encoding="utf-8")]
+
+
+def test_audit_end_to_end_from_csv(audit_run):
+    facts, out, printed = audit_run
     reason = "duplicate fact (orla fenwright, wrote, the salt cartographer): first given on line 2"
-    assert err.splitlines() == [
-        f"warning: {facts}, line 17: {reason}; skipped",
-        "warning: skipped 1 unusable line(s) of 16; pass --strict to refuse instead",
-    ]
+    assert f"warning: {facts}, line 17: {reason}; skipped" in printed
     assert json.loads((out / "skipped.jsonl").read_text()) == {"file": str(facts), "line": 17, "reason": reason}
-    for name in ("config.yaml", "facts.csv", "audit.jsonl", "audit.md", "run.json", "train_log.jsonl"):
+    for name in ("config.yaml", "metrics.json", "predictions.jsonl", "report.md", "run.json", "status.json"):
         assert (out / name).is_file(), name
-    assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()
+    assert (out / "seed-0" / "model" / "model.safetensors").is_file()
     assert [p.name for p in out.parent.iterdir()] == ["audit"]  # no staging folder left beside it
-    rows = [json.loads(line) for line in (out / "audit.jsonl").open(encoding="utf-8")]
-    assert len(rows) == 15 * 2
-    assert {(r["subject"], r["direction"]) for r in rows} == {
-        (subject, d) for subject in {r["subject"] for r in rows} for d in ("forward", "reverse")
-    }
-    required = {"subject", "relation", "object", "direction", "trained", "prompt", "target", "answer", "correct",
-                "logprob_correct", "rank", "n_candidates"}  # fmt: skip
-    assert all(required <= row.keys() for row in rows)
-    assert all(row["trained"] == (row["direction"] == "forward") for row in rows)
+    rows = predictions(out)
+    assert len(rows) == 15 * 2 and all(row["trained"] == (row["asked"] == "forward") for row in rows)
     assert all(row["n_candidates"] == 5 for row in rows)  # 5 facts per relation
-    forward = [r for r in rows if r["direction"] == "forward"]
-    reverse = [r for r in rows if r["direction"] == "reverse"]
+    forward = [r for r in rows if r["asked"] == "forward"]
+    reverse = [r for r in rows if r["asked"] == "reverse"]
     # Measured 15/15 forward and 0/15 reverse (the background taught the reverse question, answered with a wrong
-    # name); thresholds leave room for another torch build's numerics.
+    # name), the same before and after the move to the runner; thresholds leave room for another torch build.
     assert sum(r["correct"] for r in forward) >= 12
     assert sum(r["correct"] for r in reverse) <= 3
     assert sum(r["rank"] == 1 for r in forward) >= 12
-    assert all(r["answer"].strip() for r in reverse)  # the reverse question is known language: it gets an answer
-    summary = json.loads((out / "run.json").read_text())
-    assert summary["forward"]["n"] == summary["reverse"]["n"] == 15 and summary["skipped_lines"] == 1
-    assert summary["forward"]["reachable"] == sum(r["correct"] for r in forward)
-    assert set(summary["per_relation"]) == {"wrote", "was born in", "founded"}
-    report = (out / "audit.md").read_text(encoding="utf-8")
-    assert f"forward reachable {summary['forward']['reachable']}/15" in report
-    assert "| 2 | Orla Fenwright | wrote | The Salt Cartographer |" in report
-    # the shared tests, over questions, per direction
-    assert summary["distractors"] == 15 and "up to 15 answers of other questions" in report
-    forward_t = lookup(summary["records"], ALL_RELATIONS, "forward", "likelihood_t")
-    assert forward_t["n_facts"] == 15 and "| forward | 15 | " in report and "| reverse | 15 | " in report
-    assert "Skipped 1 unusable line(s) of the facts file, listed in skipped.jsonl." in report
+    assert all(r["completion"].strip() for r in reverse)  # the reverse question is known language: an answer
+    # the run's records: one group per relation and direction; the CLI's summary pools the relations
+    records = json.loads((out / "metrics.json").read_text())
+    assert {(r["subset"], r["asked"]) for r in records} == {
+        (relation, asked) for relation in ("wrote", "was born in", "founded") for asked in ("forward", "reverse")
+    }
+    reached = sum(r["correct"] for r in forward)
+    assert f"forward reachable {reached}/15" in printed and "Orla Fenwright | wrote | The Salt" in printed
+    assert "all relations" in printed
+    pooled = pooled_records([(0, 0, [ProbeResult(**{k: v for k, v in r.items() if k != "seed"}) for r in rows])])
+    assert lookup(pooled, ALL_RELATIONS, "forward", "likelihood_t")["n_facts"] == 15
+    assert lookup(pooled, ALL_RELATIONS, "forward", "accuracy")["mean"] == pytest.approx(reached / 15)
+    audits = fact_audits([ProbeResult(**{k: v for k, v in r.items() if k != "seed"}) for r in rows])
+    assert (audits[0].subject, audits[0].relation, audits[0].object) == ("Orla Fenwright", "wrote",
+                                                                        "The Salt Cartographer")  # fmt: skip
+
+
+def test_show_and_report_read_an_audit(audit_run, capsys):
+    _, out, _ = audit_run
+    assert run_cli(["show", str(out)]) == 0
+    assert "was born in" in capsys.readouterr().out
 
 
 def test_audit_refuses_an_existing_folder_and_fine_tunes_a_checkpoint(audit_run, capsys):
     facts, out, _ = audit_run
-    before = (out / "audit.jsonl").read_text()
+    before = (out / "predictions.jsonl").read_text()
     assert run_cli(["audit", str(facts), "--quiet", "--out", str(out), *sets(TINY)]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert (out / "audit.jsonl").read_text() == before
+    assert (out / "predictions.jsonl").read_text() == before
     # the trained model as a checkpoint, fine-tuned one short epoch on the same facts given as JSONL
     jsonl = facts.with_suffix(".jsonl")
     write(jsonl, "".join(json.dumps({"subject": f.subject, "relation": f.relation, "object": f.object}) + "\n"
                          for f in read_facts(facts).facts))  # fmt: skip
     tuned = out.parent / "tuned"
-    extra = [f"model.checkpoint={out / 'model'}", "train.epochs=1", "train.learning_rate=1e-4"]
-    assert run_cli(["audit", str(jsonl), "--quiet", "--out", str(tuned), *sets([*TINY, *extra])]) == 0
-    printed = capsys.readouterr().out
-    assert "forward reachable" in printed and "Orla Fenwright" in printed
-    summary = json.loads((tuned / "run.json").read_text())
-    assert summary["model"] == str(out / "model")
-    assert summary["forward"]["reachable"] >= 12  # a gentle epoch keeps what the checkpoint knew
-    assert (tuned / "facts.jsonl").is_file()
+    extra = ["train.epochs=1", "train.learning_rate=1e-4"]
+    model = out / "seed-0" / "model"
+    args = ["audit", str(jsonl), "--quiet", "--out", str(tuned), "--model", str(model), *sets([*TINY, *extra])]
+    assert run_cli(args) == 0
+    assert "forward reachable" in capsys.readouterr().out
+    assert json.loads((tuned / "run.json").read_text())["model"] == str(model)
+    assert sum(r["correct"] for r in predictions(tuned) if r["asked"] == "forward") >= 12  # a gentle epoch keeps it
 
 
-def test_templates_for_relations_not_in_the_facts_are_reported(tmp_path):
-    from revcurse.config import load_config
-    from revcurse.own_facts import run_audit
+def test_no_train_audits_a_model_locally_and_through_revcurse_serve_alike(audit_run, tmp_path, capsys):
+    from revcurse.config import ModelConfig
+    from revcurse.model import load_checkpoint
+    from revcurse.serve import make_server
+    from tests.test_serve import running
 
+    facts, out, _ = audit_run
+    model = out / "seed-0" / "model"
+    local = tmp_path / "local"
+    assert run_cli(["audit", str(facts), "--quiet", "--no-train", "--model", str(model), "--out", str(local)]) == 0
+    assert not (local / "seed-0" / "model").exists()  # nothing trained, nothing saved
+    assert [r["completion"] for r in predictions(local)] == [r["completion"] for r in predictions(out)]
+    loaded = load_checkpoint(ModelConfig(checkpoint=str(model)))
+    remote = tmp_path / "remote"
+    with running(make_server(*loaded, "tiny", port=0, quiet=True)) as server:
+        args = ["audit", str(facts), "--quiet", "--no-train", "--url", server.url, "--model-name", "tiny",
+                "--api-key-env", "REVCURSE_TEST_UNSET", "--out", str(remote)]  # fmt: skip
+        assert run_cli(args) == 0
+    assert "tiny at http://127.0.0.1" in capsys.readouterr().out
+    for here, there in zip(predictions(local), predictions(remote), strict=True):
+        assert (there["prompt"], there["correct"], there["rank"]) == (here["prompt"], here["correct"], here["rank"])
+        assert there["logprob_correct"] == pytest.approx(here["logprob_correct"], abs=1e-3)
+    assert run_cli(["audit", str(facts), "--url", "http://127.0.0.1:9/v1"]) == 2  # a server cannot be trained
+    assert "--no-train" in capsys.readouterr().err
+
+
+def test_rich_markup_in_facts_and_answers_is_printed_as_written(tmp_path, capsys):
+    facts = write(tmp_path / "f.csv", "subject,relation,object\n[/x] Ada,wrote,[bold]Notes[/]\nBea,wrote,Poems\n")
+    out = tmp_path / "run"
+    assert run_cli(["audit", str(facts), "--quiet", "--out", str(out), *sets([*TINY, "train.epochs=1"])]) == 0
+    assert "[/x] Ada | wrote | [bold]Notes[/]" in capsys.readouterr().out
+
+
+def test_compare_runs_the_bidirectional_cure_on_own_facts(tmp_path, capsys):
+    facts = write(tmp_path / "f.csv", "\n".join(FACTS_CSV.splitlines()[:6]) + "\n")  # 5 facts, one relation
+    args = ["compare", "--cures", "bidirectional", "--jobs", "1", "--quiet", "--out", str(tmp_path / "cmp"),
+            *sets([*TINY, "experiment=own-facts", f"own_facts.facts={facts}"])]  # fmt: skip
+    assert run_cli(args) == 0
+    cured = [json.loads(line) for line in (tmp_path / "cmp" / "cure-bidirectional" / "predictions.jsonl").open()]
+    baseline = [json.loads(line) for line in (tmp_path / "cmp" / "cure-none" / "predictions.jsonl").open()]
+    # trained on each fact's reverse statement (here its reverse question and answer): the reverse is reached
+    assert sum(r["correct"] for r in cured if r["asked"] == "reverse") >= 4
+    assert sum(r["correct"] for r in baseline if r["asked"] == "reverse") <= 1
+
+
+def test_templates_for_relations_not_in_the_facts_are_reported(tmp_path, capsys):
     facts = write(tmp_path / "f.csv", "subject,relation,object\nAda,wrote,Notes\n")
     templates = write(tmp_path / "t.yaml", 'wrote:\n  question: "{subject}?"\nwrites:\n  question: "{subject}!"\n')
     (tmp_path / "run").mkdir()
-    notes = []
-    with pytest.raises(InputError, match="--overwrite"):  # stops before any training
-        run_audit(facts, templates, load_config(None, TINY), tmp_path / "run", log=notes.append)
-    assert notes == ["note: templates for relations not in the facts, unused: writes"]
-    with pytest.raises(InputError, match="seeds=1"):
-        run_audit(facts, None, load_config(None, [*TINY, "seeds=2"]), tmp_path / "other")
-    assert not (tmp_path / "other").exists()
+    args = ["audit", str(facts), "--templates", str(templates), "--quiet", "--out", str(tmp_path / "run"), *sets(TINY)]
+    assert run_cli(args) == 2  # the folder exists: stops before any training
+    assert "note: templates for relations not in the facts, unused: writes" in capsys.readouterr().out

@@ -1,7 +1,8 @@
-"""`revcurse audit`: the curse on a user's own facts."""
+"""`revcurse audit`: the curse on a user's own facts (the own-facts experiment, run by the one runner)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -10,14 +11,19 @@ import typer
 
 from revcurse.cli.common import (
     AllowPickleOption,
+    ApiKeyEnvOption,
     ConfigOption,
+    ModelNameOption,
     SetOption,
+    UrlOption,
     app,
     console,
+    remote_overrides,
     strict_help,
     with_allow_pickle,
 )
 from revcurse.config import load_config
+from revcurse.errors import InputError
 
 
 @app.command()
@@ -43,6 +49,16 @@ def audit(
             )
         ),
     ] = False,
+    train: Annotated[
+        bool, typer.Option(help="Train on the facts (a tiny model, or fine-tune --model); --no-train only asks.")
+    ] = True,
+    model: Annotated[
+        Path | None, typer.Option(help="A trained model folder to fine-tune, or with --no-train to audit as it is.")
+    ] = None,
+    url: UrlOption = None,
+    model_name: ModelNameOption = None,
+    api_key_env: ApiKeyEnvOption = None,
+    seeds: Annotated[int | None, typer.Option(help="Models trained from seeds seed, seed+1, ...")] = None,
 ) -> None:
     """Your own facts: train on them forward only, then ask each one forward and in reverse.
 
@@ -67,41 +83,66 @@ def audit(
     text, not generalisation); reverse question
     "Who or what {relation} {object}? Answer:".
 
-    Trains a tiny model from scratch, or fine-tunes --set model.checkpoint=DIR.
-    Prints each fact's forward and reverse answer (✓/✗) and writes a run
-    folder: audit.jsonl, audit.md, config.yaml, skipped.jsonl, model/. A fact
+    Trains a tiny model from scratch (or fine-tunes --model DIR) on the facts
+    forward only. An already trained model is audited as it is with --no-train
+    and --model DIR, or behind a server with --no-train --url
+    http://HOST/v1 [--model-name NAME --api-key-env VAR]. Prints each fact's
+    forward and reverse answer (✓/✗) and the tests over all relations, and
+    writes a run folder like every experiment's (config.yaml, metrics.json per
+    relation and direction, predictions.jsonl, report.md, skipped.jsonl,
+    seed-N/model/), which `revcurse show/report/compare/sweep` read (there
+    --set experiment=own-facts --set own_facts.facts=FILE). A fact
     with an empty field or given twice is skipped with a warning naming file
     and line (--strict refuses it); a bad file (missing column, wrong number
     of values, unknown placeholder) exits 2 with the file and line. Example:
         revcurse audit configs/own-facts-example.csv \\
             --templates configs/own-facts-templates.yaml
     """
-    from rich.table import Table
+    from revcurse.experiments.own_facts import unused_templates
+    from revcurse.facts_file import read_facts
+    from revcurse.records import read_probe_runs
+    from revcurse.report import result_table
+    from revcurse.report_audit import audit_table, fact_audits, pooled_records, summary_line
+    from revcurse.runner import run_experiment
 
-    from revcurse.own_facts import FORWARD, REVERSE, run_audit, summary_line
-
-    run_config = load_config(config, with_allow_pickle(list(set_ or []), allow_pickle))
+    overrides = ["experiment=own-facts", f"own_facts.facts={json.dumps(str(facts))}", f"own_facts.strict={strict}"]
+    if templates is not None:
+        overrides.append(f"own_facts.templates={json.dumps(str(templates))}")
+    if not train:
+        overrides.append("own_facts.train=false")
+    if model is not None:
+        overrides.append(f"model.checkpoint={json.dumps(str(model))}")
+    if url is not None and train:
+        raise InputError("--url asks a model it cannot train: add --no-train")
+    if url is not None and model is not None:
+        raise InputError("give --model DIR (a local model) or --url (a server), not both")
+    if not train and url is None and model is None:
+        raise InputError("--no-train needs a model to ask: --model DIR, or --url http://HOST/v1")
+    overrides += remote_overrides(url, model_name, api_key_env)
+    if seeds is not None:
+        overrides.append(f"seeds={seeds}")
+    run_config = load_config(config, with_allow_pickle([*overrides, *(set_ or [])], allow_pickle))
+    unused = unused_templates(run_config)
+    if unused:
+        plain(f"note: templates for relations not in the facts, unused: {', '.join(unused)}")
     out = out or Path("runs") / f"audit-{datetime.now():%Y%m%d-%H%M%S}"
-    result = run_audit(
-        facts, templates, run_config, out, overwrite, show_progress=not quiet, log=console.print, strict=strict
+    outcome = run_experiment(run_config, out, overwrite, show_progress=not quiet, log=plain)
+    if not outcome.records:  # a data-parallel helper process (torchrun): the main process reports
+        return
+    summary = outcome.summary
+    runs = read_probe_runs(outcome.folder)
+    lines = [fact.line for fact in read_facts(facts, strict).facts]
+    audits = fact_audits(runs[0][2], lines)
+    size = f", {summary['parameters']:,} parameters" if summary.get("parameters") else ""
+    console.print(audit_table(audits, f"Own facts: {summary['model']}{size}, seed {runs[0][0]}"))
+    plain(summary_line(audits))
+    console.print(result_table(pooled_records(runs), title=f"All relations, {len(runs)} seed(s)"))
+    plain(
+        f"trained {summary['train_seconds']:.0f} s, probed {summary['probe_seconds']:.0f} s; run folder: "
+        f"{outcome.folder} (report: {outcome.folder}/report.md, per relation)"
     )
-    summary = result.summary
-    table = Table(title=f"Own facts: {summary['model']}, {summary['parameters']:,} parameters")
-    for column in ("line", "fact", "forward answer", "reverse answer"):
-        table.add_column(column)
-    by_fact: dict[int, dict] = {}
-    for row in result.rows:
-        by_fact.setdefault(row.line, {})[row.direction] = row
-    for line, pair in by_fact.items():
-        cells = [
-            f"[green]✓[/] {pair[d].answer.strip()}" if pair[d].correct else f"[red]✗[/] {pair[d].answer.strip()}"
-            for d in (FORWARD, REVERSE)
-        ]
-        fact = pair[FORWARD]
-        table.add_row(str(line), f"{fact.subject} | {fact.relation} | {fact.object}", *cells, end_section=False)
-    console.print(table)
-    console.print(summary_line(summary))
-    console.print(
-        f"trained {summary['train_seconds']:.0f} s on {summary['documents']} documents, probed "
-        f"{summary['probe_seconds']:.0f} s; run folder: {result.folder} (report: {result.folder}/audit.md)"
-    )
+
+
+def plain(text: str) -> None:
+    """Print user text (facts, file names, answers) as written: ``[/x]`` in it is text, not rich markup."""
+    console.print(text, markup=False, highlight=False)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -76,3 +77,31 @@ def with_allow_pickle(overrides: list[str], allow_pickle: bool) -> list[str]:
 
 
 
+
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="Ask a model behind an OpenAI-compatible server (vLLM, `revcurse serve`, a hosted "
+                 "API), e.g. http://127.0.0.1:8000/v1; nothing is trained (probe.backend=openai)."),
+]  # fmt: skip
+ModelNameOption = Annotated[
+    str | None, typer.Option("--model-name", help="With --url: the model id on the server; default its only one.")
+]
+ApiKeyEnvOption = Annotated[
+    str | None,
+    typer.Option("--api-key-env", help="With --url: the environment variable holding the API key (never the key)."),
+]
+
+
+def remote_overrides(url: str | None, model_name: str | None, api_key_env: str | None) -> list[str]:
+    """``--url``, ``--model-name`` and ``--api-key-env`` as the config overrides they stand for."""
+    if url is None:
+        if model_name is not None or api_key_env is not None:
+            raise InputError("--model-name and --api-key-env go with --url (a server to ask)")
+        return []
+    overrides = ["probe.backend=openai", f"probe.url={json.dumps(url)}"]
+    if model_name is not None:
+        overrides.append(f"probe.model_name={json.dumps(model_name)}")
+    if api_key_env is not None:
+        overrides.append(f"probe.api_key_env={json.dumps(api_key_env)}")
+    return overrides
