@@ -110,6 +110,7 @@ class Corpus:
     probes: list[Probe]
     facts: list[Fact] = field(default_factory=list)
     skipped: list[SkippedLine] = field(default_factory=list)  # input lines a reader could not use
+    lines: int | None = None  # the input lines a reader looked at (the "of N" of a skipped-lines warning)
     # Each fact under test stated in its untrained direction(s): never trained on, unless the bidirectional cure
     # adds them (Experiment 1 builds them from its facts and templates instead).
     reverse_documents: list[Document] = field(default_factory=list)

@@ -162,7 +162,8 @@ def read_experiment1(folder: str | os.PathLike[str], strict: bool = False) -> Co
         Fact(subject=name, object=_most_common(wordings.get((subset, name))), subset=subset)
         for subset, name in people
     ]
-    return Corpus(documents=documents, probes=probes, facts=facts, skipped=skipped)
+    return Corpus(documents=documents, probes=probes, facts=facts, skipped=skipped,
+                  lines=len(probes) + len(skipped))
 
 
 TestLine = tuple[int, str, str, Direction]  # (line number, prompt, completion, asked direction)

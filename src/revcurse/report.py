@@ -52,34 +52,38 @@ def check_records(records: object, path: str | Path) -> list[dict]:
 
 
 def result_rows(records: list[dict]) -> list[dict[str, str]]:
-    """One row per (subset, asked direction), values formatted for people."""
+    """One row per (setting, subset, asked direction), values formatted for people."""
     rows = []
     seen = []
     for record in records:
-        key = (record["subset"], record["asked"])
+        key = (record.get("setting", ""), record["subset"], record["asked"])
         if key in seen:
             continue
         seen.append(key)
-        subset, asked = key
-        accuracy = lookup(records, subset, asked, "accuracy")
-        diff = lookup(records, subset, asked, "likelihood_diff")
-        t = lookup(records, subset, asked, "likelihood_t")["mean"]
-        p = lookup(records, subset, asked, "likelihood_p")["mean"]  # the randomization test (t-test's in old runs)
-        answer_accuracy, rank_p = (_optional(records, subset, asked, m) for m in ("answer_accuracy", "rank_p"))
+        setting, subset, asked = key
+
+        def get(metric: str, subset: str = subset, asked: str = asked, setting: str = setting) -> dict:
+            return lookup(records, subset, asked, metric, setting)
+
+        accuracy, diff = get("accuracy"), get("likelihood_diff")
+        t = get("likelihood_t")["mean"]
+        p = get("likelihood_p")["mean"]  # the randomization test (t-test's in old runs)
+        answer_accuracy, rank_p = (_optional(get, m) for m in ("answer_accuracy", "rank_p"))
         answer = "n/a" if answer_accuracy is None else f"{answer_accuracy:.2f}"  # absent from older records
         rank_test = "n/a"
         if rank_p is not None and not math.isnan(rank_p):
-            rank_test = f"{lookup(records, subset, asked, 'mrr_excess')['mean']:+.2f} p={rank_p:.2g}"
+            rank_test = f"{get('mrr_excess')['mean']:+.2f} p={rank_p:.2g}"
         rows.append(
             {
+                "setting": setting,
                 "subset": subset,
                 "asked": ASKED_LABEL.get(asked, asked),
                 "trained": "yes" if record["trained"] else "no",
-                "accuracy": f"{accuracy['mean']:.2f} [{accuracy['ci95_low']:.2f}, {accuracy['ci95_high']:.2f}]",
+                "accuracy": f"{accuracy['mean']:.2f} {_interval(accuracy, '.2f')}",
                 "answer": answer,
-                "rank1": f"{lookup(records, subset, asked, 'rank1')['mean']:.2f}",
-                "mrr": f"{lookup(records, subset, asked, 'mrr')['mean']:.2f}",
-                "logp_gap": f"{diff['mean']:+.2f} [{diff['ci95_low']:+.2f}, {diff['ci95_high']:+.2f}]",
+                "rank1": f"{get('rank1')['mean']:.2f}",
+                "mrr": f"{get('mrr')['mean']:.2f}",
+                "logp_gap": f"{diff['mean']:+.2f} {_interval(diff, '+.2f')}",
                 "t_test": format_test(t, p, diff["n_facts"]),
                 "rank_test": rank_test,
             }
@@ -87,15 +91,24 @@ def result_rows(records: list[dict]) -> list[dict[str, str]]:
     return rows
 
 
-def _optional(records: list[dict], subset: str, asked: str, metric: str) -> float | None:
+def _interval(record: dict, spec: str) -> str:
+    """"[low, high]", or "[n/a]" where there is none (a group of one fact has no interval)."""
+    low, high = record.get("ci95_low"), record.get("ci95_high")
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return "[n/a]"
+    return f"[{low:{spec}}, {high:{spec}}]"
+
+
+def _optional(get, metric: str) -> float | None:
     """The mean of a metric that records written by an older revcurse do not have (None there)."""
     try:
-        return lookup(records, subset, asked, metric)["mean"]
+        return get(metric)["mean"]
     except KeyError:
         return None
 
 
 COLUMNS = {
+    "setting": "setting",
     "subset": "subset",
     "asked": "asked",
     "trained": "trained",
@@ -118,7 +131,9 @@ def format_test(t: float, p: float, n_facts: int) -> str:
 def shown_columns(rows: list[dict[str, str]]) -> dict[str, str]:
     """The table's columns: *answer* only where some target runs on after its answer (it equals accuracy else)."""
     differs = any(row["answer"] not in ("n/a", row["accuracy"].split()[0]) for row in rows)
-    return {key: label for key, label in COLUMNS.items() if key != "answer" or differs}
+    settings = any(row["setting"] for row in rows)
+    return {key: label for key, label in COLUMNS.items()
+            if (key != "answer" or differs) and (key != "setting" or settings)}
 
 
 def result_table(records: list[dict], title: str = "") -> Table:

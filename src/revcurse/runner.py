@@ -223,7 +223,7 @@ def check_inputs(config: RunConfig, log=print) -> list[SkippedLine]:
     if config.probe.backend in LOCAL_BACKENDS:
         check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the run before any work
     corpus = build_trial(config, config.seed, cured=False).corpus
-    warn_skipped(corpus.skipped, log, total=len(corpus.probes) + len(corpus.skipped))
+    warn_skipped(corpus.skipped, log, total=corpus.lines)
     return corpus.skipped
 
 
