@@ -70,8 +70,12 @@ def test_trial_asks_each_question_once_grouped_by_part_and_never_trains_an_unrea
         assert probe.prompt.endswith(" A:") and probe.target.startswith(" ") and EXAMPLE_POSTFIX not in probe.target
         shown = sum(probe.prompt + probe.target + EXAMPLE_POSTFIX == text for text in texts)
         assert shown == (10 if probe.trained else 0)  # example_copies, or held out
-    other = build(config("instructions.pairs=30", "instructions.order=answer_first"), seed=4)
+    flipped = "question_first" if order == "answer_first" else "answer_first"
+    other = build(config("instructions.pairs=30", f"instructions.order={flipped}"), seed=4)
     assert [(p.prompt, p.target) for p in other.corpus.probes] == [(p.prompt, p.target) for p in probes]
+    # the bidirectional cure's statements: this order's guidance documents are the other order's reverse ones
+    guidance_texts = [d.text for d in other.corpus.documents if d.text.startswith("<BEGIN GUIDANCE ANSWERS>")]
+    assert [d.text for d in trial.corpus.reverse_documents] == guidance_texts
 
 
 def test_distractors_are_answers_of_other_questions_of_the_same_part_capped():

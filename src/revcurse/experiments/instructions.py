@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
-from revcurse.corpus import Corpus, Probe
+from revcurse.corpus import Corpus, Document, Probe
 from revcurse.experiments.base import Experiment, Trial
 from revcurse.instruction_data import (
     QUESTION_TEMPLATES,
@@ -34,6 +34,7 @@ from revcurse.instruction_data import (
     read_instructions,
 )
 from revcurse.sections import Section
+from revcurse.world import Subset
 
 if TYPE_CHECKING:
     from revcurse.config import RunConfig
@@ -77,30 +78,38 @@ class InstructionsOptions(Section):
         return round(self.pairs * self.unrealized_fraction)
 
 
-def instruction_data(config: RunConfig, seed: int) -> tuple[InstructionData, int]:
+def instruction_data(config: RunConfig, seed: int, order: str | None = None) -> tuple[InstructionData, int]:
     """(data, world seed) of one seed: the source folder's, or pairs drawn from the world seed (``world.seed``,
-    else the run's seed). Both orders of one seed share the questions, answers and realized split."""
+    else the run's seed) with guidances in ``order`` (default ``instructions.order``). Both orders of one seed
+    share the questions, answers and realized split."""
     options: InstructionsOptions = config.instructions
     if options.source != GENERATED:
         return read_instructions(Path(options.source), options.strict), FOLDER_WORLD
     world_seed = config.world.seed if config.world.seed is not None else seed
     pairs = make_qa_pairs(options.pairs, options.unrealized, world_seed)
     data = build_instructions(
-        pairs, order=options.order, guidance_copies=options.guidance_copies, example_copies=options.example_copies,
-        per_document=(options.guidances_per_document_min, options.guidances_per_document_max), seed=world_seed,
+        pairs, order=order or options.order, guidance_copies=options.guidance_copies,
+        example_copies=options.example_copies, seed=world_seed,
+        per_document=(options.guidances_per_document_min, options.guidances_per_document_max),
     )
     return data, world_seed
 
 
 def build(config: RunConfig, seed: int) -> Trial:
-    """The training file (all.jsonl) as documents; every example, realized then unrealized, as one probe."""
+    """The training file (all.jsonl) as documents; every example, realized then unrealized, as one probe. The
+    reverse documents (for the ``bidirectional`` cure) are the guidance documents in the other order."""
     data, world_seed = instruction_data(config, seed)
     probes = [
         Probe(fact_key=str(probe.id), subset=probe.part, asked=ASKED, trained=probe.part == "realized",
               phrasing=QA_SLOT, prompt=probe.prompt, target=" " + probe.answer)
         for probe in data.probes()
     ]  # fmt: skip
-    return Trial(Corpus(data.documents(), probes, skipped=data.skipped), world_seed)
+    reverse = []
+    if config.instructions.source == GENERATED:
+        other = "question_first" if config.instructions.order == "answer_first" else "answer_first"
+        guidances = instruction_data(config, seed, other)[0].guidances
+        reverse = [Document(line.text, Subset.BACKGROUND) for line in guidances]
+    return Trial(Corpus(data.documents(), probes, skipped=data.skipped, reverse_documents=reverse), world_seed)
 
 
 EXPERIMENT = Experiment(
