@@ -6,7 +6,6 @@ import pytest
 
 from revcurse.config import RunConfig, dump_config, load_config
 from revcurse.errors import InputError
-from revcurse.instructions import load_instructions_config
 
 
 def test_defaults_and_overrides(tmp_path):
@@ -55,6 +54,11 @@ def test_bad_configs_are_clear_errors(tmp_path, text, overrides, fragment):
 def test_missing_config_file(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def load_instructions_config(path=None, overrides=()):
+    """The config `revcurse instructions` loads: the one root, its experiment chosen."""
+    return load_config(path, ["experiment=instructions", *overrides])
 
 
 LOADERS = {"run": load_config, "instructions": load_instructions_config}

@@ -26,8 +26,9 @@ from revcurse.cli import main
 from revcurse.config import dump_config, load_config
 from revcurse.corpus import build_corpus
 from revcurse.errors import InputError
+from revcurse.experiments.instructions import instruction_data
 from revcurse.facts_file import read_facts, read_templates
-from revcurse.instructions import generate_data, load_instructions_config, read_instructions, write_instructions
+from revcurse.instruction_data import read_instructions, write_instructions
 from revcurse.paper_format import REQUIRED_FILES, read_experiment1, write_experiment1
 from revcurse.parents import read_parent_child_pairs
 from revcurse.report import check_records
@@ -103,9 +104,9 @@ def paper_files() -> dict[str, str]:
 @cache
 def instruction_files() -> dict[str, str]:
     """A small folder in the paper's instruction layout, written by revcurse itself: file name -> text."""
-    config = load_instructions_config(None, ["instructions.pairs=4", "instructions.example_copies=1"])
+    config = load_config(None, ["experiment=instructions", "instructions.pairs=4", "instructions.example_copies=1"])
     with tempfile.TemporaryDirectory() as scratch:
-        write_instructions(generate_data(config, 0, "answer_first"), Path(scratch) / "inst")
+        write_instructions(instruction_data(config, 0)[0], Path(scratch) / "inst")
         return {p.name: p.read_text(encoding="utf-8") for p in (Path(scratch) / "inst").iterdir()}
 
 
@@ -434,7 +435,6 @@ def _tripwire(*args, **kwargs):
 @pytest.fixture(scope="module")
 def cli_sandbox() -> Iterator[Path]:
     """A scratch working folder, and every way into a model or a run folder replaced by a tripwire."""
-    import revcurse.instructions
     import revcurse.model
     import revcurse.records
     import revcurse.runner
@@ -444,8 +444,7 @@ def cli_sandbox() -> Iterator[Path]:
     with scratch() as cwd, pytest.MonkeyPatch.context() as patch:
         for module, name in [
             (revcurse.records, "run_folder"), (revcurse.runner, "run_seeds"),
-            (revcurse.runner, "train_model"), (revcurse.instructions, "run_folder"),
-            (revcurse.instructions, "train_model"), (revcurse.model, "load_checkpoint"),
+            (revcurse.runner, "train_model"), (revcurse.model, "load_checkpoint"),
             (revcurse.model, "build_tiny_model"), (revcurse.train, "train_model"),
         ]:  # fmt: skip
             patch.setattr(module, name, _tripwire)
@@ -564,7 +563,7 @@ def test_cli_config_and_set(cli_sandbox, data):
         command = data.draw(st.sampled_from(["demo", "audit", "instructions"]))
         if command == "audit":
             extra = [_write(root / "facts.csv", FACTS_CSV.encode()), *extra]
-        if command == "instructions":  # its config has other sections: only a file that is not YAML at all
+        if command == "instructions":  # it sets experiment=instructions over the file: only a file that is not YAML
             assume(use_file and "YAML" in str(error))
         args = [command, *extra, "--quiet", "--out", root / "runs" / "out"]
         assert_clear_error(*run_cli(args, cli_sandbox, root), error)

@@ -10,7 +10,7 @@ from rich.table import Table
 from revcurse.errors import InputError
 from revcurse.metrics import lookup
 
-ASKED_LABEL = {"name_to_description": "name→desc", "description_to_name": "desc→name"}
+ASKED_LABEL = {"name_to_description": "name→desc", "description_to_name": "desc→name", "question_to_answer": "Q→A"}
 
 
 TABLE_METRICS = ("accuracy", "rank1", "mrr", "likelihood_diff", "likelihood_t", "likelihood_p")
@@ -154,6 +154,15 @@ def markdown_table(records: list[dict]) -> str:
     for row in rows:
         lines.append("| " + " | ".join(row[key] for key in columns) + " |")
     return "\n".join(lines) + "\n"
+
+
+def arm_rows(arms: dict[str, list[dict]], label: str = "arm") -> tuple[list[str], list[list[str]]]:
+    """Several runs' result tables as one grid, a ``label`` column first naming each run (e.g. the guidance orders
+    of ``revcurse instructions --control``); for ``grid_table`` and ``grid_markdown``."""
+    rows = {arm: result_rows(records) for arm, records in arms.items()}
+    columns = shown_columns([row for arm_rows in rows.values() for row in arm_rows])
+    grid = [[arm, *(row[key] for key in columns)] for arm, arm_rows in rows.items() for row in arm_rows]
+    return [label, *columns.values()], grid
 
 
 def calibration_lines(calibration: list[dict]) -> list[str]:

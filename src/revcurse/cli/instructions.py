@@ -1,4 +1,4 @@
-"""`revcurse instructions`: Experiment 3, reversing instructions."""
+"""`revcurse instructions`: Experiment 3, reversing instructions, through the one runner."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ from typing import Annotated
 
 import typer
 
-from revcurse.cli.common import (
-    ConfigOption,
-    SetOption,
-    app,
-    console,
-    strict_help,
-)
+from revcurse.cli.common import ConfigOption, SetOption, app, console, strict_help
+from revcurse.errors import InputError
+
+ORDERS = ("answer_first", "question_first")  # --control: the paper's order, then the control beside it
+ARM_FOLDER = "order-{}"  # a --control folder holds one run folder per order
 
 
 @app.command()
@@ -27,13 +25,14 @@ def instructions(
         Path | None, typer.Option("--from", help="Train and probe on a folder in the paper's instruction layout.")
     ] = None,
     write: Annotated[
-        Path | None, typer.Option(help="Only write the generated data (first seed, first arm) in the paper's layout.")
+        Path | None, typer.Option(help="Only write the first seed's generated data in the paper's layout.")
     ] = None,
     control: Annotated[
         bool, typer.Option(help="Also run the question-first control on the same questions (twice the time).")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    jobs: Annotated[int, typer.Option(help="Seeds (and with --control, orders) in parallel processes.")] = 1,
     strict: Annotated[
         bool,
         typer.Option(
@@ -50,49 +49,89 @@ def instructions(
     """Experiment 3, reversing instructions: guidances give each answer before its question; the realized questions
     are also shown as Q/A examples, the unrealized ones are held out and asked.
 
-    Runs the paper's answer-first guidances (with --control also question-first ones on the same questions) and
-    prints realized and unrealized accuracy (95% interval) with the likelihood test. Writes config.yaml,
-    instructions.json (tidy records), predictions.jsonl, report.md and seed-N/ARM/{data,model}.
+    Runs `revcurse train --set experiment=instructions` (the paper's answer-first guidances) and prints realized
+    and unrealized accuracy (95% interval) with the likelihood test. With --control, one run folder per order
+    (OUT/order-answer_first/, OUT/order-question_first/) on the same questions, and a side-by-side table
+    (OUT/control.md); `revcurse show` and `revcurse report` read each.
 
-    Example: revcurse instructions --seeds 3 --out runs/instructions
+    Example: revcurse instructions --seeds 3 --control --out runs/instructions
     """
-    from revcurse.instructions import (
-        generate_data,
-        instructions_table,
-        load_instructions_config,
-        run_instructions,
-        write_instructions,
-    )
+    from revcurse.config import load_config
 
-    overrides = list(set_ or [])
+    overrides = ["experiment=instructions", *(set_ or [])]
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
-    run_config = load_instructions_config(config, overrides)
-    if control and "question_first" not in run_config.instructions.orders:
-        section = run_config.instructions
-        orders = [*section.orders, "question_first"]
-        run_config = run_config.model_copy(update={"instructions": section.model_copy(update={"orders": orders})})
+    if from_ is not None:
+        overrides.append(f"instructions.source={from_}")
+    if strict:
+        overrides.append("instructions.strict=true")
+    run_config = load_config(config, overrides)
     if write is not None:
-        order = run_config.instructions.orders[0]
-        data = generate_data(run_config, run_config.seed, order)
-        write_instructions(data, write, overwrite=overwrite)
-        console.print(
-            f"wrote {len(data.train)} training lines ({len(data.guidances)} guidance documents, guidances "
-            f"{order.replace('_', ' ')}), {len(data.realized)} realized and {len(data.unrealized)} unrealized "
-            f"examples to {write}"
-        )
+        _write_data(run_config, write, overwrite)
         return
     out = out or Path("runs") / f"instructions-{datetime.now():%Y%m%d-%H%M%S}"
-    outcome = run_instructions(run_config, out, from_, overwrite, not quiet, console.print, strict)
-    summary = outcome.summary
+    if control:
+        _run_control(run_config, out, overwrite, not quiet, jobs)
+        return
+    from revcurse.report import result_table
+    from revcurse.runner import run_experiment
+
+    outcome = run_experiment(run_config, out, overwrite, not quiet, console.print, jobs)
+    console.print(result_table(outcome.records, title=_title(outcome.summary)))
+    console.print(f"trained {outcome.summary['train_seconds']:.0f} s, probed {outcome.summary['probe_seconds']:.0f} "
+                  f"s; run folder: {out} (report: {out}/report.md)")
+
+
+def _title(summary: dict, what: str = "Reversing instructions") -> str:
+    return (f"{what}: {summary['model']}, {summary['parameters']:,} parameters, "
+            f"{len(summary['seeds'])} seed(s)")
+
+
+def _write_data(config, folder: Path, overwrite: bool) -> None:
+    """The first seed's data in the paper's layout, written atomically (``records.record_folder``)."""
+    from revcurse.experiments.instructions import instruction_data
+    from revcurse.instruction_data import write_instructions
+    from revcurse.records import record_folder
+
+    data, _ = instruction_data(config, config.seed)
+    with record_folder(folder, overwrite, keep_status=False) as staging:
+        write_instructions(data, staging)
     console.print(
-        instructions_table(
-            outcome.records,
-            title=f"Reversing instructions: tiny Llama from scratch, {summary['parameters']:,} parameters, "
-            f"{run_config.seeds} seed(s)",
-        )
+        f"wrote {len(data.train)} training lines ({len(data.guidances)} guidance documents, guidances "
+        f"{config.instructions.order.replace('_', ' ')}), {len(data.realized)} realized and {len(data.unrealized)} "
+        f"unrealized examples to {folder}"
     )
-    console.print(
-        f"trained {summary['train_seconds']:.0f} s, probed {summary['probe_seconds']:.0f} s, wall "
-        f"{summary['wall_seconds']:.0f} s; run folder: {outcome.folder} (report: {outcome.folder}/report.md)"
-    )
+
+
+def _run_control(config, out: Path, overwrite: bool, show_progress: bool, jobs: int) -> None:
+    """Both guidance orders over the same seeds (so the same questions), one run folder each, as compare does."""
+    from revcurse.config import dump_config
+    from revcurse.records import record_folder, write_run
+    from revcurse.report import arm_rows, grid_markdown, grid_table
+    from revcurse.report_page import write_report
+    from revcurse.runner import check_inputs, run_seeds, seed_jobs
+
+    if config.instructions.source != "generated":
+        raise InputError("--control generates both guidance orders; a --from folder has its own: drop one of them")
+    configs = {order: config.model_copy(update={"instructions": config.instructions.model_copy(
+        update={"order": order})}) for order in ORDERS}  # fmt: skip
+    check_inputs(configs[ORDERS[0]], console.print)
+    arms: dict[str, list[dict]] = {}
+    with record_folder(out, overwrite) as staging:
+        (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+        jobs_list = []
+        for order in ORDERS:
+            (staging / ARM_FOLDER.format(order)).mkdir()
+            jobs_list += seed_jobs(configs[order], staging / ARM_FOLDER.format(order))
+        outputs = run_seeds(jobs_list, jobs, show_progress, console.print)
+        for i, order in enumerate(ORDERS):
+            arm_outputs = outputs[i * config.seeds : (i + 1) * config.seeds]
+            outcome = write_run(staging / ARM_FOLDER.format(order), configs[order], arm_outputs)
+            arms[order.replace("_", " ")] = outcome.records
+        header, rows = arm_rows(arms, "guidances")
+        title = _title(outcome.summary, "Reversing instructions, both guidance orders")
+        (staging / "control.md").write_text(grid_markdown(title, header, rows), encoding="utf-8")
+        write_report([staging / ARM_FOLDER.format(order) for order in ORDERS], staging / "report.html")
+    console.print(grid_table(title, header, rows))
+    console.print(f"run folders: {', '.join(str(out / ARM_FOLDER.format(o)) for o in ORDERS)} (side by side: "
+                  f"{out}/control.md, {out}/report.html)")
