@@ -23,7 +23,7 @@ def check_records(records: object, path: str | Path) -> list[dict]:
     expected = "a list of metric records (objects with subset, asked, trained, metric, mean, ...)"
     if not isinstance(records, list):
         raise InputError(f"expected {expected}, got a JSON {type(records).__name__}", path)
-    groups: dict[tuple[str, str], set[str]] = {}
+    groups: dict[tuple[str, str, str], set[str]] = {}
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise InputError(f"record {index}: expected an object, got {type(record).__name__}", path)
@@ -43,8 +43,8 @@ def check_records(records: object, path: str | Path) -> list[dict]:
                 raise InputError(f"record {index} ({record['metric']}): field {field!r} must be a number", path)
         if record["metric"] == "likelihood_diff" and not isinstance(record["n_facts"], int):
             raise InputError(f"record {index} (likelihood_diff): field 'n_facts' must be a whole number", path)
-        groups.setdefault((record["subset"], record["asked"]), set()).add(record["metric"])
-    for (subset, asked), metrics in groups.items():
+        groups.setdefault((record.get("setting", ""), record["subset"], record["asked"]), set()).add(record["metric"])
+    for (_, subset, asked), metrics in groups.items():
         missing = [metric for metric in TABLE_METRICS if metric not in metrics]
         if missing:
             raise InputError(f"no {', '.join(missing)} record for subset {subset!r}, asked {asked!r}", path)
@@ -56,29 +56,30 @@ def result_rows(records: list[dict]) -> list[dict[str, str]]:
     rows = []
     seen = []
     for record in records:
-        key = (record["subset"], record["asked"])
+        key = (record.get("setting", ""), record["subset"], record["asked"])  # a setting is its own group
         if key in seen:
             continue
         seen.append(key)
-        subset, asked = key
-        accuracy = lookup(records, subset, asked, "accuracy")
-        diff = lookup(records, subset, asked, "likelihood_diff")
-        t = lookup(records, subset, asked, "likelihood_t")["mean"]
-        p = lookup(records, subset, asked, "likelihood_p")["mean"]  # the randomization test (t-test's in old runs)
-        answer_accuracy, rank_p = (_optional(records, subset, asked, m) for m in ("answer_accuracy", "rank_p"))
+        setting, subset, asked = key
+        accuracy = lookup(records, subset, asked, "accuracy", setting)
+        diff = lookup(records, subset, asked, "likelihood_diff", setting)
+        t = lookup(records, subset, asked, "likelihood_t", setting)["mean"]
+        p = lookup(records, subset, asked, "likelihood_p", setting)["mean"]  # randomization test (t in old runs)
+        answer_accuracy, rank_p = (_optional(records, subset, asked, m, setting) for m in ("answer_accuracy",
+                                                                                            "rank_p"))
         answer = "n/a" if answer_accuracy is None else f"{answer_accuracy:.2f}"  # absent from older records
         rank_test = "n/a"
         if rank_p is not None and not math.isnan(rank_p):
-            rank_test = f"{lookup(records, subset, asked, 'mrr_excess')['mean']:+.2f} p={rank_p:.2g}"
+            rank_test = f"{lookup(records, subset, asked, 'mrr_excess', setting)['mean']:+.2f} p={rank_p:.2g}"
         rows.append(
             {
-                "subset": subset,
+                "subset": f"{setting}: {subset}" if setting else subset,
                 "asked": ASKED_LABEL.get(asked, asked),
                 "trained": "yes" if record["trained"] else "no",
                 "accuracy": f"{accuracy['mean']:.2f} [{accuracy['ci95_low']:.2f}, {accuracy['ci95_high']:.2f}]",
                 "answer": answer,
-                "rank1": f"{lookup(records, subset, asked, 'rank1')['mean']:.2f}",
-                "mrr": f"{lookup(records, subset, asked, 'mrr')['mean']:.2f}",
+                "rank1": f"{lookup(records, subset, asked, 'rank1', setting)['mean']:.2f}",
+                "mrr": f"{lookup(records, subset, asked, 'mrr', setting)['mean']:.2f}",
                 "logp_gap": f"{diff['mean']:+.2f} [{diff['ci95_low']:+.2f}, {diff['ci95_high']:+.2f}]",
                 "t_test": format_test(t, p, diff["n_facts"]),
                 "rank_test": rank_test,
@@ -87,10 +88,10 @@ def result_rows(records: list[dict]) -> list[dict[str, str]]:
     return rows
 
 
-def _optional(records: list[dict], subset: str, asked: str, metric: str) -> float | None:
+def _optional(records: list[dict], subset: str, asked: str, metric: str, setting: str = "") -> float | None:
     """The mean of a metric that records written by an older revcurse do not have (None there)."""
     try:
-        return lookup(records, subset, asked, metric)["mean"]
+        return lookup(records, subset, asked, metric, setting)["mean"]
     except KeyError:
         return None
 
