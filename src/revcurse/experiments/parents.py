@@ -20,6 +20,7 @@ type for a child question). The metrics pair parent against child over rows (McN
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -103,8 +104,11 @@ def build(config: RunConfig, seed: int) -> Trial:
     if not options.pairs:
         raise InputError("the parents experiment asks parents.pairs: the pairs CSV (revcurse parents PAIRS.csv)")
     read = read_parent_child_pairs(Path(options.pairs), options.strict)
-    children, parents = accepted_answers(read.pairs)
-    asked = read.pairs[: options.limit] if options.limit else read.pairs
+    spelling: dict[str, str] = {}  # one person, one spelling (the first): case and spacing make no new person
+    named = [replace(p, child=spelling.setdefault(normalize_name(p.child), p.child),
+                     parent=spelling.setdefault(normalize_name(p.parent), p.parent)) for p in read.pairs]
+    children, parents = accepted_answers(named)
+    asked = named[: options.limit] if options.limit else named
     probes = []
     for style in options.styles:
         for pair in asked:
