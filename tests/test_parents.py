@@ -181,7 +181,7 @@ def test_probes_accept_any_known_child_and_draw_distractors_of_the_same_role(tmp
     assert child.accepted == ("Belphine Quarrell",)
     drawn = draw_distractors(probes, k=5, seed=1)
     assert {t.strip() for t in drawn[2].targets} <= set(FATHERS) - {"Barnaby Maltravers"}
-    assert len(drawn[2].targets) == 5
+    assert 4 <= len(drawn[2].targets) <= 5  # k rows drawn; a second row naming the probe's own answer is dropped
     assert {t.strip() for t in drawn[0].targets} <= set(MOTHERS) - {"Elswyth Maltravers"}
     assert not {t.strip() for t in drawn[3].targets} & {"Corvina Maltravers", "Belphine Quarrell"}
     everything = draw_distractors(probes, k=100, seed=1)  # every other name of the role: 9 mothers, 8 fathers
@@ -206,9 +206,11 @@ def test_distractors_are_never_an_answer_to_the_question_names_normalised(tmp_pa
         assert not set(names) & {a.casefold() for a in (probe.target.strip(), *probe.accepted)}
     by_prompt = {p.prompt: (p, d) for p, d in zip(probes, drawn)}
     cy, cy_drawn = by_prompt["Who is Cy Hart's mother?"]
-    assert cy.accepted == ("Edna Hart",) and not {"Dora Hart", "Edna Hart"} & {t.strip() for t in cy_drawn.targets}
-    mabel, _ = by_prompt["Name a child of Mabel Fenwick."]
-    assert mabel.accepted == ("Bo Fenwick",) and cy.messages[0] == ("system", SYSTEM_PROMPT)
+    assert {*cy.accepted, cy.target.strip()} == {"Dora Hart", "Edna Hart"}
+    assert not {"Dora Hart", "Edna Hart"} & {t.strip() for t in cy_drawn.targets}
+    mabel, _ = by_prompt["Name a child of Mabel Fenwick."]  # one person however spelled: Ada and Bo are hers
+    assert {*mabel.accepted, mabel.target.strip()} == {"Ada Fenwick", "Bo Fenwick"}
+    assert cy.messages[0] == ("system", SYSTEM_PROMPT)
 
 
 def test_correct_means_the_name_as_whole_words():
@@ -424,7 +426,8 @@ def test_cli_end_to_end_writes_a_standard_run_folder(made_up, cli_output):
     assert {"config.yaml", "metrics.json", "predictions.jsonl", "run.json", "report.md", "skipped.jsonl",
             "status.json"} <= names  # fmt: skip
     csv_path, _ = made_up
-    assert f"{csv_path}, line 22: {REPEATED_REASON}; skipped" in printed + err
+    said = " ".join((printed + err).split())  # the console wraps long lines
+    assert " ".join(f"{csv_path}, line 22: {REPEATED_REASON}; skipped".split()) in said
     skipped = [json.loads(line) for line in (run / "skipped.jsonl").open(encoding="utf-8")]
     assert skipped == [{"file": str(csv_path), "line": 22, "reason": REPEATED_REASON}]
     rows = predictions(run)
@@ -434,9 +437,9 @@ def test_cli_end_to_end_writes_a_standard_run_folder(made_up, cli_output):
     for row in rows:
         assert len(row["samples"]) == SAMPLES and len(row["samples_correct"]) == SAMPLES
         # 10 mothers, 9 fathers (one has two children), 10 children: the others of the same role, all of them
-        expected = 9 if row["subset"] == "mother" else 8
+        expected = 9 if row["subset"] == "mother" else 8  # fathers: Barnaby named twice is one distractor
         if row["asked"] == "child" and row["subset"] == "father":
-            expected = 8 if row["accepted"] else 9  # Barnaby's other child is an answer, never a distractor
+            expected = 8 if row.get("accepted") else 9  # Barnaby's other child is an answer, never a distractor
         assert len(row["distractor_logprobs"]) == expected, row["prompt"][-60:]
         assert math.isfinite(row["logprob_correct"]) and row["logprob_correct"] < 0
         assert row["rank"] == rank_among(row["logprob_correct"], row["distractor_logprobs"])

@@ -80,7 +80,8 @@ def result_rows(records: list[dict]) -> list[dict[str, str]]:
                 "answer": answer,
                 "rank1": f"{lookup(records, subset, asked, 'rank1', setting)['mean']:.2f}",
                 "mrr": f"{lookup(records, subset, asked, 'mrr', setting)['mean']:.2f}",
-                "logp_gap": f"{diff['mean']:+.2f} [{diff['ci95_low']:+.2f}, {diff['ci95_high']:+.2f}]",
+                "logp_gap": "n/a" if diff["ci95_low"] is None  # no log-probs given (a chat endpoint)
+                else f"{diff['mean']:+.2f} [{diff['ci95_low']:+.2f}, {diff['ci95_high']:+.2f}]",
                 "t_test": format_test(t, p, diff["n_facts"]),
                 "rank_test": rank_test,
             }
@@ -161,11 +162,12 @@ TEST_LABEL = {"paper_t": "paired t (paper's)", "likelihood": "log p randomizatio
 
 def markdown_report(records: list[dict], summary: dict, calibration: list[dict] | None = None) -> str:
     """A short Markdown page: what was run, the table, how to read it, and the tests' placebo calibration."""
+    parameters = f"{summary['parameters']:,}" if isinstance(summary.get("parameters"), int) else "?"  # a server's: ?
     n_seeds = records[0]["n_seeds"] if records else 0
     interval = "t interval over seeds" if n_seeds > 1 else "bootstrap over facts (one seed)"
     return (
         "# revcurse run\n\n"
-        f"- model: {summary.get('model', '?')}, {summary.get('parameters', 0):,} parameters\n"
+        f"- model: {summary.get('model', '?')}, {parameters} parameters\n"
         f"- seeds: {summary.get('seeds')}; training: {summary.get('train_seconds', 0):.0f} s, "
         f"{summary.get('tokens_per_second', 0):,.0f} tokens/s; probing: {summary.get('probe_seconds', 0):.0f} s\n"
         f"- probes: held-out phrasings only; 95% intervals: {interval}\n\n"
