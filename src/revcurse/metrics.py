@@ -360,7 +360,9 @@ def test_records(base: dict, seeds: list[tuple[int, int, list[ProbeResult]]], po
     common = {"n_seeds": n_seeds, "n_items": len(diff), "n_facts": len(diff)}
 
     def record(metric: str, mean: float, values: np.ndarray | None, statistic: str) -> dict:
-        low, high = t_interval(values.tolist()) if values is not None and len(values) >= 2 else (None, None)
+        low, high = (None, None) if values is None else (math.nan, math.nan)  # NaN: no values (no log-probs given)
+        if values is not None and len(values) >= 2:
+            low, high = t_interval(values.tolist())
         return {**base, "metric": metric, "mean": mean, "ci95_low": low, "ci95_high": high, **common,
                 "statistic": statistic}
 

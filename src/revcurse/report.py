@@ -80,7 +80,7 @@ def result_rows(records: list[dict]) -> list[dict[str, str]]:
                 "answer": answer,
                 "rank1": f"{lookup(records, subset, asked, 'rank1', setting)['mean']:.2f}",
                 "mrr": f"{lookup(records, subset, asked, 'mrr', setting)['mean']:.2f}",
-                "logp_gap": "n/a" if diff["ci95_low"] is None  # no log-probs given (a chat endpoint)
+                "logp_gap": "n/a" if math.isnan(diff["mean"])  # no log-probs given (a chat endpoint)
                 else f"{diff['mean']:+.2f} [{diff['ci95_low']:+.2f}, {diff['ci95_high']:+.2f}]",
                 "t_test": format_test(t, p, diff["n_facts"]),
                 "rank_test": rank_test,
