@@ -29,8 +29,8 @@ from revcurse.errors import InputError
 from revcurse.experiments.instructions import instruction_data
 from revcurse.facts_file import read_facts, read_templates
 from revcurse.instruction_data import read_instructions, write_instructions
+from revcurse.pairs_file import read_parent_child_pairs
 from revcurse.paper_format import REQUIRED_FILES, read_experiment1, write_experiment1
-from revcurse.parents import read_parent_child_pairs
 from revcurse.report import check_records
 from revcurse.report_page import read_json, read_run
 from revcurse.world import make_celebrities
@@ -519,7 +519,7 @@ def test_cli_parents(cli_sandbox, content):
         path = _write(root / "pairs.csv", content)
         error = read_or_input_error(read_parent_child_pairs, path)
         assume(error is not None)
-        args = ["parents", path, "--model", root / "no-model", "--quiet", "--out", root / "runs" / "out"]
+        args = ["parents", path, "--url", "http://127.0.0.1:9/v1", "--quiet", "--out", root / "runs" / "out"]
         assert_clear_error(*run_cli(args, cli_sandbox, root), error)
 
 

@@ -1,7 +1,8 @@
-"""Experiment 2 (parent vs child): CSV checks, queries, chat rendering, sampling, records, and the CLI end to end.
+"""Experiment 2 (parent vs child): the CSV, the probes it becomes, chat rendering, sampling, the paired statistics,
+and `revcurse parents` end to end, with a local model (--model) and against `revcurse serve` (--url).
 
-The end-to-end test writes a 20-row file of made-up people, trains a tiny model for a few seconds on the parent
-questions only (completion style), saves it like a checkpoint and runs `revcurse parents` on it.
+The end-to-end tests write a 20-row file of made-up people, train a tiny model for a few seconds on the parent
+questions only (completion style), save it like a checkpoint and run `revcurse parents` on it.
 Run as a script (`python tests/test_parents.py FOLDER`) it writes that file and model for trying the command.
 """
 
@@ -9,39 +10,25 @@ import contextlib
 import io
 import json
 import math
-import random
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 from scipy import stats
 
+from revcurse.chat import PLAIN_RENDERING, TEMPLATE_RENDERING, render_conversations, render_plain
 from revcurse.cli import main
-from revcurse.config import ModelConfig, TrainConfig
-from revcurse.corpus import Document
+from revcurse.config import ModelConfig, TrainConfig, load_config
+from revcurse.corpus import Corpus, Document, Probe, draw_distractors
 from revcurse.errors import InputError
-from revcurse.metrics import randomization_tests
-from revcurse.model import build_tiny_model, set_bidirectional, train_tokenizer
-from revcurse.parents import (
-    DIRECTIONS,
-    PLAIN_RENDERING,
-    build_queries,
-    candidate_scores,
-    chat_messages,
-    chat_renderer,
-    completion_prompt,
-    continuation,
-    is_correct,
-    normalize_name,
-    parent_question,
-    parents_calibration,
-    parents_records,
-    read_parent_child_pairs,
-    render_plain,
-    run_parents,
-)
-from revcurse.probe import HFBackend, MaskedLMBackend, rank_among
+from revcurse.experiments.parents import SYSTEM_PROMPT, build, chat_messages, completion_prompt, parent_question
+from revcurse.metrics import aggregate, lookup
+from revcurse.model import build_tiny_model, train_tokenizer
+from revcurse.pairs_file import read_parent_child_pairs
+from revcurse.probe import HFBackend, ProbeResult, names_any, rank_among, run_probes
+from revcurse.serve import make_server
 from revcurse.train import train_model
 from revcurse.world import Subset
 
@@ -81,60 +68,6 @@ def write_csv(path: Path, lines: list[str], header: str = HEADER) -> Path:
     path.write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
     return path
 
-
-def run_cli(args: list[str]) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    return exit_info.value.code
-
-
-def build_model(folder: Path, csv_path: Path) -> None:
-    """A tiny Llama trained only on completion-style parent questions of the file, saved as a checkpoint."""
-    torch.manual_seed(0)
-    pairs = read_parent_child_pairs(csv_path).pairs
-    trained = [completion_prompt(parent_question(p)) + " " + p.parent for p in pairs]
-    seen = trained + [completion_prompt(f"Name a child of {p.parent}.") for p in pairs]
-    seen += [render_plain(chat_messages(parent_question(p))) for p in pairs]
-    tokenizer = train_tokenizer(seen, vocab_size=600)
-    tokenizer.chat_template = CHAT_TEMPLATE
-    config = ModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64, tie_embeddings=False)
-    model = build_tiny_model(config, tokenizer, 512)
-    documents = [Document(text, Subset.BACKGROUND) for text in trained]
-    train_model(model, tokenizer, documents, TrainConfig(epochs=150, batch_size=20, learning_rate=1e-2, threads=1),
-                seed=0, show_progress=False)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-
-
-# The made-up file ends with one unusable row, as published files have: row 1 again (line 22), skipped.
-REPEATED_ROW = "corvina  maltravers,ELSWYTH MALTRAVERS,Mother,,"
-REPEATED_REASON = "duplicate row (corvina  maltravers, ELSWYTH MALTRAVERS, mother): first given on line 2"
-
-
-@pytest.fixture(scope="module")
-def made_up(tmp_path_factory):
-    torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("parents")
-    csv_path = write_csv(folder / "pairs.csv", [*pair_lines(), REPEATED_ROW])
-    build_model(folder / "model", csv_path)
-    return csv_path, folder / "model"
-
-
-@pytest.fixture(scope="module")
-def cli_output(made_up):
-    """`revcurse parents` on the made-up file and model: its run folder and what it printed on stderr."""
-    csv_path, model = made_up
-    out = csv_path.parent / "run"
-    args = ["parents", str(csv_path), "--model", str(model), "--samples", str(SAMPLES), "--out", str(out), "--quiet"]
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        assert run_cli(args) == 0
-    return out, err.getvalue()
-
-
-@pytest.fixture(scope="module")
-def cli_run(cli_output):
-    return cli_output[0]
 
 
 # --- the CSV -----------------------------------------------------------------------------------------------
@@ -207,47 +140,55 @@ def test_a_header_without_rows_or_without_usable_rows_is_refused(tmp_path):
     assert str(error.value) == f"{path}: no usable rows: all 2 skipped (first: line 2: empty parent)"
 
 
+
+
 def test_cli_exits_2_on_a_bad_file_and_writes_nothing(tmp_path, capsys):
     path = write_csv(tmp_path / "bad.csv", ["Ada Fenwick,Mabel Fenwick,mother,,", "Ada Fenwick,Tom Fenwick,uncle,,"])
-    args = ["parents", str(path), "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "run")]
+    args = ["parents", str(path), "--url", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "run")]
     assert run_cli([*args, "--strict"]) == 2
-    assert capsys.readouterr().err.splitlines() == [
+    assert capsys.readouterr().err.splitlines()[-1] == (
         f"error: {path}, line 3: parent_type must be mother or father, got 'uncle' (--strict refuses an unusable "
         "line; without it the line is skipped)"
-    ]
+    )
     assert not (tmp_path / "run").exists()
     path.write_text(path.read_text() + "Ada Fenwick,Tom Fenwick,father,,maybe\n", encoding="utf-8")
     assert run_cli(args) == 2  # a field of the wrong type is the file's fault: refused without --strict too
-    assert capsys.readouterr().err.splitlines() == [f"error: {path}, line 4: can_reverse must be True, False or empty, "
-                                                    "got 'maybe'"]
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: {path}, line 4: can_reverse must be True, False or empty, got 'maybe'"
+    )
     assert not (tmp_path / "run").exists()
-    code = run_cli(["parents", str(tmp_path / "missing.csv"), "--model", "x", "--out", str(tmp_path / "run")])
-    assert code == 2 and "file not found" in capsys.readouterr().err
+    assert run_cli(["parents", str(path), "--out", str(tmp_path / "run")]) == 2  # no model to ask
+    assert "--model DIR" in capsys.readouterr().err
 
 
-# --- questions, answers, rendering ----------------------------------------------------------------------------
+# --- the probes ------------------------------------------------------------------------------------------------
 
 
-def test_queries_accept_any_known_child_and_draw_distractors_of_the_same_role(tmp_path):
-    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", pair_lines())).pairs
-    queries = build_queries(pairs, n_distractors=5, seed=1)
-    assert len(queries) == 40 and [q.direction for q in queries[:2]] == ["parent", "child"]
-    parent_query, child_query = queries[2], queries[3]  # row 1: Corvina's father, Barnaby Maltravers
-    assert parent_query.question == "Who is Corvina Maltravers's father?"
-    assert parent_query.accepted == ("Barnaby Maltravers",)
-    assert set(parent_query.distractors) <= set(FATHERS) - {"Barnaby Maltravers"}
-    assert len(parent_query.distractors) == 5
-    assert child_query.question == "Name a child of Barnaby Maltravers."
-    assert set(child_query.accepted) == {"Corvina Maltravers", "Belphine Quarrell"}
-    assert not set(child_query.distractors) & set(child_query.accepted)
-    assert set(child_query.distractors) <= set(CHILDREN)
-    mother_query = queries[0]
-    assert set(mother_query.distractors) <= set(MOTHERS) - {"Elswyth Maltravers"}
-    assert build_queries(pairs, n_distractors=5, seed=1) == queries  # drawn from the seed
-    # --limit: only the first rows are asked, but the whole file says who the children are
-    limited = build_queries(pairs[:2], reference=pairs, n_distractors=3)
-    assert set(limited[3].accepted) == {"Corvina Maltravers", "Belphine Quarrell"}
-    assert set(limited[3].distractors) <= set(CHILDREN)
+def trial_probes(csv_path: Path, *overrides: str):
+    config = load_config(None, ["experiment=parents", f"parents.pairs={csv_path}", *overrides])
+    return build(config, seed=0).corpus
+
+
+def test_probes_accept_any_known_child_and_draw_distractors_of_the_same_role(tmp_path):
+    corpus = trial_probes(write_csv(tmp_path / "p.csv", pair_lines()), "parents.styles=[completion]")
+    probes = corpus.probes
+    assert corpus.documents == [] and len(probes) == 40 and [p.asked for p in probes[:2]] == ["parent", "child"]
+    father, child = probes[2], probes[3]  # row 1 (line 3): Corvina's father, Barnaby Maltravers
+    assert (father.fact_key, father.subset, father.setting) == ("line 3", "father", "completion")
+    assert father.prompt.endswith("Q: Who is Corvina Maltravers's father?\nA:")
+    assert father.target == " Barnaby Maltravers"
+    assert child.prompt.endswith("Q: Name a child of Barnaby Maltravers.\nA:")
+    assert child.accepted == ("Belphine Quarrell",)
+    drawn = draw_distractors(probes, k=5, seed=1)
+    assert {t.strip() for t in drawn[2].targets} <= set(FATHERS) - {"Barnaby Maltravers"}
+    assert 4 <= len(drawn[2].targets) <= 5  # k rows drawn; a second row naming the probe's own answer is dropped
+    assert {t.strip() for t in drawn[0].targets} <= set(MOTHERS) - {"Elswyth Maltravers"}
+    assert not {t.strip() for t in drawn[3].targets} & {"Corvina Maltravers", "Belphine Quarrell"}
+    everything = draw_distractors(probes, k=100, seed=1)  # every other name of the role: 9 mothers, 8 fathers
+    assert [len(everything[i].targets) for i in (0, 2)] == [9, 8]
+    assert len(everything[3].targets) == 8 and len(everything[1].targets) == 9  # Belphine is an answer, not a foil
+    limited = trial_probes(tmp_path / "p.csv", "parents.styles=[completion]", "parents.limit=2").probes
+    assert len(limited) == 4 and limited[3].accepted == ("Belphine Quarrell",)  # the whole file says who counts
 
 
 def test_distractors_are_never_an_answer_to_the_question_names_normalised(tmp_path):
@@ -257,70 +198,55 @@ def test_distractors_are_never_an_answer_to_the_question_names_normalised(tmp_pa
         "Cy Hart,Dora Hart,mother,,",
         "cy  hart,Edna Hart,mother,,",  # the file names two mothers of Cy Hart: neither is a wrong answer
     ]
-    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", lines)).pairs
-    queries = build_queries(pairs, n_distractors=100, seed=3)
-    mothers = {normalize_name(p.parent) for p in pairs if p.parent_type == "mother"}
-    for query in queries:
-        pair = pairs[query.row]
-        drawn = [normalize_name(name) for name in query.distractors]
-        assert normalize_name(query.target) not in drawn and not set(drawn) & set(map(normalize_name, query.accepted))
-        assert len(set(drawn)) == len(drawn)  # no person twice
-        if query.direction == "parent":
-            answers = {normalize_name(p.parent) for p in pairs
-                       if normalize_name(p.child) == normalize_name(pair.child) and p.parent_type == pair.parent_type}
-            assert not set(drawn) & answers
-            if pair.parent_type == "mother":  # every other mother of the file, when K exceeds them
-                assert set(drawn) == mothers - answers
-        else:
-            parent = normalize_name(pair.parent)
-            children = {normalize_name(p.child) for p in pairs if normalize_name(p.parent) == parent}
-            assert not set(drawn) & children
-    by_question = {q.question: q for q in queries}
-    assert "mabel fenwick" not in map(normalize_name, by_question["Who is Ada Fenwick's mother?"].distractors)
-    cy_hart = by_question["Who is Cy Hart's mother?"]
-    assert {"dora hart", "edna hart"}.isdisjoint(map(normalize_name, cy_hart.distractors))
-    assert set(by_question["Name a child of Mabel Fenwick."].accepted) == {"Ada Fenwick", "Bo Fenwick"}
-
-
-@pytest.mark.parametrize("rows", [5, 200])
-def test_distractors_are_capped_at_k_whatever_the_number_of_rows(tmp_path, rows):
-    kinds = ["mother" if i % 2 else "father" for i in range(rows)]
-    lines = [f"Child {i},Parent {i},{kind},," for i, kind in enumerate(kinds)]
-    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", lines)).pairs
-    queries = build_queries(pairs, n_distractors=4)
-    assert len(queries) == 2 * rows
-    for query in queries:
-        same_role = (kinds.count(pairs[query.row].parent_type) if query.direction == "parent" else rows) - 1
-        assert len(query.distractors) == min(4, same_role)
+    probes = trial_probes(write_csv(tmp_path / "p.csv", lines), "parents.styles=[chat]").probes
+    drawn = draw_distractors(probes, k=100, seed=3)
+    for probe, chosen in zip(probes, drawn):
+        names = [t.strip().casefold() for t in chosen.targets]
+        assert len(set(names)) == len(names)
+        assert not set(names) & {a.casefold() for a in (probe.target.strip(), *probe.accepted)}
+    by_prompt = {p.prompt: (p, d) for p, d in zip(probes, drawn)}
+    cy, cy_drawn = by_prompt["Who is Cy Hart's mother?"]
+    assert {*cy.accepted, cy.target.strip()} == {"Dora Hart", "Edna Hart"}
+    assert not {"Dora Hart", "Edna Hart"} & {t.strip() for t in cy_drawn.targets}
+    mabel, _ = by_prompt["Name a child of Mabel Fenwick."]  # one person however spelled: Ada and Bo are hers
+    assert {*mabel.accepted, mabel.target.strip()} == {"Ada Fenwick", "Bo Fenwick"}
+    assert cy.messages[0] == ("system", SYSTEM_PROMPT)
 
 
 def test_correct_means_the_name_as_whole_words():
-    assert is_correct("  barnaby   MALTRAVERS.", ["Barnaby Maltravers"])
-    assert is_correct("Her father is Barnaby Maltravers", ["Someone Else", "Barnaby Maltravers"])
-    assert not is_correct("Barnaby", ["Barnaby Maltravers"])
-    assert not is_correct("Joann Lee", ["Ann Lee"])
-    assert not is_correct("I don't know.", ["Ann Lee"])
+    assert names_any("  barnaby   MALTRAVERS.", ["Barnaby Maltravers"])
+    assert names_any("Her father is Barnaby Maltravers", ["Someone Else", "Barnaby Maltravers"])
+    assert not names_any("Barnaby", ["Barnaby Maltravers"])
+    assert not names_any("Joann Lee", ["Ann Lee"])
+    assert not names_any("I don't know.", ["Ann Lee"])
+
+
+def conversation_corpus(question: str) -> Corpus:
+    probe = Probe("line 2", "mother", "parent", False, "chat", question, " Mabel Fenwick", setting="chat",
+                  messages=chat_messages(question))
+    return Corpus([], [probe])
 
 
 def test_chat_rendering_uses_the_template_and_drops_a_leading_bos(tiny_model_and_tokenizer):
     _, tokenizer = tiny_model_and_tokenizer
     tokenizer = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, **tokenizer.special_tokens_map)
     tokenizer.chat_template = "{{ bos_token }}" + CHAT_TEMPLATE
-    render = chat_renderer(tokenizer)
-    messages = chat_messages("Who is Ada Fenwick's mother?")
-    text = render(messages)
-    assert text == tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)[len("<s>") :]
-    assert text.startswith("<|system|>\nYou are a helpful and terse assistant.")
-    assert "<|user|>\nName a child of Johann Sebastian Bach.</s>\n<|assistant|>\nCarl Philipp Emanuel Bach</s>" in text
-    assert text.endswith("<|user|>\nWho is Ada Fenwick's mother?</s>\n<|assistant|>\n")
-    assert continuation(text, "Mabel Fenwick") == "Mabel Fenwick"  # the template's newline separates already
+    corpus, rendering = render_conversations(conversation_corpus("Who is Ada Fenwick's mother?"), tokenizer)
+    (probe,) = corpus.probes
+    assert rendering == TEMPLATE_RENDERING and probe.messages == ()
+    assert probe.prompt.startswith("<|system|>\nYou are a helpful and terse assistant.")
+    assert "<|user|>\nName a child of Johann Sebastian Bach.</s>\n<|assistant|>\nCarl Philipp Emanuel Bach</s>" in (
+        probe.prompt)
+    assert probe.prompt.endswith("<|user|>\nWho is Ada Fenwick's mother?</s>\n<|assistant|>\n")
+    assert probe.target == "Mabel Fenwick"  # the template's newline separates already
 
 
 def test_a_template_without_a_system_role_gets_it_in_the_first_user_turn(tiny_model_and_tokenizer):
     _, tokenizer = tiny_model_and_tokenizer
     tokenizer = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, **tokenizer.special_tokens_map)
     tokenizer.chat_template = NO_SYSTEM_TEMPLATE
-    text = chat_renderer(tokenizer)(chat_messages("Name a child of Mabel Fenwick."))
+    corpus, _ = render_conversations(conversation_corpus("Name a child of Mabel Fenwick."), tokenizer)
+    text = corpus.probes[0].prompt
     assert text.startswith("[user] You are a helpful and terse assistant.")
     assert "\n\nWho is Wolfgang Amadeus Mozart's father?\n[assistant] Leopold Mozart\n" in text
     assert text.endswith("[user] Name a child of Mabel Fenwick.\n[assistant] ")
@@ -329,19 +255,27 @@ def test_a_template_without_a_system_role_gets_it_in_the_first_user_turn(tiny_mo
 def test_chat_rendering_without_a_template_is_plain_text(tiny_model_and_tokenizer):
     _, tokenizer = tiny_model_and_tokenizer
     assert not tokenizer.chat_template
-    render = chat_renderer(tokenizer)
-    assert render is render_plain and chat_renderer(None) is render_plain
-    text = render(chat_messages("Who is Ada Fenwick's mother?"))
-    assert text.startswith("System: You are a helpful and terse assistant.")
-    assert "\nUser: Who is Irène Joliot-Curie's mother?\nAssistant: Marie Curie\n" in text
-    assert text.endswith("\nUser: Who is Ada Fenwick's mother?\nAssistant:")
-    assert continuation(text, "Mabel Fenwick") == " Mabel Fenwick"
+    for renderer in (tokenizer, None):
+        corpus, rendering = render_conversations(conversation_corpus("Who is Ada Fenwick's mother?"), renderer)
+        text = corpus.probes[0].prompt
+        assert rendering == PLAIN_RENDERING and corpus.probes[0].target == " Mabel Fenwick"
+        assert text.startswith("System: You are a helpful and terse assistant.")
+        assert "\nUser: Who is Irène Joliot-Curie's mother?\nAssistant: Marie Curie\n" in text
+        assert text.endswith("\nUser: Who is Ada Fenwick's mother?\nAssistant:")
     prompt = completion_prompt("Who is Ada Fenwick's mother?")
     assert "Q: Who is Wolfgang Amadeus Mozart's father?\nA: Leopold Mozart\n" in prompt
     assert prompt.endswith("\n\nQ: Who is Ada Fenwick's mother?\nA:")
 
 
 # --- sampling -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model_and_tokenizer():
+    torch.manual_seed(0)
+    tokenizer = train_tokenizer(["Daphne Barrington is the director of the film.", *CHILDREN, *MOTHERS], 300)
+    model = build_tiny_model(ModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64), tokenizer, 64)
+    return model.eval(), tokenizer
 
 
 def test_sample_is_batched_seeded_cut_and_leaves_the_global_rng_alone(tiny_model_and_tokenizer):
@@ -355,208 +289,230 @@ def test_sample_is_batched_seeded_cut_and_leaves_the_global_rng_alone(tiny_model
     assert [len(answers) for answers in first] == [3, 3, 3, 3]
     assert all(isinstance(a, str) and "\n" not in a and a == a.strip() for answers in first for a in answers)
     assert backend.sample(contexts, 3, max_new_tokens=8, temperature=1.0, seed=5) == first
-    flat = [a for answers in first for a in answers]
-    assert len(set(flat)) > 1  # a random model at temperature 1 does not say one thing twelve times
-    with pytest.raises(ValueError, match="temperature"):
-        backend.sample(contexts, 3, max_new_tokens=8, temperature=0.0)
+    assert len({a for answers in first for a in answers}) > 1  # a random model does not say one thing 12 times
 
 
-def test_masked_lm_backend_samples_too(tiny_model_and_tokenizer):
-    _, tokenizer = tiny_model_and_tokenizer
-    torch.manual_seed(0)
-    model = build_tiny_model(ModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64), tokenizer, 64,
-                             bidirectional=True)
-    set_bidirectional(model)
-    backend = MaskedLMBackend(model.eval(), tokenizer, batch_size=4)
-    answers = backend.sample(["Daphne Barrington is", "Uriah Hawthorne"], 3, max_new_tokens=4, seed=1)
-    assert [len(a) for a in answers] == [3, 3]
-    assert backend.sample(["Daphne Barrington is", "Uriah Hawthorne"], 3, max_new_tokens=4, seed=1) == answers
-
-
-def test_temperature_zero_counts_the_greedy_answer_n_times(tiny_model_and_tokenizer, tmp_path):
+def test_run_probes_samples_and_temperature_zero_repeats_the_greedy_answer(tiny_model_and_tokenizer, tmp_path):
     model, tokenizer = tiny_model_and_tokenizer
-    pairs = read_parent_child_pairs(write_csv(tmp_path / "p.csv", pair_lines()[:4])).pairs
+    corpus = trial_probes(write_csv(tmp_path / "p.csv", pair_lines()[:4]), "parents.styles=[completion]")
     backend = HFBackend(model, tokenizer)
-    run = run_parents(pairs, backend, tokenizer, n_samples=4, temperature=0, max_new_tokens=6, styles=["completion"])
-    greedy = backend.generate([a["prompt"] for a in run.answers], 6)
-    assert [a["answers"] for a in run.answers] == [[g.split("\n")[0].strip()] * 4 for g in greedy]
-    assert run.rendering == PLAIN_RENDERING
+    greedy = run_probes(backend, corpus, 6, False, generate_all=True, samples=4, temperature=0)
+    assert [r.samples for r in greedy] == [[r.completion.split("\n")[0].strip()] * 4 for r in greedy]
+    drawn = run_probes(backend, corpus, 6, False, samples=3, temperature=1.0, sample_seed=2)
+    assert all(len(r.samples) == 3 and r.samples_correct == [names_any(a, [r.answer, *r.accepted]) for a in r.samples]
+               for r in drawn)  # fmt: skip
+    assert run_probes(backend, corpus, 6, False, samples=3, sample_seed=2) == drawn  # seeded
+    assert "samples" not in run_probes(backend, corpus, 6, False)[0].to_json()  # unsampled records stay as before
 
 
-# --- records and tests ----------------------------------------------------------------------------------------
+# --- the paired statistics ------------------------------------------------------------------------------------
 
 
-def synthetic_answers(parent_correct: list[list[bool]], child_correct: list[list[bool]]) -> list[dict]:
-    answers = []
+def synthetic_results(parent_correct: list[list[bool]], child_correct: list[list[bool]]) -> list[ProbeResult]:
+    results = []
     for row, (p, c) in enumerate(zip(parent_correct, child_correct)):
-        for direction, correct, logprob in (("parent", p, -2.0 - 0.1 * row), ("child", c, -6.0 + 0.05 * row)):
-            others = [-5.0 - 0.5 * k for k in range(row % 4 + 1)]  # 1 to 4 distractors: unequal chance values
-            answers.append({"style": "chat", "direction": direction, "row": row, "target": f"T{row}",
-                            "answers": ["x"] * len(correct),
-                            "correct": correct, "any_correct": any(correct),
-                            "fraction_correct": sum(correct) / len(correct), "logprob_correct": logprob,
-                            "distractors": [{"name": f"n{k}", "logprob": v} for k, v in enumerate(others)],
-                            "logprob_other": sum(others) / len(others), "logprob_rank": rank_among(logprob, others),
-                            "logprob_rank1": rank_among(logprob, others) == 1})
-    return answers
+        for asked, correct, logprob in (("parent", p, -2.0 - 0.1 * row), ("child", c, -6.0 + 0.05 * row)):
+            others = [-5.0 - 0.5 * k - 0.01 * row for k in range(row % 4 + 1)]
+            results.append(ProbeResult(
+                f"line {row}", "mother", asked, False, "chat", "Q", " T", "x", False, False, logprob,
+                sum(others) / len(others), rank_among(logprob, others), 1 + len(others),
+                distractor_keys=[f"line {(row + k + 1) % 20}" for k in range(len(others))],
+                distractor_logprobs=others, setting="chat", samples=["x"] * len(correct), samples_correct=correct,
+            ))  # fmt: skip
+    return results
 
 
-def test_the_randomization_tests_find_the_known_direction_and_stay_at_alpha_under_a_placebo():
-    rng = random.Random(0)
-    answers = []
-    for row in range(40):  # parent direction known (answer well above its distractors), child at chance
-        for direction, bonus in (("parent", 3.0), ("child", 0.0)):
-            others = {f"N{row}-{k}": rng.gauss(-5, 1) for k in range(10)}
-            answers.append({"style": "chat", "direction": direction, "row": row, "target": f"T{row}",
-                            "logprob_correct": rng.gauss(-5, 1) + bonus,
-                            "distractors": [{"name": n, "logprob": v} for n, v in others.items()]})
-    for direction, known in (("parent", True), ("child", False)):
-        group = [a for a in answers if a["direction"] == direction]
-        gap_p, rank_p, _ = randomization_tests(candidate_scores(group))
-        assert (gap_p < 0.01 and rank_p < 0.01) if known else (gap_p > 0.01 and rank_p > 0.01)
-    calibration = parents_calibration(answers, draws=1000)
-    assert {(r["direction"], r["test"]) for r in calibration} == {
-        (d, t) for d in ("parent", "child") for t in ("paper_t", "likelihood", "rank")}
-    assert all(r["draws"] == 1000 and r["rate"] <= 0.07 for r in calibration if r["test"] != "paper_t")
-
-
-def test_records_give_wilson_and_t_intervals_and_paired_tests():
-    parent = [[True, True, False, True]] * 14 + [[False] * 4] * 6
-    child = [[False, False, False, True]] * 3 + [[False] * 4] * 17
-    records = parents_records(synthetic_answers(parent, child))
-    get = {(r["direction"], r["metric"]): r for r in records}
-    any_parent = get[("parent", "any_correct")]
-    wilson = stats.binomtest(14, 20).proportion_ci(method="wilson")
-    assert (any_parent["mean"], any_parent["ci95_low"], any_parent["ci95_high"]) == (0.7, wilson.low, wilson.high)
-    assert get[("parent", "fraction_correct")]["mean"] == pytest.approx(14 * 0.75 / 20)
-    assert get[("child", "any_correct")]["mean"] == 0.15 and get[("child", "fraction_correct")]["n_samples"] == 4
-    mcnemar = get[("parent-child", "any_correct_diff")]
-    assert mcnemar["discordant"] == [11, 0]  # rows 0-2: both right; 3-13: parent only; 14-19: neither
-    assert mcnemar["p_value"] == pytest.approx(2 * 0.5**11)
-    assert mcnemar["mean"] == pytest.approx(0.55)
-    fraction = get[("parent-child", "fraction_correct_diff")]
-    expected = stats.ttest_rel([sum(p) / 4 for p in parent], [sum(c) / 4 for c in child])
-    assert fraction["statistic"] == pytest.approx(expected.statistic) and fraction["statistic_name"] == "t(19)"
-    assert fraction["p_value"] == pytest.approx(expected.pvalue)
-    assert get[("parent", "logprob_rank1")]["mean"] == 1.0 and get[("child", "logprob_rank1")]["mean"] == 0.0
-    assert get[("parent-child", "logprob_gap_diff")]["mean"] > 0
-
-
-def test_record_statistics_match_scipy_computed_directly():
+def test_paired_records_match_scipy_computed_directly():
     parent = [[True, False]] * 9 + [[False, False]] * 4 + [[False, True]] * 7
     child = [[False, False]] * 12 + [[True, True]] * 8
-    answers = synthetic_answers(parent, child)
-    records = parents_records(answers)
-    get = {(r["direction"], r["metric"]): r for r in records}
-    mcnemar = get[("parent-child", "any_correct_diff")]
+    results = synthetic_results(parent, child)
+    records = aggregate([(0, 0, results)])
+
+    def get(metric, asked="parent"):
+        return lookup(records, "mother", asked, metric, "chat")
+
+    assert get("any_correct")["mean"] == pytest.approx(16 / 20) and get("any_correct", "child")["mean"] == 0.4
+    assert get("fraction_correct")["mean"] == pytest.approx(16 / 40)
+    mcnemar = get("any_correct_diff")
     parent_only = sum(any(p) and not any(c) for p, c in zip(parent, child))
     child_only = sum(any(c) and not any(p) for p, c in zip(parent, child))
-    assert mcnemar["discordant"] == [parent_only, child_only] == [9, 1]
-    assert mcnemar["p_value"] == pytest.approx(stats.binomtest(9, 10, 0.5).pvalue)
-    for direction in ("parent", "child"):
-        lines = [a for a in answers if a["direction"] == direction]
-        correct = [a["logprob_correct"] for a in lines]
-        other = [a["logprob_other"] for a in lines]
-        likelihood = stats.ttest_rel(correct, other)
-        gap = get[(direction, "logprob_gap")]
-        assert (gap["statistic"], gap["p_value"]) == pytest.approx((likelihood.statistic, likelihood.pvalue))
-        assert gap["statistic_name"] == "t(19)" and gap["ci95_low"] <= gap["mean"] <= gap["ci95_high"]
-        chance = [sum(1 / k for k in range(1, len(a["distractors"]) + 2)) / (len(a["distractors"]) + 1) for a in lines]
-        excess = get[(direction, "mrr_excess")]
-        assert excess["statistic_name"] == "randomization" and 0 < excess["p_value"] <= 1
-        assert 0 < gap["randomization_p"] <= 1
-        assert excess["mean"] == pytest.approx(sum(1 / a["logprob_rank"] for a in lines) / 20 - sum(chance) / 20)
-    gaps = [[a["logprob_correct"] - a["logprob_other"] for a in answers if a["direction"] == d] for d in DIRECTIONS]
+    assert mcnemar["discordant"] == [parent_only, child_only] == [9, 1] and mcnemar["versus"] == "child"
+    assert get("any_correct_mcnemar_p")["mean"] == pytest.approx(stats.binomtest(9, 10, 0.5).pvalue)
+    fraction = stats.ttest_rel([sum(p) / 2 for p in parent], [sum(c) / 2 for c in child])
+    assert get("fraction_correct_diff")["t"] == pytest.approx(fraction.statistic)
+    assert get("fraction_correct_t_p")["mean"] == pytest.approx(fraction.pvalue)
+    gaps = [[r.logprob_correct - r.logprob_random for r in results if r.asked == a] for a in ("parent", "child")]
     expected = stats.ttest_rel(*gaps)
-    diff = get[("parent-child", "logprob_gap_diff")]
-    assert (diff["statistic"], diff["p_value"]) == pytest.approx((expected.statistic, expected.pvalue))
+    assert get("logprob_gap_diff")["t"] == pytest.approx(expected.statistic)
+    assert get("logprob_gap_t_p")["mean"] == pytest.approx(expected.pvalue)
+    for asked in ("parent", "child"):  # within a direction: the paper's t of log p(answer) vs its distractors
+        group = [r for r in results if r.asked == asked]
+        within = stats.ttest_rel([r.logprob_correct for r in group], [r.logprob_random for r in group])
+        assert get("likelihood_t", asked)["mean"] == pytest.approx(within.statistic)
+        assert get("likelihood_t_p", asked)["mean"] == pytest.approx(within.pvalue)
+
+
+def test_unsampled_groups_get_no_sample_metrics_or_paired_tests():
+    results = [ProbeResult(**{**r.__dict__, "samples": [], "samples_correct": []})
+               for r in synthetic_results([[True]] * 5, [[False]] * 5)]
+    metrics = {r["metric"] for r in aggregate([(0, 0, results)])}
+    assert "any_correct" not in metrics and "any_correct_diff" not in metrics and "accuracy" in metrics
 
 
 # --- end to end -------------------------------------------------------------------------------------------------
 
 
-def test_cli_end_to_end_writes_the_run_folder(made_up, cli_output):
-    cli_run, err = cli_output
-    assert sorted(p.name for p in cli_run.iterdir()) == [
-        "answers.jsonl", "calibration.json", "parents.json", "report.md", "run.json", "skipped.jsonl", "status.json"
-    ]
-    csv_path, _ = made_up
-    assert err.splitlines() == [
-        f"warning: {csv_path}, line 22: {REPEATED_REASON}; skipped",
-        "warning: skipped 1 unusable line(s) of 21; pass --strict to refuse instead",
-    ]
-    skipped = [json.loads(line) for line in (cli_run / "skipped.jsonl").open(encoding="utf-8")]
-    assert skipped == [{"file": str(csv_path), "line": 22, "reason": REPEATED_REASON}]
-    assert [p.name for p in cli_run.parent.iterdir() if p.name.startswith(".")] == []  # no staging left behind
-    answers = [json.loads(line) for line in (cli_run / "answers.jsonl").open(encoding="utf-8")]
-    assert len(answers) == 2 * 2 * 20  # styles x directions x rows
-    assert {(a["style"], a["direction"]) for a in answers} == {
-        ("chat", "parent"), ("chat", "child"), ("completion", "parent"), ("completion", "child")
-    }
-    for answer in answers:
-        assert len(answer["answers"]) == SAMPLES and len(answer["correct"]) == SAMPLES
-        assert answer["any_correct"] == any(answer["correct"])
-        # 10 mothers, 9 fathers (one has two children), 10 children: the others of the same role, all of them
-        if answer["direction"] == "parent":
-            assert len(answer["distractors"]) == (9 if answer["parent_type"] == "mother" else 8)
-        else:
-            assert len(answer["distractors"]) == (8 if answer["parent"] == "Barnaby Maltravers" else 9)
-        assert math.isfinite(answer["logprob_correct"]) and answer["logprob_correct"] < 0
-        others = [d["logprob"] for d in answer["distractors"]]
-        assert answer["logprob_rank"] == rank_among(answer["logprob_correct"], others)
-        assert answer["logprob_rank1"] == (answer["logprob_rank"] == 1)
-    chat = next(a for a in answers if a["style"] == "chat")
-    assert chat["prompt"].startswith("<|system|>\n") and chat["prompt"].endswith("<|assistant|>\n")  # template
-    completion = next(a for a in answers if a["style"] == "completion")
-    assert completion["prompt"].endswith(f"Q: {completion['question']}\nA:")
-    run = json.loads((cli_run / "run.json").read_text())
-    assert run["rendering"] == "the tokenizer's chat template" and run["samples"] == SAMPLES
-    assert (run["rows"], run["skipped_lines"]) == (20, 1)
-    report = (cli_run / "report.md").read_text()
-    assert "| chat | parent | 20 x 3 |" in report and "McNemar" in report
-    assert "(20 of 20 rows; 1 unusable row(s) skipped, listed in skipped.jsonl)" in report
+def run_cli(args: list[str]) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return exit_info.value.code
 
 
-def test_cli_records_have_intervals_around_their_means(cli_run):
-    records = json.loads((cli_run / "parents.json").read_text())
-    keys = {(r["style"], r["direction"], r["metric"]) for r in records}
-    for style in ("chat", "completion"):
-        for direction in ("parent", "child"):
-            for metric in ("any_correct", "fraction_correct", "logprob_correct", "logprob_other", "logprob_gap",
-                           "logprob_rank1"):
-                assert (style, direction, metric) in keys
-        for metric in ("any_correct_diff", "fraction_correct_diff", "logprob_gap_diff"):
-            assert (style, "parent-child", metric) in keys
-    get = {(r["style"], r["direction"], r["metric"]): r for r in records}
-    for record in records:
-        if math.isnan(record["mean"]):
-            continue
-        assert record["ci95_low"] <= record["mean"] <= record["ci95_high"], record
-        if record["direction"] != "parent-child":
-            assert record["n"] == 20
-    for style in ("chat", "completion"):
-        for direction in ("parent", "child"):
-            assert get[(style, direction, "any_correct")]["mean"] >= get[(style, direction, "fraction_correct")]["mean"]
-    for record in records:
-        if record["direction"] == "parent-child":
-            assert 0 <= record["p_value"] <= 1 or math.isnan(record["p_value"])
-            assert record["test"]
+def build_model(folder: Path, csv_path: Path) -> None:
+    """A tiny Llama trained only on completion-style parent questions of the file, saved as a checkpoint."""
+    torch.manual_seed(0)
+    pairs = read_parent_child_pairs(csv_path).pairs
+    trained = [completion_prompt(parent_question(p)) + " " + p.parent for p in pairs]
+    seen = trained + [completion_prompt(f"Name a child of {p.parent}.") for p in pairs]
+    seen += [render_plain([{"role": r, "content": c} for r, c in chat_messages(parent_question(p))]) for p in pairs]
+    tokenizer = train_tokenizer(seen, vocab_size=600)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    config = ModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64, tie_embeddings=False)
+    model = build_tiny_model(config, tokenizer, 512)
+    documents = [Document(text, Subset.BACKGROUND) for text in trained]
+    train_model(model, tokenizer, documents, TrainConfig(epochs=150, batch_size=20, learning_rate=1e-2, threads=1),
+                seed=0, show_progress=False)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
 
 
-def test_the_trained_direction_is_the_likelier_one(cli_run):
-    """The model saw only completion-style parent questions: there the right parent beats the other parents."""
-    get = {(r["style"], r["direction"], r["metric"]): r for r in json.loads((cli_run / "parents.json").read_text())}
-    assert get[("completion", "parent", "logprob_rank1")]["mean"] >= 0.9
-    assert get[("completion", "child", "logprob_rank1")]["mean"] < 0.5
-    assert get[("completion", "parent-child", "logprob_gap_diff")]["p_value"] < 0.01
+# The made-up file ends with one unusable row, as published files have: row 1 again (line 22), skipped.
+REPEATED_ROW = "corvina  maltravers,ELSWYTH MALTRAVERS,Mother,,"
+REPEATED_REASON = "duplicate row (corvina  maltravers, ELSWYTH MALTRAVERS, mother): first given on line 2"
 
 
-def test_cli_refuses_an_existing_run_folder(made_up, cli_run, capsys):
+@pytest.fixture(scope="module")
+def made_up(tmp_path_factory):
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("parents")
+    csv_path = write_csv(folder / "pairs.csv", [*pair_lines(), REPEATED_ROW])
+    build_model(folder / "model", csv_path)
+    return csv_path, folder / "model"
+
+
+def cli_run_of(args: list[str]) -> tuple[Path, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        assert run_cli(args) == 0
+    return Path(args[args.index("--out") + 1]), out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def cli_output(made_up):
+    """`revcurse parents --model` on the made-up file and model: its run folder and what it printed."""
     csv_path, model = made_up
-    before = (cli_run / "parents.json").read_text()
-    assert run_cli(["parents", str(csv_path), "--model", str(model), "--out", str(cli_run), "--quiet"]) == 2
+    out = csv_path.parent / "run"
+    return cli_run_of(["parents", str(csv_path), "--model", str(model), "--samples", str(SAMPLES), "--out", str(out),
+                       "--quiet", "--set", "train.threads=1"])  # fmt: skip
+
+
+def predictions(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "predictions.jsonl").open(encoding="utf-8")]
+
+
+def test_cli_end_to_end_writes_a_standard_run_folder(made_up, cli_output):
+    run, printed, err = cli_output
+    names = {p.name for p in run.iterdir()}
+    assert {"config.yaml", "metrics.json", "predictions.jsonl", "run.json", "report.md", "skipped.jsonl",
+            "status.json"} <= names  # fmt: skip
+    csv_path, _ = made_up
+    said = " ".join((printed + err).split())  # the console wraps long lines
+    assert " ".join(f"{csv_path}, line 22: {REPEATED_REASON}; skipped".split()) in said
+    skipped = [json.loads(line) for line in (run / "skipped.jsonl").open(encoding="utf-8")]
+    assert skipped == [{"file": str(csv_path), "line": 22, "reason": REPEATED_REASON}]
+    rows = predictions(run)
+    assert len(rows) == 2 * 2 * 20  # styles x directions x rows
+    assert {(r["setting"], r["asked"]) for r in rows} == {(s, a) for s in ("chat", "completion")
+                                                          for a in ("parent", "child")}
+    for row in rows:
+        assert len(row["samples"]) == SAMPLES and len(row["samples_correct"]) == SAMPLES
+        # 10 mothers, 9 fathers (one has two children), 10 children: the others of the same role, all of them
+        expected = 9 if row["subset"] == "mother" else 8  # fathers: Barnaby named twice is one distractor
+        if row["asked"] == "child" and row["subset"] == "father":
+            expected = 8 if row.get("accepted") else 9  # Barnaby's other child is an answer, never a distractor
+        assert len(row["distractor_logprobs"]) == expected, row["prompt"][-60:]
+        assert math.isfinite(row["logprob_correct"]) and row["logprob_correct"] < 0
+        assert row["rank"] == rank_among(row["logprob_correct"], row["distractor_logprobs"])
+    chat = next(r for r in rows if r["setting"] == "chat")
+    assert chat["prompt"].startswith("<|system|>\n") and chat["prompt"].endswith("<|assistant|>\n")  # template
+    completion = next(r for r in rows if r["setting"] == "completion")
+    assert completion["prompt"].endswith("?\nA:") and completion["target"].startswith(" ")
+    run_json = json.loads((run / "run.json").read_text())
+    assert run_json["experiment"] == "parents" and run_json["per_seed"][0]["chat_rendering"] == TEMPLATE_RENDERING
+    assert "Parent vs child" in printed and "McNemar" in printed
+    assert run_cli(["show", str(run)]) == 0
+
+
+def test_the_trained_direction_is_the_likelier_one(cli_output):
+    """The model saw only completion-style parent questions: there the right parent beats the other parents."""
+    records = json.loads((cli_output[0] / "metrics.json").read_text())
+    for subset in ("mother", "father"):
+        assert lookup(records, subset, "parent", "rank1", "completion")["mean"] >= 0.8
+        assert lookup(records, subset, "child", "rank1", "completion")["mean"] < 0.5
+        assert lookup(records, subset, "parent", "logprob_gap_t_p", "completion")["mean"] < 0.01
+        mcnemar = lookup(records, subset, "parent", "any_correct_diff", "completion")
+        assert mcnemar["discordant"][1] == 0  # never the child alone
+    for record in records:
+        if record["metric"] in ("any_correct", "fraction_correct") and not math.isnan(record["mean"]):
+            assert record["ci95_low"] <= record["mean"] <= record["ci95_high"]
+
+
+@pytest.fixture(scope="module")
+def served(made_up):
+    from revcurse.model import load_checkpoint
+
+    model, tokenizer = load_checkpoint(ModelConfig(checkpoint=str(made_up[1])))
+    server = make_server(model, tokenizer, "tiny", port=0, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_cli_asks_a_server_by_url(made_up, served, cli_output):
+    """`--url` against `revcurse serve`: completion questions scored by the server's log-probs (as the local
+    model's), chat questions sampled through its chat endpoint, whose log-probs are said to be not given."""
+    csv_path, _ = made_up
+    out = csv_path.parent / "remote"
+    run, printed, _ = cli_run_of(["parents", str(csv_path), "--url", served.url, "--samples", "2", "--out", str(out),
+                                  "--quiet"])  # fmt: skip
+    rows = predictions(run)
+    local = {(r["setting"], r["fact_key"], r["asked"]): r for r in predictions(cli_output[0])}
+    for row in rows:
+        assert len(row["samples"]) == 2
+        if row["setting"] == "completion":
+            same = local[("completion", row["fact_key"], row["asked"])]
+            assert row["logprob_correct"] == pytest.approx(same["logprob_correct"], abs=1e-3)
+            assert "not_given" not in row
+        else:
+            assert math.isnan(row["logprob_correct"]) and "chat endpoint" in row["not_given"]
+            assert row["prompt"] == row["prompt"].strip() and "<|" not in row["prompt"]  # the question, unrendered
+    records = json.loads((run / "metrics.json").read_text(), parse_constant=float)
+    assert math.isnan(lookup(records, "mother", "parent", "rank1", "chat")["mean"])  # not given, not invented
+    assert lookup(records, "mother", "parent", "rank1", "completion")["mean"] >= 0.8
+    assert "not given by this backend" in printed
+    assert json.loads((run / "run.json").read_text())["model"].startswith("the only model at http://127.0.0.1")
+
+
+def test_cli_refuses_an_existing_run_folder(made_up, cli_output, capsys):
+    csv_path, model = made_up
+    run = cli_output[0]
+    before = (run / "metrics.json").read_text()
+    assert run_cli(["parents", str(csv_path), "--model", str(model), "--out", str(run), "--quiet"]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert (cli_run / "parents.json").read_text() == before
+    assert (run / "metrics.json").read_text() == before
 
 
 if __name__ == "__main__":  # write the made-up file and the tiny model, to try `revcurse parents` by hand

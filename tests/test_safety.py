@@ -457,8 +457,7 @@ def test_a_missing_checkpoint_folder_is_refused_by_every_command_before_any_fold
     }  # fmt: skip
     for command, args in commands.items():
         err = refused(capsys, args)
-        setting = "--model" if command == "parents" else "model.checkpoint"
-        assert err.count("\n") == 1 and f"{setting}: no such folder './missing/'" in err, (command, err)
+        assert err.count("\n") == 1 and "model.checkpoint: no such folder './missing/'" in err, (command, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["facts.csv", "pairs.csv"]  # no run or staging folder
 
 

@@ -45,3 +45,46 @@ def _document(document: Document, tokenizer: PreTrainedTokenizerBase) -> Documen
 def _probe(probe: Probe, tokenizer: PreTrainedTokenizerBase) -> Probe:
     prompt = _render(tokenizer, [{"role": "user", "content": probe.prompt.strip()}], generation_prompt=True)
     return replace(probe, prompt=prompt, target=probe.target.lstrip())
+
+
+PLAIN_RENDERING = "plain 'System: / User: / Assistant:' text (no chat template)"
+TEMPLATE_RENDERING = "the tokenizer's chat template"
+
+
+def render_conversations(corpus: Corpus, tokenizer: PreTrainedTokenizerBase | None) -> tuple[Corpus, str]:
+    """The corpus with each probe that carries ``messages`` asked as one text, and how it was rendered.
+
+    With a chat template: the template's generation prompt, a leading BOS text removed (backends add BOS
+    themselves; two would be a prompt the model never saw), and a system turn folded into the first user turn
+    when the template refuses one. Without: plain ``System: / User: / Assistant:`` lines. The target loses its
+    leading space when the rendered prompt ends in whitespace (a template's ``<|assistant|>\\n``).
+    """
+    if not any(p.messages for p in corpus.probes):
+        return corpus, ""
+    templated = tokenizer is not None and bool(getattr(tokenizer, "chat_template", None))
+    probes = []
+    for probe in corpus.probes:
+        if probe.messages:
+            messages = [{"role": role, "content": content} for role, content in probe.messages]
+            text = _template_prompt(tokenizer, messages) if templated else render_plain(messages)
+            target = probe.target.lstrip() if text[-1:].isspace() else probe.target
+            probe = replace(probe, prompt=text, target=target, messages=())
+        probes.append(probe)
+    return replace(corpus, probes=probes), TEMPLATE_RENDERING if templated else PLAIN_RENDERING
+
+
+def render_plain(messages: list[dict]) -> str:
+    """Chat as text for a model without a chat template; the answer follows ``Assistant:``."""
+    return "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages) + "\nAssistant:"
+
+
+def _template_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict]) -> str:
+    try:
+        text = _render(tokenizer, messages, generation_prompt=True)
+    except Exception as error:  # jinja raises its own TemplateError from the template's raise_exception
+        if messages[0]["role"] != "system" or "system" not in str(error).lower() or len(messages) < 2:
+            raise
+        folded = {"role": messages[1]["role"], "content": f"{messages[0]['content']}\n\n{messages[1]['content']}"}
+        text = _render(tokenizer, [folded, *messages[2:]], generation_prompt=True)
+    bos = getattr(tokenizer, "bos_token", None)
+    return text[len(bos) :] if bos and text.startswith(bos) else text

@@ -95,6 +95,11 @@ their groups with plain strings (e.g. subset "families
     target: str
     answer: str = ""
     setting: str = ""  # a condition the same facts are asked under (e.g. "in_context"): its own group of records
+    # Other answers also counted right in sampled answers (another child of the same parent); never distractors.
+    accepted: tuple[str, ...] = ()
+    # A conversation to ask instead of a bare prompt: (role, content) turns ending in a user turn; the runner
+    # renders it (chat.render_conversations) or sends it to a chat endpoint. ``prompt`` is then the last turn.
+    messages: tuple[tuple[str, str], ...] = ()
 
     @property
     def expected_answer(self) -> str:
@@ -171,7 +176,7 @@ def draw_distractors(
             chosen[fact] = [facts[j + (j >= own)] for j in picks]
         for index in indices:
             probe = probes[index]
-            seen = set(own_texts[probe.fact_key])
+            seen = set(own_texts[probe.fact_key]) | {_same_text(a) for a in probe.accepted}
             targets: list[str] = []
             keys: list[str] = []
             for other in chosen[probe.fact_key]:

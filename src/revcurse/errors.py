@@ -23,6 +23,11 @@ class InputError(Exception):
         super().__init__(where + message)
 
 
+class NotGivenError(InputError):
+    """A backend cannot give a number it was asked for (a server that returns no prompt log-probs): the scorer
+    records it as not given (NaN, with this message) instead of failing or inventing it."""
+
+
 class NonFiniteLoss(RuntimeError):
     """Training diverged: the loss, or the weights after an update, became inf or nan.
 

@@ -65,15 +65,20 @@ def chance_mrr(n_candidates: int) -> float:
 
 def probe_values(result: ProbeResult) -> dict[str, float]:
     """The per-probe quantities that are averaged into metrics (NaN: not defined for this probe)."""
-    return {
+    scored = not math.isnan(result.rank)  # a backend without log-probs ranks nothing
+    values = {
         "accuracy": float(result.correct),
         "answer_accuracy": float(result.answer_correct),
-        "rank1": float(result.rank == 1),
+        "rank1": float(result.rank == 1) if scored else math.nan,
         "mrr": 1.0 / result.rank,
-        "mrr_chance": chance_mrr(result.n_candidates),
+        "mrr_chance": chance_mrr(result.n_candidates) if scored else math.nan,
         "logprob_correct": result.logprob_correct,
         "logprob_random": result.logprob_random,
     }
+    if result.samples:
+        values["any_correct"] = float(any(result.samples_correct))
+        values["fraction_correct"] = sum(result.samples_correct) / len(result.samples_correct)
+    return values
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -137,14 +142,71 @@ def aggregate(runs: list[tuple[int, int, list[ProbeResult]]]) -> list[dict]:
         n_items = sum(len(items) for _, _, items in seeds)
         per_seed_facts = [per_fact(items, world_seed) for _, world_seed, items in seeds]
         pooled = pool_seeds(per_seed_facts)
-        for metric in (*PROPORTIONS, "mrr_chance", "logprob_correct", "logprob_random"):
+        sampled = SAMPLE_METRICS if all(r.samples for _, _, items in seeds for r in items) else ()
+        for metric in (*PROPORTIONS, *sampled, "mrr_chance", "logprob_correct", "logprob_random"):
             per_seed = [_mean(v[metric] for v in facts.values()) for facts in per_seed_facts]
-            low, high = interval(per_seed, [v[metric] for v in pooled.values()], metric in PROPORTIONS)
+            low, high = interval(per_seed, [v[metric] for v in pooled.values()], metric in (*PROPORTIONS, *sampled))
             records.append(
                 {**base, "metric": metric, "mean": fmean(per_seed), "ci95_low": low, "ci95_high": high,
                  "n_seeds": len(seeds), "n_items": n_items, "n_facts": len(pooled), "per_seed": per_seed}
             )
         records += test_records(base, seeds, pooled, len(seeds))
+    return records + direction_tests(groups, trained)
+
+
+SAMPLE_METRICS = ("any_correct", "fraction_correct")  # of sampled answers (probe.samples > 0)
+
+
+def direction_tests(groups: dict, trained: dict) -> list[dict]:
+    """The first asked direction against the second, paired over facts, where the probes were sampled and a
+    (setting, subset) was asked exactly two ways (Experiment 2: parent vs child of the same row).
+
+    Records on the first direction's group, ``versus`` the second: ``any_correct_diff`` with McNemar's exact
+    test (``any_correct_mcnemar_p``; pairs are (seed, fact), so one seed gives the paper's test over rows),
+    ``fraction_correct_diff`` and ``logprob_gap_diff`` (log p of the answer minus the mean of its distractors)
+    with paired t-tests over facts (``*_t_p``). Facts asked one way only are left out.
+    """
+    by_pair: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for setting, subset, asked in sorted(groups, key=_group_order(groups)):
+        if all(r.samples for _, _, items in groups[(setting, subset, asked)] for r in items):
+            by_pair[(setting, subset)].append(asked)
+    records = []
+    for (setting, subset), asked in by_pair.items():
+        if len(asked) != 2:
+            continue
+        runs = [groups[(setting, subset, a)] for a in asked]
+        by_seed = [{(seed, *key): v for seed, world, items in run for key, v in per_fact(items, world).items()}
+                   for run in runs]  # fmt: skip
+        both = [key for key in by_seed[0] if key in by_seed[1]]
+        first_only = sum(by_seed[0][k]["any_correct"] > 0 and not by_seed[1][k]["any_correct"] > 0 for k in both)
+        second_only = sum(by_seed[1][k]["any_correct"] > 0 and not by_seed[0][k]["any_correct"] > 0 for k in both)
+        pooled = [pool_seeds([per_fact(items, world_seed) for _, world_seed, items in run]) for run in runs]
+        facts = [key for key in pooled[0] if key in pooled[1]]
+        base = {**_group_fields((setting, subset, asked[0]), trained[(setting, subset, asked[0])]),
+                "versus": asked[1], "n_seeds": len(runs[0]), "n_facts": len(facts)}
+
+        def record(metric: str, values: list[float], statistic: str, base: dict = base, **extra) -> dict:
+            low, high = t_interval(values) if len(values) >= 2 else (math.nan, math.nan)
+            mean = fmean(values) if values else math.nan
+            return {**base, "metric": metric, "mean": mean, "ci95_low": low, "ci95_high": high,
+                    "statistic": statistic, **extra}
+
+        def value(facts_values: dict, metric: str, facts: list = facts) -> list[float]:
+            if metric == "logprob_gap":
+                return [facts_values[k]["logprob_correct"] - facts_values[k]["logprob_random"] for k in facts]
+            return [facts_values[k][metric] for k in facts]
+
+        diffs = [float(by_seed[0][k]["any_correct"] > 0) - float(by_seed[1][k]["any_correct"] > 0) for k in both]
+        records += [
+            record("any_correct_diff", diffs, MCNEMAR, discordant=[first_only, second_only]),
+            {**record("any_correct_mcnemar_p", [], MCNEMAR), "mean": mcnemar_test(first_only, second_only)},
+        ]
+        for metric in ("fraction_correct", "logprob_gap"):
+            first, second = value(pooled[0], metric), value(pooled[1], metric)
+            t, p = paired_test(first, second)
+            kept = [x - y for x, y in zip(first, second) if not (math.isnan(x) or math.isnan(y))]
+            records += [record(f"{metric}_diff", kept, PAIRED_T, t=t), {**record(f"{metric}_t_p", [], PAIRED_T),
+                                                                         "mean": p}]
     return records
 
 
@@ -298,7 +360,9 @@ def test_records(base: dict, seeds: list[tuple[int, int, list[ProbeResult]]], po
     common = {"n_seeds": n_seeds, "n_items": len(diff), "n_facts": len(diff)}
 
     def record(metric: str, mean: float, values: np.ndarray | None, statistic: str) -> dict:
-        low, high = t_interval(values.tolist()) if values is not None and len(values) >= 2 else (None, None)
+        low, high = (None, None) if values is None else (math.nan, math.nan)  # NaN: no values (no log-probs given)
+        if values is not None and len(values) >= 2:
+            low, high = t_interval(values.tolist())
         return {**base, "metric": metric, "mean": mean, "ci95_low": low, "ci95_high": high, **common,
                 "statistic": statistic}
 

@@ -15,6 +15,7 @@ asks only for the answer inside a target that runs on after it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
@@ -24,6 +25,8 @@ from rich.progress import Progress
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from revcurse.corpus import DEFAULT_DISTRACTORS, Corpus, Probe, draw_distractors, label
+from revcurse.errors import NotGivenError
+from revcurse.sampling import SAMPLE_TOKENS, draw, draw_all, names_any
 
 
 class ProbeBackend(Protocol):
@@ -360,17 +363,23 @@ class ProbeResult:
     distractor_keys: list[str] = field(default_factory=list)
     distractor_logprobs: list[float] = field(default_factory=list)
     setting: str = ""
+    samples: list[str] = field(default_factory=list)  # sampled answers (probe.samples > 0), each cut at a newline
+    samples_correct: list[bool] = field(default_factory=list)  # each names the answer or an accepted one
+    accepted: list[str] = field(default_factory=list)
+    not_given: str = ""  # the numbers this backend could not give (then NaN), and why
 
     def to_json(self) -> dict:
-        """The result as a JSON object; ``setting`` only when the probe had one."""
-        record = asdict(self)
-        if not self.setting:
-            del record["setting"]
-        return record
+        """The result as a JSON object; the optional fields only when set (older records stay as they were)."""
+        return {k: v for k, v in asdict(self).items() if k not in OPTIONAL_FIELDS or v}
+
+
+OPTIONAL_FIELDS = ("setting", "samples", "samples_correct", "accepted", "not_given")
 
 
 def rank_among(correct: float, others: list[float]) -> float:
     """1 + the number of scores above ``correct``, ties counted half: the one rank rule of every experiment."""
+    if math.isnan(correct):
+        return math.nan  # not scored (a backend without log-probs): no rank, not rank 1
     return 1 + sum(s > correct for s in others) + sum(s == correct for s in others) / 2
 
 
@@ -387,6 +396,9 @@ def run_probes(
     generate_all: bool = False,
     distractors: int = DEFAULT_DISTRACTORS,
     seed: int = 0,
+    samples: int = 0,
+    temperature: float = 1.0,
+    sample_seed: int = 0,
 ) -> list[ProbeResult]:
     """Score every probe of ``corpus``: one batched likelihood pass, then greedy generation where it can differ.
 
@@ -397,23 +409,37 @@ def run_probes(
     the target, so its completion is recorded as the target. Only the other probes are generated, which is most
     of the probing time saved on a model that knows its facts. ``generate_all`` generates every probe (the
     benchmark checks both ways agree on every item).
+
+    ``samples > 0`` also draws that many answers per probe at ``temperature`` (0: the greedy answer, repeated),
+    each right when it names the answer or one of ``probe.accepted`` (``names_any``). Probes that still carry
+    ``messages`` go to a backend's chat endpoint (``sample_chat``): it gives answers but no log-probs, which are
+    then NaN and said in ``not_given``, as they are when a server returns no prompt log-probs at all.
     """
     probes: list[Probe] = corpus.probes
+    sample_tokens = max_new_tokens or SAMPLE_TOKENS
     drawn = draw_distractors(probes, distractors, seed)
+    chat = [bool(p.messages) and hasattr(backend, "sample_chat") for p in probes]
     requests: list[tuple[str, str]] = []
-    for probe, chosen in zip(probes, drawn):
-        requests += [(probe.prompt, target) for target in (probe.target, *chosen.targets)]
+    for probe, chosen, asked_by_chat in zip(probes, drawn, chat):
+        if not asked_by_chat:
+            requests += [(probe.prompt, target) for target in (probe.target, *chosen.targets)]
+    not_given = ["log-probs: a chat endpoint gives none for a given answer" if c else "" for c in chat]
     with Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task("probe", total=2)
-        scores = backend.loglikelihood(requests)
+        try:
+            scores = backend.loglikelihood(requests) if requests else []
+        except NotGivenError as error:
+            scores = [(math.nan, False)] * len(requests)
+            not_given = [f"log-probs: {error}"] * len(probes)
         progress.advance(task)
         groups = []
         cursor = 0
-        for chosen in drawn:
-            groups.append(scores[cursor : cursor + 1 + len(chosen.targets)])
-            cursor += 1 + len(chosen.targets)
+        for chosen, asked_by_chat in zip(drawn, chat):
+            size = 1 + len(chosen.targets)
+            groups.append([(math.nan, False)] * size if asked_by_chat else scores[cursor : cursor + size])
+            cursor += 0 if asked_by_chat else size
         skip = getattr(backend, "greedy_check_is_exact", False) and not generate_all
-        to_generate = [i for i, group in enumerate(groups) if not (skip and group[0][1])]
+        to_generate = [i for i, group in enumerate(groups) if not (skip and group[0][1]) and not chat[i]]
         if max_new_tokens is None:
             tokenizer = getattr(backend, "tokenizer", None)
             longest = max(len(tokenizer(p.target)["input_ids"]) if tokenizer else len(p.target) for p in probes)
@@ -422,9 +448,13 @@ def run_probes(
         generated = backend.generate([probes[i].prompt for i in to_generate], max_new_tokens) if to_generate else []
         for i, completion in zip(to_generate, generated):
             completions[i] = completion
+        in_chat = [i for i in range(len(probes)) if chat[i]]
+        for i, answers in zip(in_chat, draw(backend, [probes[i] for i in in_chat], 1, 0.0, 0, sample_tokens)):
+            completions[i] = answers[0]  # the chat endpoint's greedy answer
+        sampled = draw_all(backend, probes, chat, completions, samples, temperature, sample_seed, sample_tokens)
         progress.advance(task)
     results = []
-    for probe, completion, chosen, group in zip(probes, completions, drawn, groups):
+    for probe, completion, chosen, group, answers, note in zip(probes, completions, drawn, groups, sampled, not_given):
         (correct_logprob, is_greedy), others = group[0], [score for score, _ in group[1:]]
         results.append(
             ProbeResult(
@@ -447,6 +477,11 @@ def run_probes(
                 distractor_keys=list(chosen.fact_keys),
                 distractor_logprobs=others,
                 setting=probe.setting,
+                samples=answers,
+                samples_correct=[names_any(a, [probe.expected_answer, *probe.accepted]) for a in answers],
+                accepted=list(probe.accepted),
+                not_given=note,
             )
         )
     return results
+

@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from revcurse.errors import InputError
+from revcurse.errors import InputError, NotGivenError
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -160,7 +160,7 @@ class OpenAICompatibleBackend:
             scores = []
             for (context, _), prompt, choice in zip(batch, prompts, choices):
                 if not choice.get("logprobs"):
-                    raise RemoteError(f"the server at {self.base_url} returned no prompt logprobs (echo=true)")
+                    raise NotGivenError(f"the server at {self.base_url} returned no prompt logprobs (echo=true)")
                 try:
                     scores.append(continuation_score(choice["logprobs"], prompt, len(context)))
                 except (KeyError, TypeError, ValueError) as error:
@@ -203,6 +203,26 @@ class OpenAICompatibleBackend:
 
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(draw, enumerate(contexts)))
+
+    def sample_chat(
+        self, conversations: list[list[dict[str, str]]], n: int, max_new_tokens: int, temperature: float = 1.0,
+        seed: int = 0,
+    ) -> list[list[str]]:
+        """``n`` answers per conversation from ``/chat/completions`` (the server applies its own chat template),
+        each cut at its first newline; temperature 0 answers greedily (``n`` copies of one answer)."""
+        if n < 1:
+            raise ValueError("n must be at least 1")
+
+        def draw(item: tuple[int, list[dict[str, str]]]) -> list[str]:
+            index, messages = item
+            body = {"messages": messages, "n": 1 if temperature <= 0 else n, "max_tokens": max_new_tokens,
+                    "temperature": max(temperature, 0.0), "seed": seed + index}
+            choices = self._choices(self._post("/chat/completions", body), body["n"])
+            texts = [(choice["message"]["content"] or "").split("\n", 1)[0].strip() for choice in choices]
+            return texts * n if temperature <= 0 else texts
+
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(draw, enumerate(conversations)))
 
     def list_models(self) -> list[str]:
         """The model ids the server offers (``GET /v1/models``)."""

@@ -23,7 +23,7 @@ def check_records(records: object, path: str | Path) -> list[dict]:
     expected = "a list of metric records (objects with subset, asked, trained, metric, mean, ...)"
     if not isinstance(records, list):
         raise InputError(f"expected {expected}, got a JSON {type(records).__name__}", path)
-    groups: dict[tuple[str, str], set[str]] = {}
+    groups: dict[tuple[str, str, str], set[str]] = {}
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise InputError(f"record {index}: expected an object, got {type(record).__name__}", path)
@@ -43,8 +43,8 @@ def check_records(records: object, path: str | Path) -> list[dict]:
                 raise InputError(f"record {index} ({record['metric']}): field {field!r} must be a number", path)
         if record["metric"] == "likelihood_diff" and not isinstance(record["n_facts"], int):
             raise InputError(f"record {index} (likelihood_diff): field 'n_facts' must be a whole number", path)
-        groups.setdefault((record["subset"], record["asked"]), set()).add(record["metric"])
-    for (subset, asked), metrics in groups.items():
+        groups.setdefault((record.get("setting", ""), record["subset"], record["asked"]), set()).add(record["metric"])
+    for (_, subset, asked), metrics in groups.items():
         missing = [metric for metric in TABLE_METRICS if metric not in metrics]
         if missing:
             raise InputError(f"no {', '.join(missing)} record for subset {subset!r}, asked {asked!r}", path)
@@ -83,7 +83,8 @@ def result_rows(records: list[dict]) -> list[dict[str, str]]:
                 "answer": answer,
                 "rank1": f"{get('rank1')['mean']:.2f}",
                 "mrr": f"{get('mrr')['mean']:.2f}",
-                "logp_gap": f"{diff['mean']:+.2f} {_interval(diff, '+.2f')}",
+                "logp_gap": "n/a" if math.isnan(diff["mean"])  # no log-probs given (a chat endpoint)
+                else f"{diff['mean']:+.2f} {_interval(diff, '+.2f')}",
                 "t_test": format_test(t, p, diff["n_facts"]),
                 "rank_test": rank_test,
             }

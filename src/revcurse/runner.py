@@ -23,7 +23,7 @@ import torch
 import transformers
 
 from revcurse.backends import BACKENDS, LOCAL_BACKENDS
-from revcurse.chat import render_as_chat
+from revcurse.chat import render_as_chat, render_conversations
 from revcurse.config import RunConfig
 from revcurse.corpus import Corpus
 from revcurse.cures import CureContext, apply_cures
@@ -121,7 +121,7 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
     if config.probe.backend not in LOCAL_BACKENDS:
         stats["served_model"] = getattr(backend, "model", None)  # the server's model id (its only one, unnamed)
     try:
-        results = probe_settings(backend, config, corpus, world_seed, show_progress)
+        results = probe_settings(backend, config, corpus, world_seed, show_progress, seed, stats)
     finally:
         getattr(backend, "close", lambda: None)()
     stats["probe_seconds"] = time.perf_counter() - start
@@ -157,9 +157,16 @@ def _train(config: RunConfig, seed: int, folder: Path, show_progress: bool, corp
     return model
 
 
-def probe_settings(backend, config: RunConfig, corpus: Corpus, world_seed: int, show_progress: bool
-                   ) -> list[ProbeResult]:
-    """``run_probes`` once per setting (probes of one setting draw their distractors among themselves)."""
+def probe_settings(backend, config: RunConfig, corpus: Corpus, world_seed: int, show_progress: bool,
+                   seed: int = 0, stats: dict | None = None) -> list[ProbeResult]:
+    """``run_probes`` once per setting (probes of one setting draw their distractors among themselves).
+
+    Probes asked as conversations are rendered here to one text (``chat.render_conversations``), unless the
+    backend has a chat endpoint (``sample_chat``), which gets the conversations themselves."""
+    stats = {} if stats is None else stats
+    if not hasattr(backend, "sample_chat"):
+        corpus, rendering = render_conversations(corpus, getattr(backend, "tokenizer", None))
+        stats.update({"chat_rendering": rendering} if rendering else {})
     settings: dict[str, list] = {}
     for probe in corpus.probes:
         settings.setdefault(probe.setting, []).append(probe)
@@ -168,8 +175,11 @@ def probe_settings(backend, config: RunConfig, corpus: Corpus, world_seed: int, 
         setting = Corpus([], probes)
         results += run_probes(
             backend, setting, config.probe.max_new_tokens, show_progress,
-            distractors=config.probe.distractors, seed=world_seed,
+            distractors=config.probe.distractors, seed=world_seed, samples=config.probe.samples,
+            temperature=config.probe.temperature, sample_seed=seed,
         )
+    if not_given := sorted({r.not_given for r in results if r.not_given}):
+        stats["not_given"] = not_given  # numbers this backend could not give: NaN in the records, said here
     return results
 
 

@@ -113,7 +113,11 @@ class ProbeConfig(Section):
     )
     concurrency: int = Field(8, ge=1, description="openai backend: requests in flight at once")
     batch_size: int = Field(512, ge=1, description="sequences per forward pass when scoring (hf, vllm)")
-    max_new_tokens: int | None = Field(None, description="greedy generation length; None: longest target + 2")
+    max_new_tokens: int | None = Field(
+        None, description="greedy generation length; None: longest target + 2 (sampled answers: 24)"
+    )
+    samples: int = Field(0, ge=0, description="answers sampled per probe (any-correct, fraction-correct); 0: none")
+    temperature: float = Field(1.0, ge=0, description="sampling temperature; 0 repeats the greedy answer")
     distractors: int = Field(
         15, ge=1,
         description="other facts' targets (same phrasing) each correct target is ranked against; cost is linear in it",
