@@ -173,8 +173,10 @@ def _png(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _groups(records: list[dict]) -> list[tuple[str, str, bool]]:
-    return list(dict.fromkeys((r["subset"], r["asked"], r["trained"]) for r in records if r["subset"] != "all"))
+def _groups(records: list[dict]) -> list[tuple[str, str, str, bool]]:
+    """(setting, subset, asked, trained) of each group, as the records first name them."""
+    return list(dict.fromkeys((r.get("setting", ""), r["subset"], r["asked"], r["trained"]) for r in records
+                              if r["subset"] != "all"))
 
 
 def _interval(record: dict) -> tuple[float, float]:
@@ -190,15 +192,16 @@ def plot_accuracy(records: list[dict]) -> str:
     plt = _pyplot()
     groups = _groups(records)
     figure, axis = plt.subplots(figsize=(max(6.0, 1.5 * len(groups) + 1.8), 3.6))
-    for position, (subset, asked, trained) in enumerate(groups):
-        record = lookup(records, subset, asked, "accuracy")
+    for position, (setting, subset, asked, trained) in enumerate(groups):
+        record = lookup(records, subset, asked, "accuracy", setting)
         below, above = _interval(record)
         axis.bar(position, record["mean"], 0.7, yerr=[[below], [above]], capsize=4,
                  color="#3b7dd8" if trained else "#e0793b", label="trained direction" if trained else "reverse")
         axis.text(position, min(record["mean"] + above, 1.0) + 0.02, f"{record['mean']:.2f}", ha="center",
                   fontsize=8)
     axis.set_xticks(range(len(groups)))
-    axis.set_xticklabels([f"{s}\n{ASKED_LABEL.get(a, a)}" for s, a, _ in groups], fontsize=7)
+    labels = ["\n".join(filter(None, (g, s, ASKED_LABEL.get(a, a)))) for g, s, a, _ in groups]
+    axis.set_xticklabels(labels, fontsize=7)
     axis.set_ylim(0, 1.12)
     axis.set_ylabel("accuracy (held-out phrasings)")
     axis.set_title("Accuracy forward and reverse (95% intervals)")
@@ -327,7 +330,9 @@ def fact_rows(predictions: list[dict]) -> list[FactRow]:
     """Group predictions per (seed, fact, asked direction), in subset and direction order."""
     grouped: dict[tuple, list[dict]] = defaultdict(list)
     for prediction in predictions:
-        key = (prediction.get("seed"), prediction["fact_key"], prediction["subset"], prediction["asked"])
+        setting = prediction.get("setting", "")  # the in-context control asks each fact under two settings
+        subset = f"{prediction['subset']} ({setting})" if setting else prediction["subset"]
+        key = (prediction.get("seed"), prediction["fact_key"], subset, prediction["asked"])
         grouped[key].append(prediction)
     rows = []
     for (seed, fact, subset, asked), items in grouped.items():
