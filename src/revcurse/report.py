@@ -86,8 +86,8 @@ def result_rows(records: list[dict]) -> list[dict[str, str]]:
                 "trained": "yes" if record["trained"] else "no",
                 "accuracy": f"{accuracy['mean']:.2f} [{accuracy['ci95_low']:.2f}, {accuracy['ci95_high']:.2f}]",
                 "answer": answer,
-                "rank1": f"{lookup(records, subset, asked, 'rank1')['mean']:.2f}",
-                "mrr": f"{lookup(records, subset, asked, 'mrr')['mean']:.2f}",
+                "rank1": f"{find('rank1')['mean']:.2f}",
+                "mrr": f"{find('mrr')['mean']:.2f}",
                 "logp_gap": f"{diff['mean']:+.2f} [{diff['ci95_low']:+.2f}, {diff['ci95_high']:+.2f}]",
                 "t_test": format_test(t, p, diff["n_facts"]),
                 "rank_test": rank_test,
@@ -176,9 +176,11 @@ def markdown_report(records: list[dict], summary: dict, calibration: list[dict] 
     """A short Markdown page: what was run, the table, how to read it, and the tests' placebo calibration."""
     n_seeds = records[0]["n_seeds"] if records else 0
     interval = "t interval over seeds" if n_seeds > 1 else "bootstrap over facts (one seed)"
+    parameters = summary.get("parameters")  # None: a model behind a server, which does not say
+    size = f"{parameters:,} parameters" if isinstance(parameters, int) else "parameters not known"
     return (
         "# revcurse run\n\n"
-        f"- model: {summary.get('model', '?')}, {summary.get('parameters', 0):,} parameters\n"
+        f"- model: {summary.get('model', '?')}, {size}\n"
         f"- seeds: {summary.get('seeds')}; training: {summary.get('train_seconds', 0):.0f} s, "
         f"{summary.get('tokens_per_second', 0):,.0f} tokens/s; probing: {summary.get('probe_seconds', 0):.0f} s\n"
         f"- probes: held-out phrasings only; 95% intervals: {interval}\n\n"
