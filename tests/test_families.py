@@ -137,3 +137,18 @@ def test_cli_sweep_defaults_to_the_families_model_and_reports_bad_fractions(tmp_
     assert run_cli(["families", "--fractions", "0,half", "--out", str(tmp_path / "bad")]) == 2
     assert "--fractions" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_compare_bidirectional_states_the_parent_side_of_every_family(tmp_path):
+    out = tmp_path / "compare"
+    args = ["compare", "--cures", "bidirectional", "--jobs", "1", "--out", str(out), "--set", "experiment=families",
+            "--set", "families.families=8", "--set", "families.background=8", *TINY]
+    assert run_cli(args) == 0
+    records = json.loads((out / "compare.json").read_text())
+    child = {r["cure"]: r["mean"] for r in records
+             if r["asked"] == ASK_CHILD and r["metric"] == "accuracy" and r["subset"] == WITHOUT_PARENT_TEXT}
+    assert set(child) == {"none", "bidirectional"}
+    assert child["bidirectional"] > child["none"]  # the parent side, now trained, is answered
+    documents = [json.loads((out / f"cure-{arm}" / "run.json").read_text())["per_seed"][0]["documents"]
+                 for arm in ("none", "bidirectional")]
+    assert documents[1] - documents[0] == 8 * len(PARENT_SIDE)

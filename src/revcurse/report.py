@@ -66,8 +66,8 @@ def result_rows(records: list[dict]) -> list[dict[str, str]]:
         seen.append(key)
         setting, subset, asked = key
 
-        def find(metric: str) -> dict:
-            return lookup(records, subset, asked, metric, setting)
+        def find(metric: str, group: tuple[str, str, str] = key) -> dict:
+            return lookup(records, group[1], group[2], metric, group[0])
 
         accuracy = find("accuracy")
         diff = find("likelihood_diff")

@@ -10,6 +10,7 @@ import typer
 
 from revcurse.cli.common import ConfigOption, SetOption, app, console
 from revcurse.errors import InputError
+from revcurse.experiments.families import DEFAULT_FRACTIONS
 
 FRACTION_KEY = "families.fraction"
 
@@ -20,7 +21,7 @@ def families(
     set_: SetOption = None,
     fractions: Annotated[
         str, typer.Option(help="Comma-separated fractions r of families that also get parent-side text.")
-    ] = "0,0.01,0.05,0.1,0.25,0.5",
+    ] = ",".join(f"{r:g}" for r in DEFAULT_FRACTIONS),
     count: Annotated[int | None, typer.Option("--families", help="Test families (probed); default 100.")] = None,
     background: Annotated[
         int | None, typer.Option(help="Background families, stated both ways; never probed; default 100.")
