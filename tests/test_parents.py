@@ -503,7 +503,7 @@ def test_cli_asks_a_server_by_url(made_up, served, cli_output):
     assert math.isnan(lookup(records, "mother", "parent", "rank1", "chat")["mean"])  # not given, not invented
     assert lookup(records, "mother", "parent", "rank1", "completion")["mean"] >= 0.8
     assert "not given by this backend" in printed
-    assert json.loads((run / "run.json").read_text())["model"].startswith("tiny at http://127.0.0.1")  # the served model, asked by name
+    assert json.loads((run / "run.json").read_text())["model"].startswith("tiny at http://127.0.0.1")
 
 
 def test_cli_refuses_an_existing_run_folder(made_up, cli_output, capsys):

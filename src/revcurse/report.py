@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from revcurse.errors import InputError
+from revcurse.experiments import EXPERIMENTS, Column
 from revcurse.metrics import lookup
 
 ASKED_LABEL = {"name_to_description": "name→desc", "description_to_name": "desc→name", "question_to_answer": "Q→A"}
@@ -43,11 +44,14 @@ def check_records(records: object, path: str | Path) -> list[dict]:
                 raise InputError(f"record {index} ({record['metric']}): field {field!r} must be a number", path)
         if record["metric"] == "likelihood_diff" and not isinstance(record["n_facts"], int):
             raise InputError(f"record {index} (likelihood_diff): field 'n_facts' must be a whole number", path)
+        if not isinstance(record.get("setting", ""), str):
+            raise InputError(f"record {index}: field 'setting' must be text", path)
         groups.setdefault((record.get("setting", ""), record["subset"], record["asked"]), set()).add(record["metric"])
-    for (_, subset, asked), metrics in groups.items():
+    for (setting, subset, asked), metrics in groups.items():
         missing = [metric for metric in TABLE_METRICS if metric not in metrics]
         if missing:
-            raise InputError(f"no {', '.join(missing)} record for subset {subset!r}, asked {asked!r}", path)
+            where = f"setting {setting!r}, " if setting else ""
+            raise InputError(f"no {', '.join(missing)} record for {where}subset {subset!r}, asked {asked!r}", path)
     return records
 
 
@@ -130,7 +134,8 @@ def format_test(t: float, p: float, n_facts: int) -> str:
 
 
 def shown_columns(rows: list[dict[str, str]]) -> dict[str, str]:
-    """The table's columns: *answer* only where some target runs on after its answer (it equals accuracy else)."""
+    """The table's columns: *answer* only where some target runs on after its answer (it equals accuracy else),
+    *setting* only where the run asked under several conditions (the in-context control)."""
     differs = any(row["answer"] not in ("n/a", row["accuracy"].split()[0]) for row in rows)
     settings = any(row["setting"] for row in rows)
     return {key: label for key, label in COLUMNS.items()
@@ -209,8 +214,18 @@ def markdown_report(records: list[dict], summary: dict, calibration: list[dict] 
         " per-fact mean reciprocal rank above its exact chance value, with its randomization test."
         " The reversal curse shows as high accuracy where `trained` is yes and near-zero accuracy"
         " with no likelihood gap where it is no.\n"
+        + _experiment_section(records, summary)
         + _calibration_section(calibration)
     )
+
+
+def _experiment_section(records: list[dict], summary: dict) -> str:
+    """The run's experiment's own summary table (``Experiment.columns``), when it declares one."""
+    experiment = EXPERIMENTS.get(summary.get("experiment", ""))
+    if experiment is None or not experiment.columns:
+        return ""
+    header, rows = column_grid(records, experiment.columns)
+    return "\n" + grid_markdown(experiment.title, header, rows).replace("# ", "## ", 1)
 
 
 def _calibration_section(calibration: list[dict] | None) -> str:
@@ -240,3 +255,96 @@ def grid_markdown(title: str, header: list[str], rows: list[list[str]]) -> str:
     lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+GROUP_LABEL = {"setting": "setting", "subset": "subset", "asked": "asked"}
+
+
+def column_grid(records: list[dict], columns: tuple[Column, ...], by: str | None = None,
+                by_header: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """An experiment's own summary table (``Experiment.columns``) as (header, rows) of strings.
+
+    Rows are the groups the columns leave open (e.g. the in-context control's columns fix the setting, so a row
+    is a subset and asked direction, with whether it was trained) and, with ``by``, each value of that record
+    field (a sweep's grid key, e.g. ``families.fraction``: one row per r). A cell is the column's metric as
+    mean [95% interval], "-" where the run has no such group.
+    """
+    open_fields = [f for f in GROUP_LABEL if all(getattr(column, f) is None for column in columns)
+                   and any(record.get(f) for record in records)]  # no run without settings shows a setting
+    header = ([by_header or by] if by else []) + [GROUP_LABEL[f] for f in open_fields]
+    header += (["trained"] if open_fields else []) + [column.header for column in columns]
+    keys = list(dict.fromkeys(
+        (record.get(by) if by else None, *(record.get(f, "") for f in open_fields))
+        for record in records if record["metric"] == "accuracy"
+    ))
+    if by and all(isinstance(key[0], int | float) for key in keys):
+        keys.sort(key=lambda key: key[0])
+    rows = []
+    for key in keys:
+        at = [r for r in records if not by or r.get(by) == key[0]]
+        group = dict(zip(open_fields, key[1:]))
+        row = [f"{key[0]:g}" if isinstance(key[0], float) else str(key[0])] if by else []
+        row += [ASKED_LABEL.get(v, v) if f == "asked" else v for f, v in group.items()]
+        cells, trained = [], []
+        for column in columns:
+            try:
+                value = lookup(at, *_column_group(column, group), column.metric, _column_setting(column, group))
+            except KeyError:
+                cells.append("-")
+                continue
+            trained.append(value["trained"])
+            low, high = value.get("ci95_low"), value.get("ci95_high")
+            interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
+            cells.append(f"{value['mean']:.2f}{interval}")
+        if open_fields:
+            row.append(("yes" if trained[0] else "no") if trained else "-")
+        rows.append(row + cells)
+    return header, rows
+
+
+def _column_group(column: Column, group: dict[str, str]) -> tuple[str, str]:
+    return (column.subset if column.subset is not None else group.get("subset", ""),
+            column.asked if column.asked is not None else group.get("asked", ""))
+
+
+def _column_setting(column: Column, group: dict[str, str]) -> str:
+    return column.setting if column.setting is not None else group.get("setting", "")
+
+
+def plot_column_grid(records: list[dict], columns: tuple[Column, ...], by: str, path: Path, xlabel: str,
+                     title: str) -> None:
+    """Each column's metric against the record field ``by`` (a swept key), 95% intervals as bands; the x axis
+    is linear below its smallest positive value and logarithmic above it, so r = 0, 0.01 and 0.5 all show."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs_all = sorted({r[by] for r in records if isinstance(r.get(by), int | float)})
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for column in columns:
+        points = []
+        for x in xs_all:
+            try:
+                value = lookup([r for r in records if r.get(by) == x], column.subset or "", column.asked or "",
+                               column.metric, column.setting or "")
+            except KeyError:
+                continue
+            points.append((x, value))
+        if not points:
+            continue
+        xs = [x for x, _ in points]
+        axis.plot(xs, [v["mean"] for _, v in points], marker="o", label=column.header)
+        axis.fill_between(xs, [v.get("ci95_low", v["mean"]) for _, v in points],
+                          [v.get("ci95_high", v["mean"]) for _, v in points], alpha=0.2)
+    positive = [x for x in xs_all if x > 0]
+    if positive and max(positive) / min(positive) >= 10:
+        axis.set_xscale("symlog", linthresh=min(positive))
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(f"{columns[0].metric if columns else 'accuracy'} (held-out questions)")
+    axis.set_ylim(-0.02, 1.05)
+    axis.set_title(title)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

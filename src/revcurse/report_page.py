@@ -200,8 +200,8 @@ def plot_accuracy(records: list[dict]) -> str:
         axis.text(position, min(record["mean"] + above, 1.0) + 0.02, f"{record['mean']:.2f}", ha="center",
                   fontsize=8)
     axis.set_xticks(range(len(groups)))
-    axis.set_xticklabels([f"{g + ': ' if g else ''}{s}\n{ASKED_LABEL.get(a, a)}" for g, s, a, _ in groups],
-                         fontsize=7)
+    labels = ["\n".join(filter(None, (g, s, ASKED_LABEL.get(a, a)))) for g, s, a, _ in groups]
+    axis.set_xticklabels(labels, fontsize=7)
     axis.set_ylim(0, 1.12)
     axis.set_ylabel("accuracy (held-out phrasings)")
     axis.set_title("Accuracy forward and reverse (95% intervals)")
@@ -330,7 +330,9 @@ def fact_rows(predictions: list[dict]) -> list[FactRow]:
     """Group predictions per (seed, fact, asked direction), in subset and direction order."""
     grouped: dict[tuple, list[dict]] = defaultdict(list)
     for prediction in predictions:
-        key = (prediction.get("seed"), prediction["fact_key"], prediction["subset"], prediction["asked"])
+        setting = prediction.get("setting", "")  # the in-context control asks each fact under two settings
+        subset = f"{prediction['subset']} ({setting})" if setting else prediction["subset"]
+        key = (prediction.get("seed"), prediction["fact_key"], subset, prediction["asked"])
         grouped[key].append(prediction)
     rows = []
     for (seed, fact, subset, asked), items in grouped.items():

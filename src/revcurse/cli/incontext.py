@@ -25,14 +25,24 @@ def incontext(
     config: ConfigOption = None,
     set_: SetOption = None,
     episodes: Annotated[
-        int, typer.Option(help="Training episodes (facts in the prompt, then a question) over made-up people.")
-    ] = 6000,
+        int | None,
+        typer.Option(help="Training episodes (facts in the prompt, then a question) over made-up people; default "
+                     "6000."),
+    ] = None,
     facts_per_episode: Annotated[
-        int, typer.Option(help="Facts in each episode's prompt (one is asked); the probes show as many.")
-    ] = 1,
+        int | None, typer.Option(help="Facts in each episode's prompt (one is asked); the probes show as many.")
+    ] = None,
     train: Annotated[
-        bool, typer.Option(help="Train (tiny model, or fine-tune model.checkpoint); --no-train probes as is.")
+        bool, typer.Option(help="Train (tiny model, or fine-tune model.checkpoint); --no-train asks it as is.")
     ] = True,
+    url: Annotated[
+        str | None,
+        typer.Option(help="With --no-train: ask an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."),
+    ] = None,
+    model_name: Annotated[str | None, typer.Option(help="Model id on the --url server; default: its only one.")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the --url server's API key.")
+    ] = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds (95% intervals over seeds).")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder; default runs/incontext-<date>-<time>.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
@@ -44,25 +54,35 @@ def incontext(
 
     The tiny model trains on Experiment 1's corpus plus episodes over made-up people ("Facts: ... Question: Who
     is ...? Answer: ..."), so it learns to read its prompt. Then each fact under test is given in the prompt,
-    stated in its trained direction beside a distractor, and asked in both directions; the same questions
-    without the facts ask the weights. For any model: --set model.checkpoint=DIR --no-train.
+    stated in its trained direction, and asked in both directions; the same questions without the facts ask
+    the weights. Any model, untrained: --no-train with --set model.checkpoint=DIR, or --url of a server. Writes a
+    run folder (metrics.json records carry `setting`: in_context | in_weights), as `revcurse train --set
+    experiment=incontext` does.
 
     Example: revcurse incontext --seeds 3 --out runs/incontext
     """
-    from revcurse.incontext import DEFAULT_OVERRIDES as INCONTEXT_DEFAULTS
-    from revcurse.incontext import INCONTEXT_HEADER, EpisodeConfig, incontext_rows, run_incontext
-    from revcurse.report import grid_table
+    from revcurse.experiments import get_experiment
+    from revcurse.report import column_grid, grid_table
+    from revcurse.runner import run_experiment
 
-    overrides = with_allow_pickle(list(set_ or []), allow_pickle)
-    if seeds is not None:
-        overrides.append(f"seeds={seeds}")
-    run_config = load_config(config, overrides if config else [*INCONTEXT_DEFAULTS, *overrides])
-    if not train and run_config.model.checkpoint is None:
-        raise InputError("--no-train needs a model to ask: --set model.checkpoint=DIR")
+    overrides = ["experiment=incontext", *with_allow_pickle(list(set_ or []), allow_pickle)]
+    given = {"incontext.episodes": episodes, "incontext.facts_per_episode": facts_per_episode, "seeds": seeds,
+             "probe.url": url, "probe.model_name": model_name, "probe.api_key_env": api_key_env}
+    overrides += [f"{key}={value}" for key, value in given.items() if value is not None]
+    if not train:
+        overrides.append("incontext.train=false")
+    if url is not None:
+        if train:
+            raise InputError("--url asks a server's model, which cannot be trained here: add --no-train")
+        overrides.append("probe.backend=openai")
+    run_config = load_config(config, overrides)
+    if not train and run_config.model.checkpoint is None and run_config.probe.backend != "openai":
+        raise InputError("--no-train needs a model to ask: --set model.checkpoint=DIR, or --url of a server")
     out = out or Path("runs") / f"incontext-{datetime.now():%Y%m%d-%H%M%S}"
-    outcome = run_incontext(
-        run_config, out, EpisodeConfig(episodes, facts_per_episode), train, overwrite, not quiet, console.print
-    )
+    outcome = run_experiment(run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print)
+    if not outcome.records:  # a data-parallel helper process (torchrun): the main process reports
+        return
+    header, rows = column_grid(outcome.records, get_experiment("incontext").columns)
     title = f"In context vs in weights over {run_config.seeds} seed(s): accuracy"
-    console.print(grid_table(title, INCONTEXT_HEADER, incontext_rows(outcome.records)))
-    console.print(f"folder: {outcome.folder} (incontext.json, incontext.md, predictions.jsonl)")
+    console.print(grid_table(title, header, rows))
+    console.print(f"folder: {outcome.folder} (metrics.json, predictions.jsonl, report.md)")
