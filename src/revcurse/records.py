@@ -32,7 +32,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ from filelock import FileLock, Timeout
 import revcurse
 from revcurse.config import RunConfig, dump_config, load_config
 from revcurse.errors import InputError, NonFiniteLoss, SkippedLine, parse_json, read_user_text, write_skipped
+from revcurse.experiments import get_experiment
 from revcurse.metrics import aggregate, placebo_rejections
 from revcurse.probe import ProbeResult
 from revcurse.report import markdown_report
@@ -306,6 +307,9 @@ def write_run(folder: Path, config: RunConfig, outputs: list[SeedOutput]) -> Run
     per_seed_stats = [stats for _, _, stats in outputs]
     runs = [(stats["seed"], world_seed, results) for world_seed, results, stats in outputs]
     records = aggregate(runs)
+    pooled = get_experiment(config.experiment).pooled
+    if pooled:  # the subsets as one group too (the paper pools mothers and fathers), each fact still counted once
+        records += aggregate([(seed, world, [replace(r, subset=pooled) for r in rs]) for seed, world, rs in runs])
     (folder / "metrics.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
     calibration = placebo_rejections(runs)
     write_calibration(folder, calibration)

@@ -46,6 +46,7 @@ class Experiment:
     options: type[Section] | None = None
     defaults: tuple[str, ...] = ()
     columns: tuple[Column, ...] = ()  # an extra summary table (rows: the groups its columns leave open)
+    pooled: str = ""  # when set, the records also hold one group of all subsets under this subset label
 
     @property
     def section(self) -> str:

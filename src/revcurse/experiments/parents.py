@@ -15,7 +15,8 @@ Each probe is one row (``fact_key``: its line) asked one way (``asked``: parent 
 (``subset``). The one scorer samples ``probe.samples`` answers (any-correct, fraction-correct; a child question is
 answered by any child the file knows for that parent, ``Probe.accepted``) and ranks the row's answer by log-prob
 against other names of the same role (other mothers for a mother question, other children of the same parent
-type for a child question). The metrics pair parent against child over rows (McNemar, paired t).
+type for a child question). The metrics pair parent against child over rows (McNemar, paired t), per parent
+type and over all rows (``pooled``: the paper's figures pool mothers and fathers).
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ EXPERIMENT = Experiment(
     build=build,
     options=ParentsOptions,
     defaults=("probe.samples=10",),
+    pooled="all parent types",
     columns=(
         Column("any correct", metric="any_correct"),
         Column("fraction correct", metric="fraction_correct"),
