@@ -31,7 +31,7 @@ from revcurse.own_facts import read_facts, read_templates
 from revcurse.paper_format import REQUIRED_FILES, read_experiment1, write_experiment1
 from revcurse.parents import read_parent_child_pairs
 from revcurse.report import check_records
-from revcurse.report_page import read_json, read_run
+from revcurse.report_data import read_json, read_run
 from revcurse.world import make_celebrities
 
 FUZZ = settings(

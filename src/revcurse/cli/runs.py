@@ -188,9 +188,10 @@ def compare(
     Writes compare.json (tidy records with a `cure` field; the baseline is `none`), compare.md, compare.png
     (a bar chart) and one run folder per arm (cure-<arm>/).
     """
-    from revcurse.compare import compare_table, load_started_comparison, parse_arms, run_compare
+    from revcurse.compare import load_started_comparison, parse_arms, run_compare
     from revcurse.paths import output_folder
     from revcurse.records import resumable_folder
+    from revcurse.report_compare import compare_table
 
     overrides = with_allow_pickle(list(set_ or []), allow_pickle)
     if seeds is not None:
@@ -218,7 +219,7 @@ def compare(
 def show(run: Annotated[Path, typer.Argument(help="A run folder written by `revcurse demo`.")]) -> None:
     """Print the result table of a finished run from its metrics.json (the model is not run again)."""
     from revcurse.report import check_records, result_table
-    from revcurse.report_page import read_json
+    from revcurse.report_data import read_json
 
     metrics = run / "metrics.json"
     if not metrics.is_file():
