@@ -318,7 +318,8 @@ def sweep(
 
     Example: revcurse sweep --grid size=xs,s,m,l --seeds 2 --jobs 2 --out runs/sweep-size
     """
-    from revcurse.sweep import run_sweep, summary_rows, sweep_table
+    from revcurse.sweep import run_sweep
+    from revcurse.sweep_tables import summary_rows, sweep_table
 
     overrides = with_allow_pickle(list(set_ or []), allow_pickle)
     if seeds is not None:
