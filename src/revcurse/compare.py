@@ -18,7 +18,7 @@ from revcurse.cures import CURES
 from revcurse.errors import InputError
 from revcurse.metrics import t_interval
 from revcurse.model import check_checkpoint
-from revcurse.records import load_started_config, record_folder, write_run
+from revcurse.records import ARMS_FILE, load_started_config, record_folder, write_run
 from revcurse.report_compare import BASELINE, markdown_compare, plot_compare
 from revcurse.report_page import write_report_after_run
 from revcurse.runner import run_seeds, seed_jobs
@@ -121,9 +121,6 @@ def run_compare(
         plot_compare(records, staging / "compare.png")
         write_report_after_run(staging)  # report.html: the cures, then each arm
     return CompareOutcome(folder=out, records=records)
-
-
-ARMS_FILE = "arms.json"  # the arms a comparison was started with (the baseline is implied)
 
 
 def load_started_comparison(staging: Path) -> tuple[RunConfig, list[str]]:

@@ -7,7 +7,7 @@ product of dimensions, each one ``--grid KEY=V1,V2,...``:
   each value is parsed as YAML, exactly as ``--set KEY=VALUE`` would be;
 - several keys that move together are joined by commas, their values by colons:
   ``model.hidden_size,model.intermediate_size=64:256,96:384`` is two cells, not four;
-- ``size`` names model presets (``size=xs,s,m,l``: width, MLP width, layers and heads together, see SIZES);
+- ``size`` names model presets (``size=xs,s,m,l``: width, MLP width, layers and heads together, see sweep_grid.SIZES);
 - ``cures`` takes arms as ``revcurse compare`` does: ``cures=none,reverse-entity,reverse-entity+paraphrase``.
 
 Why one run folder per cell: ``runner.run_experiment`` writes a folder atomically, so after an interruption

@@ -11,6 +11,7 @@ import typer
 from revcurse.cli.common import (
     AllowPickleOption,
     ConfigOption,
+    ExperimentOption,
     NameOption,
     SetOption,
     StrictOption,
@@ -18,6 +19,7 @@ from revcurse.cli.common import (
     console,
     refuse_beside_resume,
     with_allow_pickle,
+    with_experiment,
 )
 from revcurse.config import load_config
 from revcurse.errors import InputError
@@ -49,6 +51,7 @@ def demo(
 
 @app.command()
 def train(
+    experiment: ExperimentOption = None,
     config: ConfigOption = None,
     set_: SetOption = None,
     seeds: Annotated[int | None, typer.Option(help="Run this many seeds and aggregate (95% intervals).")] = None,
@@ -67,7 +70,7 @@ def train(
     ] = None,
     strict: StrictOption = False,
 ) -> None:
-    """Train and probe Experiment 1 with a config (as `demo`), checkpointing so that a killed run can resume.
+    """Train and probe an experiment (default Experiment 1, as `demo`), checkpointing so a killed run can resume.
 
     \b
     Checkpoints (weights, optimizer, scheduler, RNG states, data position) go to
@@ -79,8 +82,11 @@ def train(
     an uninterrupted run. `revcurse status RUN` says whether a run is
     finished, running, interrupted or failed.
     """
+    if resume is not None:
+        refuse_beside_resume(experiment=experiment)
     _run_experiment1(
-        config, set_, seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle, resume, "train", strict
+        config, with_experiment(set_, experiment), seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle,
+        resume, "train", strict,
     )
 
 
@@ -99,7 +105,7 @@ def _run_experiment1(
     command: str,
     strict: bool = False,
 ) -> None:
-    """What `demo` and `train` share: load the config, run every seed, print the result table."""
+    """What `demo` and `train` share: load the config, run every seed of its experiment, print the result table."""
     from revcurse.paths import output_folder
     from revcurse.records import load_started_config, resumable_folder
     from revcurse.report import result_table
@@ -144,7 +150,7 @@ def _run_experiment1(
 def status(run: Annotated[Path, typer.Argument(help="A run folder (the --out of demo, train, compare ...).")]) -> None:
     """Say whether a run is finished, running (a process holds its lock), interrupted (resumable) or failed, and
     for a failed run why."""
-    from revcurse.records import describe_progress, failure_reason, partial_folder, run_status
+    from revcurse.records import describe_progress, failure_reason, partial_folder, resume_command, run_status
 
     state = run_status(run)
     if state == "absent":
@@ -155,7 +161,7 @@ def status(run: Annotated[Path, typer.Argument(help="A run folder (the --out of 
     if reason:
         console.print(f"failed with: {reason}", soft_wrap=True, markup=False)
     if state in ("interrupted", "failed"):
-        console.print(f"continue it with: revcurse train --resume {run}", soft_wrap=True)
+        console.print(f"continue it with: {resume_command(run)}", soft_wrap=True)
     if state == "failed":
         console.print("or, to change its config, start it again with --overwrite", soft_wrap=True)
 
@@ -169,6 +175,7 @@ def compare(
             "reverse-segment, mlm-u; join with + to compose (reverse-entity+paraphrase). The baseline runs too."
         ),
     ] = None,
+    experiment: ExperimentOption = None,
     config: ConfigOption = None,
     set_: SetOption = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds per arm (the same worlds in every arm).")] = None,
@@ -193,12 +200,12 @@ def compare(
     from revcurse.records import resumable_folder
     from revcurse.report_compare import compare_table
 
-    overrides = with_allow_pickle(list(set_ or []), allow_pickle)
+    overrides = with_allow_pickle(with_experiment(set_, experiment), allow_pickle)
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
     if resume is not None:
-        refuse_beside_resume(cures=cures, config=config, set=set_, seeds=seeds, out=out, name=name,
-                             allow_pickle=allow_pickle, overwrite=overwrite)
+        refuse_beside_resume(cures=cures, experiment=experiment, config=config, set=set_, seeds=seeds, out=out,
+                             name=name, allow_pickle=allow_pickle, overwrite=overwrite)
         out = resume
         run_config, arms = load_started_comparison(resumable_folder(resume))
     elif cures is None:
@@ -275,6 +282,7 @@ def sweep(
         typer.Option(help="A grid dimension KEY=V1,V2,... (repeatable; the grid is their product). See above."),
     ],
     out: Annotated[Path, typer.Option(help="Sweep folder; run the same command again to resume it.")],
+    experiment: ExperimentOption = None,
     config: ConfigOption = None,
     set_: SetOption = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds per cell (95% intervals over seeds).")] = None,
@@ -289,7 +297,7 @@ def sweep(
     quiet: Annotated[bool, typer.Option(help="No progress bars (with --jobs 1; workers never show them).")] = False,
     allow_pickle: AllowPickleOption = False,
 ) -> None:
-    """Run Experiment 1 over a grid of config values: one run folder per cell, one tidy table, one plot.
+    """Run an experiment over a grid of config values: one run folder per cell, one tidy table, one plot.
 
     \b
     --grid KEY=V1,V2,...   any config key; values parsed as YAML, as --set
@@ -321,7 +329,7 @@ def sweep(
     from revcurse.sweep import run_sweep
     from revcurse.sweep_tables import summary_rows, sweep_table
 
-    overrides = with_allow_pickle(list(set_ or []), allow_pickle)
+    overrides = with_allow_pickle(with_experiment(set_, experiment), allow_pickle)
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
     outcome = run_sweep(
