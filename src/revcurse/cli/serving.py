@@ -76,7 +76,7 @@ def probe_remote(
     from revcurse.config import dump_config
     from revcurse.metrics import aggregate
     from revcurse.probe import run_probes
-    from revcurse.records import run_folder
+    from revcurse.records import record_folder
     from revcurse.remote import backend_from_url
     from revcurse.report import result_table
     from revcurse.runner import build_trial
@@ -106,7 +106,7 @@ def probe_remote(
         return
     remote = {"url": base_url, "model": name, "api_key_env": api_key_env, "seed": seed, "world_seed": world_seed,
               "probes": len(results), "max_new_tokens": answer_tokens, "seconds": seconds}  # fmt: skip
-    with run_folder(out, overwrite) as staging:
+    with record_folder(out, overwrite) as staging:
         (staging / "config.yaml").write_text(dump_config(run_config), encoding="utf-8")
         (staging / "metrics.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
         with open(staging / "predictions.jsonl", "w", encoding="utf-8") as handle:
