@@ -158,13 +158,19 @@ def calibration_lines(calibration: list[dict]) -> list[str]:
 TEST_LABEL = {"paper_t": "paired t (paper's)", "likelihood": "log p randomization", "rank": "rank randomization"}
 
 
+def parameters_text(summary: dict) -> str:
+    """The model's size as run.json has it; '?' for a model asked remotely (its weights are not here)."""
+    parameters = summary.get("parameters")
+    return f"{parameters:,}" if isinstance(parameters, int) else "?"
+
+
 def markdown_report(records: list[dict], summary: dict, calibration: list[dict] | None = None) -> str:
     """A short Markdown page: what was run, the table, how to read it, and the tests' placebo calibration."""
     n_seeds = records[0]["n_seeds"] if records else 0
     interval = "t interval over seeds" if n_seeds > 1 else "bootstrap over facts (one seed)"
     return (
         "# revcurse run\n\n"
-        f"- model: {summary.get('model', '?')}, {summary.get('parameters', 0):,} parameters\n"
+        f"- model: {summary.get('model', '?')}, {parameters_text(summary)} parameters\n"
         f"- seeds: {summary.get('seeds')}; training: {summary.get('train_seconds', 0):.0f} s, "
         f"{summary.get('tokens_per_second', 0):,.0f} tokens/s; probing: {summary.get('probe_seconds', 0):.0f} s\n"
         f"- probes: held-out phrasings only; 95% intervals: {interval}\n\n"

@@ -108,7 +108,7 @@ def _run_experiment1(
     """What `demo` and `train` share: load the config, run every seed of its experiment, print the result table."""
     from revcurse.paths import output_folder
     from revcurse.records import load_started_config, resumable_folder
-    from revcurse.report import result_table
+    from revcurse.report import parameters_text, result_table
     from revcurse.runner import run_experiment
 
     overrides = with_allow_pickle(list(set_ or []), allow_pickle)
@@ -136,7 +136,7 @@ def _run_experiment1(
     console.print(
         result_table(
             outcome.records,
-            title=f"Reversal curse: {summary['model']}, {summary['parameters']:,} parameters, "
+            title=f"Reversal curse: {summary['model']}, {parameters_text(summary)} parameters, "
             f"{len(summary['seeds'])} seed(s)",
         )
     )

@@ -35,6 +35,8 @@ REVERSE_QUESTIONS = ("Q: Who invented the {y}? A: {x}.",)
 class InventedOptions(Section):
     inventors: int = Field(40, ge=2, description="inventors under test, stated forward only")
     background: int = Field(120, ge=0, description="inventors stated both ways and asked both ways; never probed")
+    train: bool = Field(True, description="false: no training text, only the probes, for a model trained elsewhere "
+                        "(model.checkpoint, or one served at probe.url with probe.backend=openai)")
 
 
 def _inventions(count: int, rng: random.Random) -> list[tuple[str, str]]:
@@ -72,7 +74,7 @@ def build(config: RunConfig, seed: int) -> Trial:
             for i, template in enumerate(questions):
                 prompt = template.format(x=x, y=y).removesuffix(f" {target}.")
                 probes.append(Probe(x, SUBSET, asked, asked == FORWARD, f"{asked}-q{i}", prompt, f" {target}"))
-    return Trial(Corpus(documents, probes, reverse_documents=reverse), world_seed)
+    return Trial(Corpus(documents if options.train else [], probes, reverse_documents=reverse), world_seed)
 
 
 EXPERIMENT = Experiment(
