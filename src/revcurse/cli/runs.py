@@ -223,7 +223,9 @@ def compare(
 
 
 @app.command()
-def show(run: Annotated[Path, typer.Argument(help="A run folder written by `revcurse demo`.")]) -> None:
+def show(
+    run: Annotated[Path, typer.Argument(help="A run folder of any experiment (demo, train, a compare arm, a cell).")],
+) -> None:
     """Print the result table of a finished run from its metrics.json (the model is not run again)."""
     from revcurse.report import check_records, result_table
     from revcurse.report_data import read_json
@@ -351,7 +353,7 @@ def sweep(
 @app.command()
 def report(
     folders: Annotated[
-        list[Path], typer.Argument(help="Run folders (`revcurse demo`) or compare folders (`revcurse compare`).")
+        list[Path], typer.Argument(help="Run folders (demo, train: any experiment) or compare folders (compare).")
     ],
     out: Annotated[
         Path | None, typer.Option(help="The page; default FOLDER/report.html (needed with several folders).")
