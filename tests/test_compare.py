@@ -5,9 +5,10 @@ import re
 
 import pytest
 
-from revcurse.compare import arm_config, compare_rows, markdown_compare, parse_arms, plot_compare
+from revcurse.compare import arm_config, parse_arms
 from revcurse.config import load_config
 from revcurse.errors import InputError
+from revcurse.report_compare import compare_rows, markdown_compare, plot_compare
 from tests.test_cli import SMALL, run_cli
 
 

@@ -32,7 +32,7 @@ from revcurse.instruction_data import read_instructions, write_instructions
 from revcurse.pairs_file import read_parent_child_pairs
 from revcurse.paper_format import REQUIRED_FILES, read_experiment1, write_experiment1
 from revcurse.report import check_records
-from revcurse.report_page import read_json, read_run
+from revcurse.report_data import read_json, read_run
 from revcurse.world import make_celebrities
 
 FUZZ = settings(

@@ -79,7 +79,7 @@ def test_the_trial_trains_on_experiment_1_plus_episodes_and_nothing_without_trai
     assert trial.corpus.documents[: len(experiment1.corpus.documents)] == experiment1.corpus.documents
     assert len(trial.corpus.documents) == len(experiment1.corpus.documents) + 25
     assert {p.setting for p in trial.corpus.probes} == {IN_CONTEXT, IN_WEIGHTS}
-    untrained = build_trial(load_config(None, [*overrides, "incontext.train=false"]), seed=1)
+    untrained = build_trial(load_config(None, [*overrides, "train.enabled=false"]), seed=1)
     assert untrained.corpus.documents == [] and untrained.corpus.probes == trial.corpus.probes
 
 

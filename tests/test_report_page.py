@@ -12,14 +12,8 @@ import struct
 import pytest
 
 from revcurse.errors import InputError
-from revcurse.report_page import (
-    ReportPageWarning,
-    build_page,
-    read_compare,
-    read_folder,
-    write_report,
-    write_report_after_run,
-)
+from revcurse.report_data import read_compare, read_folder
+from revcurse.report_page import ReportPageWarning, build_page, write_report, write_report_after_run
 from tests.test_cli import SMALL, run_cli
 
 # A page that cannot be written after a run is only a warning there (the run is kept); here it is an error.

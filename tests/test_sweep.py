@@ -17,16 +17,14 @@ import revcurse.runner
 from revcurse.cli import main
 from revcurse.config import load_config
 from revcurse.errors import InputError
-from revcurse.sweep import (
+from revcurse.sweep import cell_lock, prepare_folder, run_sweep
+from revcurse.sweep_grid import (
     PARAMETERS,
     build_cells,
-    cell_lock,
     cell_slug,
     check_dimensions,
     parse_grid,
-    prepare_folder,
     resolve_plot_x,
-    run_sweep,
     sweep_identity,
 )
 

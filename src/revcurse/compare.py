@@ -13,19 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
 
-from rich.table import Table
-
 from revcurse.config import RunConfig, dump_config
 from revcurse.cures import CURES
 from revcurse.errors import InputError
-from revcurse.metrics import lookup, t_interval
+from revcurse.metrics import t_interval
 from revcurse.model import check_checkpoint
-from revcurse.records import load_started_config, record_folder, write_run
-from revcurse.report import ASKED_LABEL, format_test
+from revcurse.records import ARMS_FILE, load_started_config, record_folder, write_run
+from revcurse.report_compare import BASELINE, markdown_compare, plot_compare
 from revcurse.report_page import write_report_after_run
 from revcurse.runner import run_seeds, seed_jobs
 
-BASELINE = "none"
 OBJECTIVES = {"mlm-u"}
 
 
@@ -126,9 +123,6 @@ def run_compare(
     return CompareOutcome(folder=out, records=records)
 
 
-ARMS_FILE = "arms.json"  # the arms a comparison was started with (the baseline is implied)
-
-
 def load_started_comparison(staging: Path) -> tuple[RunConfig, list[str]]:
     """The config and arms an interrupted comparison was started with."""
     if not (staging / ARMS_FILE).is_file():
@@ -152,104 +146,3 @@ def cost_record(arm: str, summary: dict) -> dict:
         "mean": fmean(seconds), "ci95_low": low, "ci95_high": high, "n_seeds": len(seconds),
         "n_items": len(seconds), "train_tokens": tokens,
     }
-
-
-def _arms(records: list[dict]) -> list[str]:
-    return list(dict.fromkeys(r["cure"] for r in records))
-
-
-def _groups(records: list[dict]) -> list[tuple[str, str, bool]]:
-    return list(dict.fromkeys((r["subset"], r["asked"], r["trained"]) for r in records if r["subset"] != "all"))
-
-
-def compare_rows(records: list[dict]) -> list[dict[str, str]]:
-    rows = []
-    baseline_seconds = lookup(_only(records, BASELINE), "all", "all", "train_seconds")["mean"]
-    for arm in _arms(records):
-        arm_records = _only(records, arm)
-        seconds = lookup(arm_records, "all", "all", "train_seconds")["mean"]
-        for subset, asked, trained in _groups(records):
-            accuracy = lookup(arm_records, subset, asked, "accuracy")
-            t = lookup(arm_records, subset, asked, "likelihood_t")
-            p = lookup(arm_records, subset, asked, "likelihood_p")["mean"]
-            rows.append({
-                "cure": arm,
-                "subset": subset,
-                "asked": ASKED_LABEL.get(asked, asked),
-                "trained": "yes" if trained else "no",
-                "accuracy": f"{accuracy['mean']:.2f} [{accuracy['ci95_low']:.2f}, {accuracy['ci95_high']:.2f}]",
-                "t_test": format_test(t["mean"], p, t["n_facts"]),
-                "train_time": f"{seconds:.0f} s ({seconds / baseline_seconds:.2f}x)",
-            })
-    return rows
-
-
-def _only(records: list[dict], arm: str) -> list[dict]:
-    return [r for r in records if r["cure"] == arm]
-
-
-COLUMNS = {
-    "cure": "cure", "subset": "subset", "asked": "asked", "trained": "trained in baseline",
-    "accuracy": "accuracy [95% CI]", "t_test": "likelihood: paired t, facts", "train_time": "train time (vs none)",
-}
-
-
-def compare_table(records: list[dict], title: str = "") -> Table:
-    table = Table(title=title or None)
-    for label in COLUMNS.values():
-        table.add_column(label, no_wrap=True)
-    previous = None
-    for row in compare_rows(records):
-        if previous is not None and previous != row["cure"]:
-            table.add_section()
-        table.add_row(*(row[key] for key in COLUMNS))
-        previous = row["cure"]
-    return table
-
-
-def markdown_compare(records: list[dict]) -> str:
-    lines = ["# revcurse compare", "", "| " + " | ".join(COLUMNS.values()) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row[key] for key in COLUMNS) + " |" for row in compare_rows(records)]
-    n_seeds = records[0]["n_seeds"] if records else 0
-    lines += [
-        "",
-        f"{n_seeds} seed(s); accuracy on held-out phrasings, 95% intervals "
-        + ("over seeds (Student t)." if n_seeds > 1 else "by bootstrap over facts.")
-        + " `trained in baseline` says whether the asked direction is stated in the uncured training text.",
-        "",
-        "![accuracy by cure](compare.png)",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def plot_compare(records: list[dict], path: Path) -> None:
-    """Grouped bars: accuracy per (subset, asked direction), one bar per arm, 95% intervals as error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    arms = _arms(records)
-    groups = _groups(records)
-    width = 0.8 / len(arms)
-    figure, axis = plt.subplots(figsize=(max(8, 1.6 * len(groups)), 4.5))
-    for i, arm in enumerate(arms):
-        arm_records = _only(records, arm)
-        values = [lookup(arm_records, s, a, "accuracy") for s, a, _ in groups]
-        means = [v["mean"] for v in values]
-        errors = [[m - v["ci95_low"] for m, v in zip(means, values)],
-                  [v["ci95_high"] - m for m, v in zip(means, values)]]
-        positions = [g + (i - (len(arms) - 1) / 2) * width for g in range(len(groups))]
-        axis.bar(positions, means, width, yerr=errors, capsize=2, label=arm)
-    axis.set_xticks(range(len(groups)))
-    axis.set_xticklabels(
-        [f"{s}\n{ASKED_LABEL.get(a, a)}\n{'trained' if t else 'REVERSE'}" for s, a, t in groups], fontsize=8
-    )
-    axis.set_ylim(0, 1.05)
-    axis.set_ylabel("accuracy (held-out phrasings)")
-    axis.set_title("Reversal curse: accuracy by cure (95% intervals)")
-    axis.legend(title="cure", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)

@@ -93,6 +93,15 @@ def run_status(destination: Path) -> str:
     return "interrupted" if recorded == "running" else recorded
 
 
+ARMS_FILE = "arms.json"  # a comparison's arms (written by compare.run_compare): it marks a compare folder
+
+
+def resume_command(destination: Path) -> str:
+    """The command that continues an interrupted run: ``compare --resume`` for a comparison, else ``train``."""
+    command = "compare" if (partial_folder(destination) / ARMS_FILE).is_file() else "train"
+    return f"revcurse {command} --resume {destination}"
+
+
 def failure_reason(destination: Path) -> str | None:
     """Why a failed run stopped (the error recorded in its ``.partial`` folder), or None."""
     reason = _recorded_status(partial_folder(destination)).get("error")

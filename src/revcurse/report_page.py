@@ -12,348 +12,27 @@ escaped (``html.escape``): completions are model output. Files are written under
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import math
 import os
 import re
 import tempfile
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from revcurse.errors import InputError, parse_json, read_user_text
-from revcurse.metrics import ASKED_ORDER, SUBSET_ORDER, lookup
-from revcurse.report import ASKED_LABEL, calibration_lines, check_records, markdown_report, result_rows, shown_columns
+from revcurse.errors import InputError
+from revcurse.report import ASKED_LABEL, calibration_lines, markdown_report, result_rows, shown_columns
+from revcurse.report_compare import COLUMNS as COMPARE_COLUMNS
+from revcurse.report_compare import compare_rows, markdown_compare
+from revcurse.report_data import CompareData, FactRow, RunData, fact_rows, failure_counts, read_folder
+from revcurse.report_plots import plot_accuracy, plot_compare_accuracy, plot_likelihood, plot_loss, plot_train_time
 
 FAILING_ROWS_PER_GROUP = 25  # per (subset, asked direction): enough to see the pattern, small enough to read
-DPI = 90
-ARM_NAME = re.compile(r"[a-z0-9][a-z0-9+-]*")  # what `revcurse compare` names its arms (cure-<arm>/)
 STAGING_NAME = re.compile(r"^\.(.+)\.(?:tmp-[^/]*|partial)$")  # records.run_folder's name for a run in progress
 
 
 class ReportPageWarning(UserWarning):
     """The page could not be written after a run; the run itself is kept (tests turn this into an error)."""
-
-
-@dataclass
-class RunData:
-    """What one run folder holds, read once."""
-
-    folder: Path
-    records: list[dict]
-    summary: dict
-    config_text: str
-    predictions: list[dict]
-    train_logs: dict[str, list[dict]] = field(default_factory=dict)  # seed folder name -> log lines
-    calibration: list[dict] = field(default_factory=list)  # calibration.json: the tests' placebo rejection rates
-
-
-@dataclass
-class CompareData:
-    """A compare folder: its records (with ``cure``) and the run folder of each arm that is present."""
-
-    folder: Path
-    records: list[dict]
-    arms: dict[str, RunData]
-
-
-# ---------------------------------------------------------------- reading
-
-
-def read_json(path: Path) -> object:
-    """A JSON file's value; unreadable, not UTF-8 or not JSON is an ``InputError`` naming the file and line."""
-    return parse_json(read_user_text(path, "file"), path)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for number, line in enumerate(read_user_text(path, "file").split("\n"), start=1):
-        if line.strip():
-            row = parse_json(line, path, number)
-            if not isinstance(row, dict):
-                raise InputError("expected a JSON object on each line", path, number)
-            rows.append(row)
-    return rows
-
-
-def read_run(folder: Path) -> RunData:
-    """A run folder written by ``revcurse demo`` (metrics.json and run.json)."""
-    for name in ("metrics.json", "run.json"):
-        if not (folder / name).is_file():
-            raise InputError(f"not a finished run folder: expected {name}", folder)
-    records = check_records(read_json(folder / "metrics.json"), folder / "metrics.json")
-    summary = read_json(folder / "run.json")
-    if not isinstance(summary, dict):
-        raise InputError("expected a JSON object (the run's summary)", folder / "run.json")
-    config_path = folder / "config.yaml"
-    logs = {
-        seed_folder.name: [e for e in _read_jsonl(seed_folder / "train_log.jsonl") if "loss" in e and "step" in e]
-        for seed_folder in sorted(folder.glob("seed-*"), key=lambda p: _seed_number(p.name))
-    }
-    return RunData(
-        folder=folder,
-        records=records,
-        summary=summary,
-        config_text=read_user_text(config_path, "file") if config_path.is_file() else "",
-        predictions=_read_jsonl(folder / "predictions.jsonl"),
-        train_logs={name: log for name, log in logs.items() if log},
-        calibration=_calibration(folder / "calibration.json"),
-    )
-
-
-def _calibration(path: Path) -> list[dict]:
-    """calibration.json's records, or none for a run written before it existed (or one that does not have it)."""
-    if not path.is_file():
-        return []
-    records = read_json(path)
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise InputError("expected a list of placebo records", path)
-    return records
-
-
-def _seed_number(name: str) -> int:
-    suffix = name.removeprefix("seed-")
-    return int(suffix) if suffix.isdigit() else 1 << 30
-
-
-def read_compare(folder: Path) -> CompareData:
-    """A compare folder written by ``revcurse compare`` (compare.json and cure-<arm>/ run folders)."""
-    records = read_json(folder / "compare.json")
-    if not isinstance(records, list) or not all(isinstance(r, dict) and "cure" in r for r in records):
-        raise InputError("compare.json must be a list of records with a `cure` field", folder / "compare.json")
-    arms = {}
-    for arm in dict.fromkeys(r["cure"] for r in records):
-        if not isinstance(arm, str) or not ARM_NAME.fullmatch(arm):  # a crafted name must not reach other folders
-            raise InputError(f"not a cure name: {arm!r} (letters, digits, '-' and '+')", folder / "compare.json")
-        arm_folder = folder / f"cure-{arm}"
-        if (arm_folder / "metrics.json").is_file():
-            arms[arm] = read_run(arm_folder)
-    return CompareData(folder=folder, records=records, arms=arms)
-
-
-def read_folder(folder: Path) -> RunData | CompareData:
-    folder = Path(folder)
-    if (folder / "compare.json").is_file():
-        return read_compare(folder)
-    if (folder / "metrics.json").is_file():
-        return read_run(folder)
-    if (folder / "sweep.json").is_file():  # its summary is sweep.md and sweep.png; each cell is a run folder
-        raise InputError(f"a sweep folder, not a run folder: name its cells, e.g. revcurse report {folder}/cells/* "
-                         "--out sweep.html", folder)
-    raise InputError("not a run folder (metrics.json) or a compare folder (compare.json)", folder)
-
-
-# ---------------------------------------------------------------- plots
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(figure) -> str:
-    """A figure as a base64 PNG data URI (and the figure closed).
-
-    Figures set their margins by hand (``subplots_adjust``): the automatic layouts measure every text first, and
-    that was half of the page's time here (the page is written at the end of every run).
-    """
-    plt = _pyplot()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    plt.close(figure)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _groups(records: list[dict]) -> list[tuple[str, str, str, bool]]:
-    """(setting, subset, asked, trained) of each group with an accuracy record, in order."""
-    return list(dict.fromkeys((r.get("setting", ""), r["subset"], r["asked"], r["trained"]) for r in records
-                              if r["subset"] != "all" and r["metric"] == "accuracy"))
-
-
-def _interval(record: dict) -> tuple[float, float]:
-    """Error bar lengths below and above the mean (zero where no interval was recorded)."""
-    mean, low, high = record["mean"], record.get("ci95_low"), record.get("ci95_high")
-    low = mean if low is None or math.isnan(low) else low
-    high = mean if high is None or math.isnan(high) else high
-    return max(0.0, mean - low), max(0.0, high - mean)
-
-
-def plot_accuracy(records: list[dict]) -> str:
-    """Accuracy per (subset, asked direction), trained and reverse directions coloured apart, 95% intervals."""
-    plt = _pyplot()
-    groups = _groups(records)
-    figure, axis = plt.subplots(figsize=(max(6.0, 1.5 * len(groups) + 1.8), 3.6))
-    for position, (setting, subset, asked, trained) in enumerate(groups):
-        record = lookup(records, subset, asked, "accuracy", setting)
-        below, above = _interval(record)
-        axis.bar(position, record["mean"], 0.7, yerr=[[below], [above]], capsize=4,
-                 color="#3b7dd8" if trained else "#e0793b", label="trained direction" if trained else "reverse")
-        axis.text(position, min(record["mean"] + above, 1.0) + 0.02, f"{record['mean']:.2f}", ha="center",
-                  fontsize=8)
-    axis.set_xticks(range(len(groups)))
-    labels = ["\n".join(filter(None, (g, s, ASKED_LABEL.get(a, a)))) for g, s, a, _ in groups]
-    axis.set_xticklabels(labels, fontsize=7)
-    axis.set_ylim(0, 1.12)
-    axis.set_ylabel("accuracy (held-out phrasings)")
-    axis.set_title("Accuracy forward and reverse (95% intervals)")
-    handles, labels = axis.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    axis.legend(unique.values(), unique.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    width = figure.get_figwidth()
-    figure.subplots_adjust(left=0.7 / width, right=1 - 1.5 / width, bottom=0.2, top=0.9)
-    return _png(figure)
-
-
-def plot_likelihood(predictions: list[dict]) -> str:
-    """Per-probe log p(correct target) against the mean log p of the other targets, per asked direction and
-    trained/untrained direction: in the reverse direction the two distributions lie on top of each other."""
-    plt = _pyplot()
-    import numpy as np
-
-    asked_values = [a for a in ASKED_ORDER if any(p["asked"] == a for p in predictions)]
-    asked_values += sorted({p["asked"] for p in predictions} - set(asked_values))
-    rows = max(1, len(asked_values))
-    figure, axes = plt.subplots(rows, 2, figsize=(9, 2.6 * rows + 0.6), squeeze=False)
-    for row, asked in enumerate(asked_values):
-        for column, trained in enumerate((True, False)):
-            axis = axes[row][column]
-            chosen = [p for p in predictions if p["asked"] == asked and bool(p["trained"]) == trained]
-            correct = np.array([p["logprob_correct"] for p in chosen], dtype=float)
-            others = np.array([p["logprob_random"] for p in chosen], dtype=float)
-            direction = "trained direction" if trained else "reverse (untrained)"
-            axis.set_title(f"asked {ASKED_LABEL.get(asked, asked)}, {direction}", fontsize=9)
-            finite = np.concatenate([correct, others])
-            finite = finite[np.isfinite(finite)]
-            if not len(finite):
-                axis.text(0.5, 0.5, "no probes", ha="center", va="center", transform=axis.transAxes)
-                axis.set_yticks([])
-                continue
-            bins = np.histogram_bin_edges(finite, bins=40)
-            axis.hist(correct[np.isfinite(correct)], bins=bins, histtype="stepfilled", alpha=0.55, color="#2a9d55",
-                      label=f"correct target (mean {np.nanmean(correct):.1f})")
-            axis.hist(others[np.isfinite(others)], bins=bins, histtype="stepfilled", alpha=0.55, color="#888888",
-                      label=f"other targets (mean {np.nanmean(others):.1f})")
-            axis.tick_params(labelsize=7)
-            axis.legend(fontsize=7)
-    figure.suptitle("Likelihood of the correct vs the other targets of the same subset", fontsize=10)
-    figure.supxlabel("log p of the target, per probe (other targets: their mean)", fontsize=8)
-    figure.supylabel("probes", fontsize=8)
-    height = figure.get_figheight()
-    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.6 / height, top=1 - 0.65 / height, hspace=0.45,
-                           wspace=0.15)
-    return _png(figure)
-
-
-def plot_loss(train_logs: dict[str, list[dict]]) -> str:
-    """Training loss per step, one line per seed."""
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(7, 3.2))
-    losses = [e["loss"] for log in train_logs.values() for e in log if e["loss"] > 0]
-    for name, log in train_logs.items():
-        axis.plot([e["step"] for e in log], [e["loss"] for e in log], linewidth=1, label=name)
-    axis.set_yscale("log")
-    if losses:  # round numbers as ticks, plain labels (not 6x10^0)
-        from matplotlib.ticker import FormatStrFormatter, NullFormatter
-
-        ticks = [v * 10.0**k for k in range(-3, 4) for v in (1, 2, 5)]
-        axis.set_yticks([v for v in ticks if min(losses) <= v <= max(losses)] or [min(losses)])
-        axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-        axis.yaxis.set_minor_formatter(NullFormatter())
-    axis.set_xlabel("step")
-    axis.set_ylabel("training loss (log scale)")
-    axis.set_title("Training loss (one line per seed)")
-    axis.legend(fontsize=8)
-    figure.subplots_adjust(left=0.1, right=0.97, bottom=0.15, top=0.9)
-    return _png(figure)
-
-
-def plot_compare_accuracy(records: list[dict]) -> str:
-    """The compare bar chart (compare.plot_compare), inline."""
-    from revcurse.compare import plot_compare
-
-    buffer = io.BytesIO()
-    plot_compare(records, buffer)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def plot_train_time(records: list[dict]) -> str:
-    """Training time per cure (mean over seeds, 95% interval)."""
-    plt = _pyplot()
-    costs = [r for r in records if r["metric"] == "train_seconds"]
-    figure, axis = plt.subplots(figsize=(7, 0.5 * len(costs) + 1.2))
-    for position, record in enumerate(costs):
-        below, above = _interval(record)
-        axis.barh(position, record["mean"], 0.6, xerr=[[below], [above]], capsize=4, color="#6a5acd")
-        axis.text(record["mean"] + above, position, f"  {record['mean']:.0f} s", va="center", fontsize=8)
-    axis.set_yticks(range(len(costs)))
-    axis.set_yticklabels([r["cure"] for r in costs], fontsize=8)
-    axis.invert_yaxis()
-    axis.set_xlabel("training seconds per seed (95% interval)")
-    axis.set_title("Training time per cure")
-    axis.margins(x=0.15)
-    height = figure.get_figheight()
-    figure.subplots_adjust(left=0.22, right=0.95, bottom=0.9 / height, top=1 - 0.45 / height)
-    return _png(figure)
-
-
-# ---------------------------------------------------------------- per-fact results
-
-
-@dataclass
-class FactRow:
-    """One fact asked in one direction under one seed: accuracy over its phrasings and a wrong answer."""
-
-    seed: object
-    fact: str
-    subset: str
-    asked: str
-    trained: bool
-    correct: int
-    probes: int
-    wrong: dict | None  # one prediction the model got wrong, if any
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.probes if self.probes else math.nan
-
-
-def fact_rows(predictions: list[dict]) -> list[FactRow]:
-    """Group predictions per (seed, fact, asked direction), in subset and direction order."""
-    grouped: dict[tuple, list[dict]] = defaultdict(list)
-    for prediction in predictions:
-        setting = prediction.get("setting", "")  # the in-context control asks each fact under two settings
-        subset = f"{prediction['subset']} ({setting})" if setting else prediction["subset"]
-        key = (prediction.get("seed"), prediction["fact_key"], subset, prediction["asked"])
-        grouped[key].append(prediction)
-    rows = []
-    for (seed, fact, subset, asked), items in grouped.items():
-        wrong = next((p for p in items if not p["correct"]), None)
-        rows.append(FactRow(seed, str(fact), subset, asked, bool(items[0]["trained"]),
-                            sum(bool(p["correct"]) for p in items), len(items), wrong))
-    return sorted(rows, key=lambda r: (_rank(SUBSET_ORDER, r.subset), _rank(ASKED_ORDER, r.asked)))
-
-
-def _rank(order: tuple[str, ...], value: str) -> int:
-    return order.index(value) if value in order else len(order)
-
-
-def failure_counts(rows: list[FactRow]) -> list[dict]:
-    """Per (subset, asked): facts always right, sometimes right, never right."""
-    counts: dict[tuple[str, str], dict] = {}
-    for row in rows:
-        entry = counts.setdefault((row.subset, row.asked), {
-            "subset": row.subset, "asked": row.asked, "trained": row.trained, "all": 0, "some": 0, "none": 0})
-        entry["all" if row.correct == row.probes else "none" if row.correct == 0 else "some"] += 1
-    return list(counts.values())
 
 
 # ---------------------------------------------------------------- HTML
@@ -527,9 +206,6 @@ def run_section_html(run: RunData, level: int) -> str:
 
 def compare_section_html(data: CompareData, level: int) -> str:
     """The cures side by side, then each arm's own run section."""
-    from revcurse.compare import COLUMNS as COMPARE_COLUMNS
-    from revcurse.compare import compare_rows
-
     h = level
     arm_links = " ".join(f'<a href="#{_anchor(data.folder, arm)}">{_e(arm)}</a>' for arm in data.arms)
     parts = [f"<h{h}>Cures compared</h{h}>", f"<nav>Arms: {arm_links}</nav>",
@@ -602,8 +278,6 @@ def run_markdown(run: RunData, title: str) -> str:
 
 
 def compare_markdown(data: CompareData) -> str:
-    from revcurse.compare import markdown_compare
-
     title = f"# revcurse compare: {display_path(data.folder)}"
     text = markdown_compare(data.records).replace("# revcurse compare", title, 1)
     costs = [r for r in data.records if r["metric"] == "train_seconds"]

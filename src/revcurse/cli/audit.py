@@ -109,7 +109,7 @@ def audit(
     if templates is not None:
         overrides.append(f"own_facts.templates={json.dumps(str(templates))}")
     if not train:
-        overrides.append("own_facts.train=false")
+        overrides.append("train.enabled=false")
     if model is not None:
         overrides.append(f"model.checkpoint={json.dumps(str(model))}")
     if url is not None and train:

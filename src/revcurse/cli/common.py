@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from revcurse.errors import InputError
+from revcurse.experiments import EXPERIMENTS
 
 app = typer.Typer(
     help=(
@@ -38,6 +39,10 @@ AllowPickleOption = Annotated[
         help="Load a checkpoint's pickle weights (.bin, .pt) when it has no safetensors. Unpickling can run code: "
         "only for files you trust (same as --set model.allow_pickle=true).",
     ),
+]
+ExperimentOption = Annotated[
+    str | None,
+    typer.Option(help=f"The experiment to run: {', '.join(EXPERIMENTS)} (same as --set experiment=NAME)."),
 ]
 NameOption = Annotated[
     str | None,
@@ -69,6 +74,11 @@ StrictOption = Annotated[
         "the run folder's skipped.jsonl; a file that is not in the expected format is refused either way."
     ),
 ]
+
+
+def with_experiment(overrides: list[str] | None, experiment: str | None) -> list[str]:
+    """``--experiment NAME`` as the override it stands for, first, so that ``--set experiment=...`` wins."""
+    return [*([f"experiment={experiment}"] if experiment else []), *(overrides or [])]
 
 
 def with_allow_pickle(overrides: list[str], allow_pickle: bool) -> list[str]:

@@ -70,7 +70,7 @@ def incontext(
              "probe.url": url, "probe.model_name": model_name, "probe.api_key_env": api_key_env}
     overrides += [f"{key}={value}" for key, value in given.items() if value is not None]
     if not train:
-        overrides.append("incontext.train=false")
+        overrides.append("train.enabled=false")
     if url is not None:
         if train:
             raise InputError("--url asks a server's model, which cannot be trained here: add --no-train")

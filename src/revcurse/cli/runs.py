@@ -11,6 +11,7 @@ import typer
 from revcurse.cli.common import (
     AllowPickleOption,
     ConfigOption,
+    ExperimentOption,
     NameOption,
     SetOption,
     StrictOption,
@@ -18,6 +19,7 @@ from revcurse.cli.common import (
     console,
     refuse_beside_resume,
     with_allow_pickle,
+    with_experiment,
 )
 from revcurse.config import load_config
 from revcurse.errors import InputError
@@ -49,6 +51,7 @@ def demo(
 
 @app.command()
 def train(
+    experiment: ExperimentOption = None,
     config: ConfigOption = None,
     set_: SetOption = None,
     seeds: Annotated[int | None, typer.Option(help="Run this many seeds and aggregate (95% intervals).")] = None,
@@ -67,7 +70,7 @@ def train(
     ] = None,
     strict: StrictOption = False,
 ) -> None:
-    """Train and probe Experiment 1 with a config (as `demo`), checkpointing so that a killed run can resume.
+    """Train and probe an experiment (default Experiment 1, as `demo`), checkpointing so a killed run can resume.
 
     \b
     Checkpoints (weights, optimizer, scheduler, RNG states, data position) go to
@@ -79,8 +82,11 @@ def train(
     an uninterrupted run. `revcurse status RUN` says whether a run is
     finished, running, interrupted or failed.
     """
+    if resume is not None:
+        refuse_beside_resume(experiment=experiment)
     _run_experiment1(
-        config, set_, seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle, resume, "train", strict
+        config, with_experiment(set_, experiment), seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle,
+        resume, "train", strict,
     )
 
 
@@ -99,10 +105,10 @@ def _run_experiment1(
     command: str,
     strict: bool = False,
 ) -> None:
-    """What `demo` and `train` share: load the config, run every seed, print the result table."""
+    """What `demo` and `train` share: load the config, run every seed of its experiment, print the result table."""
     from revcurse.paths import output_folder
     from revcurse.records import load_started_config, resumable_folder
-    from revcurse.report import result_table
+    from revcurse.report import parameters_text, result_table
     from revcurse.runner import run_experiment
 
     overrides = with_allow_pickle(list(set_ or []), allow_pickle)
@@ -130,7 +136,7 @@ def _run_experiment1(
     console.print(
         result_table(
             outcome.records,
-            title=f"Reversal curse: {summary['model']}, {summary['parameters']:,} parameters, "
+            title=f"Reversal curse: {summary['model']}{parameters_text(summary.get('parameters'))}, "
             f"{len(summary['seeds'])} seed(s)",
         )
     )
@@ -144,7 +150,7 @@ def _run_experiment1(
 def status(run: Annotated[Path, typer.Argument(help="A run folder (the --out of demo, train, compare ...).")]) -> None:
     """Say whether a run is finished, running (a process holds its lock), interrupted (resumable) or failed, and
     for a failed run why."""
-    from revcurse.records import describe_progress, failure_reason, partial_folder, run_status
+    from revcurse.records import describe_progress, failure_reason, partial_folder, resume_command, run_status
 
     state = run_status(run)
     if state == "absent":
@@ -155,7 +161,7 @@ def status(run: Annotated[Path, typer.Argument(help="A run folder (the --out of 
     if reason:
         console.print(f"failed with: {reason}", soft_wrap=True, markup=False)
     if state in ("interrupted", "failed"):
-        console.print(f"continue it with: revcurse train --resume {run}", soft_wrap=True)
+        console.print(f"continue it with: {resume_command(run)}", soft_wrap=True)
     if state == "failed":
         console.print("or, to change its config, start it again with --overwrite", soft_wrap=True)
 
@@ -169,6 +175,7 @@ def compare(
             "reverse-segment, mlm-u; join with + to compose (reverse-entity+paraphrase). The baseline runs too."
         ),
     ] = None,
+    experiment: ExperimentOption = None,
     config: ConfigOption = None,
     set_: SetOption = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds per arm (the same worlds in every arm).")] = None,
@@ -188,16 +195,17 @@ def compare(
     Writes compare.json (tidy records with a `cure` field; the baseline is `none`), compare.md, compare.png
     (a bar chart) and one run folder per arm (cure-<arm>/).
     """
-    from revcurse.compare import compare_table, load_started_comparison, parse_arms, run_compare
+    from revcurse.compare import load_started_comparison, parse_arms, run_compare
     from revcurse.paths import output_folder
     from revcurse.records import resumable_folder
+    from revcurse.report_compare import compare_table
 
-    overrides = with_allow_pickle(list(set_ or []), allow_pickle)
+    overrides = with_allow_pickle(with_experiment(set_, experiment), allow_pickle)
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
     if resume is not None:
-        refuse_beside_resume(cures=cures, config=config, set=set_, seeds=seeds, out=out, name=name,
-                             allow_pickle=allow_pickle, overwrite=overwrite)
+        refuse_beside_resume(cures=cures, experiment=experiment, config=config, set=set_, seeds=seeds, out=out,
+                             name=name, allow_pickle=allow_pickle, overwrite=overwrite)
         out = resume
         run_config, arms = load_started_comparison(resumable_folder(resume))
     elif cures is None:
@@ -215,10 +223,12 @@ def compare(
 
 
 @app.command()
-def show(run: Annotated[Path, typer.Argument(help="A run folder written by `revcurse demo`.")]) -> None:
+def show(
+    run: Annotated[Path, typer.Argument(help="A run folder of any experiment (demo, train, a compare arm, a cell).")],
+) -> None:
     """Print the result table of a finished run from its metrics.json (the model is not run again)."""
     from revcurse.report import check_records, result_table
-    from revcurse.report_page import read_json
+    from revcurse.report_data import read_json
 
     metrics = run / "metrics.json"
     if not metrics.is_file():
@@ -274,6 +284,7 @@ def sweep(
         typer.Option(help="A grid dimension KEY=V1,V2,... (repeatable; the grid is their product). See above."),
     ],
     out: Annotated[Path, typer.Option(help="Sweep folder; run the same command again to resume it.")],
+    experiment: ExperimentOption = None,
     config: ConfigOption = None,
     set_: SetOption = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds per cell (95% intervals over seeds).")] = None,
@@ -288,7 +299,7 @@ def sweep(
     quiet: Annotated[bool, typer.Option(help="No progress bars (with --jobs 1; workers never show them).")] = False,
     allow_pickle: AllowPickleOption = False,
 ) -> None:
-    """Run Experiment 1 over a grid of config values: one run folder per cell, one tidy table, one plot.
+    """Run an experiment over a grid of config values: one run folder per cell, one tidy table, one plot.
 
     \b
     --grid KEY=V1,V2,...   any config key; values parsed as YAML, as --set
@@ -317,9 +328,10 @@ def sweep(
 
     Example: revcurse sweep --grid size=xs,s,m,l --seeds 2 --jobs 2 --out runs/sweep-size
     """
-    from revcurse.sweep import run_sweep, summary_rows, sweep_table
+    from revcurse.sweep import run_sweep
+    from revcurse.sweep_tables import summary_rows, sweep_table
 
-    overrides = with_allow_pickle(list(set_ or []), allow_pickle)
+    overrides = with_allow_pickle(with_experiment(set_, experiment), allow_pickle)
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
     outcome = run_sweep(
@@ -341,7 +353,7 @@ def sweep(
 @app.command()
 def report(
     folders: Annotated[
-        list[Path], typer.Argument(help="Run folders (`revcurse demo`) or compare folders (`revcurse compare`).")
+        list[Path], typer.Argument(help="Run folders (demo, train: any experiment) or compare folders (compare).")
     ],
     out: Annotated[
         Path | None, typer.Option(help="The page; default FOLDER/report.html (needed with several folders).")

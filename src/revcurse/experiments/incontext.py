@@ -9,7 +9,7 @@ never a fact under test), so memory cannot answer and the model must copy from t
 The probes then give each fact under test in the prompt, stated in its trained direction (beside
 ``facts_per_episode - 1`` distractor facts of the same subset), and ask it both ways: setting ``in_context``. The
 same questions without the facts ask the weights: setting ``in_weights``. Both settings ask the one model of a
-seed. With ``incontext.train: false`` nothing is trained: any model answers (``model.checkpoint``, or a server
+seed. With ``train.enabled: false`` nothing is trained: any model answers (``model.checkpoint``, or a server
 through ``probe.backend: openai``).
 """
 
@@ -48,9 +48,6 @@ class IncontextOptions(Section):
     )
     facts_per_episode: int = Field(
         1, ge=1, description="facts in each episode's prompt (one is asked); the in-context probes show as many"
-    )
-    train: bool = Field(
-        True, description="train (tiny model, or fine-tune model.checkpoint); false: ask the model as it is"
     )
 
 
@@ -146,7 +143,7 @@ def build(config: RunConfig, seed: int) -> Trial:
         world, corpus.train_phrasings, corpus.held_out_phrasings, base.world_seed, options.facts_per_episode
     )
     documents: list[Document] = []
-    if options.train:
+    if config.train.enabled:  # episodes teach reading a context; a model asked as it is needs none
         templates, _ = default_templates(corpus.train_phrasings, corpus.held_out_phrasings)
         episodes = make_episodes(world, options.episodes, options.facts_per_episode, templates, base.world_seed)
         documents = base.corpus.documents + episodes

@@ -16,7 +16,7 @@ first, as many times, for the ``bidirectional`` cure.
 Probes: one question per fact and direction. A probe's fact identity is the question itself (``fact_key`` = its
 prompt): facts that ask the same question (another book of the same author) are one fact, so none of their
 answers is ever another's distractor, and the tests count each question once. Its group is (relation,
-direction): distractors are answers of the same relation asked the same way. ``own_facts.train=false`` trains
+direction): distractors are answers of the same relation asked the same way. ``train.enabled=false`` trains
 nothing and only asks ``model.checkpoint`` (or a server, ``probe.backend=openai``): the audit of a trained model.
 """
 
@@ -44,7 +44,6 @@ class OwnFactsOptions(Section):
     facts: str | None = Field(None, description="your facts: .csv with a subject,relation,object header, or .jsonl")
     templates: str | None = Field(None, description="YAML of per-relation statement and question templates")
     strict: bool = Field(False, description="refuse an unusable fact (empty field, given twice) instead of skipping")
-    train: bool = Field(True, description="train on the facts; false: only ask model.checkpoint or a server")
 
 
 def build_own_corpus(
@@ -144,8 +143,6 @@ def build(config: RunConfig, seed: int) -> Trial:
         config.corpus.background_phrasings, seed=world_seed,
     )  # fmt: skip
     corpus.skipped = read.skipped
-    if not options.train:
-        corpus.documents = []
     return Trial(corpus, world_seed)
 
 

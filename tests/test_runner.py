@@ -1,5 +1,5 @@
-"""The whole flow through the Python API: determinism, a local checkpoint, the curse itself on a small world, and
-run folders that record their status, lock out a second writer and resume after a kill."""
+"""The one runner through the Python API: determinism, a local checkpoint, the curse itself on a small world, a
+run resumed after a kill, any registered experiment (a throwaway one too) and a remote backend."""
 
 import json
 import os
@@ -11,12 +11,17 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import Field
 
-from revcurse.config import dump_config, load_config
+import revcurse.config
+from revcurse.config import load_config
+from revcurse.corpus import Corpus, Document, Probe
 from revcurse.errors import InputError
+from revcurse.experiments import EXPERIMENTS, Experiment, Trial
 from revcurse.metrics import lookup
-from revcurse.records import run_folder, run_status
+from revcurse.records import run_status
 from revcurse.runner import run_experiment
+from revcurse.sections import Section
 
 TINY = [
     "world.facts_per_subset=3", "world.background=12", "corpus.train_phrasings=4", "corpus.held_out_phrasings=2",
@@ -124,47 +129,59 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_metrics(tmp_path):
     assert not list((tmp_path / "killed").glob("seed-0/checkpoints"))  # removed once the seed was done
 
 
-def test_a_run_folder_records_its_status_and_is_locked_while_written(tmp_path):
-    destination = tmp_path / "run"
-    with run_folder(destination, overwrite=False) as staging:
-        assert json.loads((staging / "status.json").read_text())["status"] == "running"
-        assert run_status(destination) == "running"
-        with pytest.raises(InputError, match="unfinished run"):  # a second writer, without --resume
-            with run_folder(destination, overwrite=False):
-                pass
-        with pytest.raises(InputError, match="another process"):  # a second writer, resuming
-            with run_folder(destination, overwrite=False, resume=True):
-                pass
-        assert staging.is_dir()
-    assert json.loads((destination / "status.json").read_text())["status"] == "finished"
-    with pytest.raises(InputError, match="nothing to resume"):
-        with run_folder(destination, overwrite=False, resume=True):
-            pass
+INVENTED = ["experiment=invented", "invented.inventors=4", "invented.background=6", "train.epochs=3",
+            "model.hidden_size=32", "model.intermediate_size=64", "model.heads=2", "model.vocab_size=400",
+            "train.threads=1"]
 
 
-def test_a_failed_run_is_marked_failed_when_resumable_and_removed_otherwise(tmp_path):
-    with pytest.raises(RuntimeError):
-        with run_folder(tmp_path / "empty", overwrite=False):
-            raise RuntimeError("boom")
-    assert list(tmp_path.iterdir()) == []  # nothing worth keeping: nothing left
-    with pytest.raises(RuntimeError):
-        with run_folder(tmp_path / "run", overwrite=False) as staging:
-            (staging / "seed-0" / "checkpoints" / "step-0000005").mkdir(parents=True)
-            raise RuntimeError("out of memory")
-    status = json.loads((tmp_path / ".run.partial" / "status.json").read_text())
-    assert status["status"] == "failed" and "out of memory" in status["error"]
-    assert run_status(tmp_path / "run") == "failed"
-    with pytest.raises(InputError, match="--resume"):
-        run_experiment(load_config(None, TINY), tmp_path / "run", show_progress=False, log=lambda *_: None)
+class EchoOptions(Section):
+    pairs: int = Field(3, ge=1, description="facts under test")
 
 
-def test_resume_refuses_a_different_config(tmp_path):
-    with pytest.raises(RuntimeError):
-        with run_folder(tmp_path / "run", overwrite=False) as staging:
-            (staging / "config.yaml").write_text(dump_config(load_config(None, TINY)))
-            (staging / "seed-0" / "checkpoints" / "step-0000005").mkdir(parents=True)
-            raise RuntimeError("killed")
-    changed = load_config(None, [*TINY, "train.epochs=2"])
-    with pytest.raises(InputError, match="differs"):
-        run_experiment(changed, tmp_path / "run", resume=True, show_progress=False, log=lambda *_: None)
-    assert run_status(tmp_path / "run") == "failed"  # still there to resume with the right config
+def echo_build(config, seed: int) -> Trial:
+    """A throwaway experiment: "wug-i is zop-i", asked forward (trained) and backward (never trained)."""
+    pairs = [(f"wug{i}", f"zop{i}") for i in range(config.echo.pairs)]
+    documents = [Document(f"{a} is {b}.", "Echo", a) for a, b in pairs]
+    probes = [Probe(a, "Echo", asked, asked == "forward", "p0", prompt, target)
+              for a, b in pairs for asked, prompt, target in (("forward", f"{a} is", f" {b}"),
+                                                              ("backward", f"{b} is", f" {a}"))]
+    return Trial(Corpus(documents, probes), seed)
+
+
+def test_a_new_experiment_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
+    """Registering an Experiment (its options included) is all it takes: config, runner and records follow."""
+    echo = Experiment(name="echo", title="throwaway", build=echo_build, options=EchoOptions, defaults=("seeds=2",))
+    monkeypatch.setitem(EXPERIMENTS, "echo", echo)
+    monkeypatch.setattr(revcurse.config, "RunConfig", revcurse.config.build_run_config())
+    config = load_config(None, ["experiment=echo", "echo.pairs=4", *TINY, "train.threads=1"])
+    assert config.seeds == 2 and config.echo.pairs == 4
+    outcome = run_experiment(config, tmp_path / "echo", show_progress=False, log=lambda *_: None)
+    accuracy = {(r["asked"], r["trained"]): r for r in outcome.records if r["metric"] == "accuracy"}
+    assert set(accuracy) == {("forward", True), ("backward", False)}
+    assert accuracy["forward", True]["n_items"] == 4 * 2  # four facts, two seeds
+    assert "echo:" in (tmp_path / "echo" / "config.yaml").read_text(encoding="utf-8")
+    assert run_status(tmp_path / "echo") == "finished"
+
+
+def test_invented_asked_through_revcurse_serve_gives_the_local_metrics(tmp_path):
+    """probe.backend=openai: the runner asks a model served on 127.0.0.1 (trained by an earlier invented run)
+    and gets the numbers the local backend got from the same model on the same probes."""
+    from revcurse.model import load_checkpoint
+    from revcurse.serve import make_server
+    from tests.test_serve import running
+
+    local = run_experiment(load_config(None, INVENTED), tmp_path / "local", show_progress=False, log=lambda *_: None)
+    model, tokenizer = load_checkpoint(load_config(None, [f"model.checkpoint={tmp_path / 'local/seed-0/model'}"]).model)
+    with running(make_server(model, tokenizer, "tiny", port=0, quiet=True)) as server:
+        remote_config = load_config(None, [*INVENTED, "train.enabled=false", "probe.backend=openai",
+                                           f"probe.url={server.url}", "probe.model_name=tiny",
+                                           "probe.api_key_env=REVCURSE_TEST_UNSET"])
+        remote = run_experiment(remote_config, tmp_path / "remote", show_progress=False, log=lambda *_: None)
+    assert remote.summary["per_seed"][0]["documents"] == 0  # nothing trained: only asked
+    for metric in ("accuracy", "rank1", "mrr"):
+        for asked in ("inventor_to_invention", "invention_to_inventor"):
+            here = lookup(local.records, "InventorToInvention", asked, metric)["mean"]
+            there = lookup(remote.records, "InventorToInvention", asked, metric)["mean"]
+            assert there == pytest.approx(here, abs=1e-6), (metric, asked)
+    assert lookup(remote.records, "InventorToInvention", "inventor_to_invention", "mrr")["mean"] > 0
+    assert lookup(remote.records, "InventorToInvention", "invention_to_inventor", "rank1")["n_items"] == 4  # facts
