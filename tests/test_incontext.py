@@ -153,7 +153,7 @@ def test_any_model_is_asked_with_and_without_the_facts_without_training(tmp_path
         url_args = ["--url", server.url, "--model-name", "tiny", "--api-key-env", "REVCURSE_TEST_UNSET"]
         assert run_cli([*args, *url_args, "--out", str(remote)]) == 0
     config = yaml.safe_load((remote / "config.yaml").read_text())
-    assert config["probe"]["backend"] == "openai" and config["incontext"]["train"] is False
+    assert config["probe"]["backend"] == "openai" and config["train"]["enabled"] is False
     assert _predictions(remote) == _predictions(local)  # the server answers as the model in this process
 
 

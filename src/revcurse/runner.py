@@ -101,19 +101,20 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
     corpus, world_seed = trial.corpus, trial.world_seed
     seed_everything(seed)
     torch.set_num_threads(config.train.threads)
-    stats: dict = {"seed": seed, "world_seed": world_seed, "documents": len(corpus.documents),
-                   "probes": len(corpus.probes)}  # fmt: skip
+    trains = config.train.enabled and bool(corpus.documents)
+    stats: dict = {"seed": seed, "world_seed": world_seed, "documents": len(corpus.documents) if trains else 0,
+                   "probes": len(corpus.probes)}  # documents: those trained on
     model = tokenizer = None
     if config.probe.backend in LOCAL_BACKENDS:
         model, tokenizer = build_model(config, corpus)
         if config.model.chat:
             corpus = render_as_chat(corpus, tokenizer)
-        if corpus.documents and config.train.enabled:
+        if trains:
             model = _train(config, seed, folder, show_progress, corpus, model, tokenizer, stats)
             if model is None:
                 return world_seed, [], {}  # data-parallel helper process: the main process saves and probes
         stats["parameters"] = sum(p.numel() for p in model.parameters())
-    elif corpus.documents and config.train.enabled:
+    elif trains:
         raise InputError(f"probe.backend={config.probe.backend} asks a model this process cannot train: set "
                          "train.enabled=false to ask it as it is, or use probe.backend=hf to train one")
     start = time.perf_counter()

@@ -81,10 +81,12 @@ def _pooled(records: list[dict], metric: str, asked: str, trained: bool) -> tupl
             fmean(r["ci95_high"] for r in group))
 
 
-DIRECTION_LINES = [
-    ("name_to_description", True), ("description_to_name", True),
-    ("name_to_description", False), ("description_to_name", False),
-]
+def direction_lines(records: list[dict]) -> list[tuple[str, bool]]:
+    """The (asked, trained) lines of any experiment's records: trained ones first, directions as first seen
+    (Experiment 1: n→d and d→n trained, then n→d and d→n reversed)."""
+    asked = list(dict.fromkeys(r["asked"] for r in records if "asked" in r))
+    lines = set((r["asked"], bool(r["trained"])) for r in records if r.get("metric") == "accuracy")
+    return sorted(lines, key=lambda line: (not line[1], asked.index(line[0])))
 
 
 def _line_label(asked: str, trained: bool, long: bool = False) -> str:
@@ -104,8 +106,8 @@ def summary_rows(rows: list[dict], cells: list[Cell]) -> list[dict[str, str]]:
         entry = {
             (name if names.count(name) == 1 else key): raw for name, (key, raw) in zip(names, cell.values.items())
         }
-        entry[PARAMETERS] = f"{first[PARAMETERS]:,}"
-        for asked, trained in DIRECTION_LINES:
+        entry[PARAMETERS] = f"{first[PARAMETERS]:,}" if isinstance(first[PARAMETERS], int) else "?"
+        for asked, trained in direction_lines(records):
             pooled = _pooled(records, "accuracy", asked, trained)
             entry[_line_label(asked, trained)] = "-" if pooled is None else _format_interval(*pooled)
         tests = [
@@ -113,7 +115,7 @@ def summary_rows(rows: list[dict], cells: list[Cell]) -> list[dict[str, str]]:
             for r in records if r["metric"] == "likelihood_p" and not r["trained"]
         ]
         entry["reverse log p"] = ", ".join(tests) or "-"
-        entry["s/seed"] = f"{first['train_seconds'] / max(1, first['n_seeds']):.0f}"
+        entry["s/seed"] = f"{(first['train_seconds'] or 0) / max(1, first['n_seeds']):.0f}"
         summary.append(entry)
     return summary
 
@@ -170,7 +172,8 @@ def plot_sweep(rows: list[dict], grid_keys: list[str], x_key: str, path: Path, m
     categories = list(dict.fromkeys(map(str, xs_raw)))
     figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), squeeze=False, sharey=True)
     for axis, (panel_key, panel_cells) in zip(axes[0], panels.items()):
-        for asked, trained in DIRECTION_LINES:
+        lines = direction_lines(rows)
+        for asked, trained in lines:
             points = []
             for cell in panel_cells:
                 pooled = _pooled([r for r in rows if r["cell"] == cell], metric, asked, trained)
@@ -182,7 +185,7 @@ def plot_sweep(rows: list[dict], grid_keys: list[str], x_key: str, path: Path, m
             points.sort()
             xs = [p[0] for p in points]
             # colour = asked direction, solid = trained, dashed = reverse
-            color = "tab:blue" if asked == "name_to_description" else "tab:orange"
+            color = f"C{[a for a, _ in lines].index(asked) % 10}"
             axis.plot(xs, [p[1] for p in points], "-" if trained else "--", color=color, marker="o" if trained else "s",
                       label=_line_label(asked, trained, long=True))
             axis.fill_between(xs, [p[2] for p in points], [p[3] for p in points], color=color, alpha=0.15)

@@ -10,10 +10,14 @@ import typer
 
 from revcurse.cli.common import (
     AllowPickleOption,
+    ApiKeyEnvOption,
     ConfigOption,
+    ModelNameOption,
     SetOption,
+    UrlOption,
     app,
     console,
+    remote_overrides,
     with_allow_pickle,
 )
 from revcurse.config import load_config
@@ -35,15 +39,11 @@ def incontext(
     train: Annotated[
         bool, typer.Option(help="Train (tiny model, or fine-tune model.checkpoint); --no-train asks it as is.")
     ] = True,
-    url: Annotated[
-        str | None,
-        typer.Option(help="With --no-train: ask an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."),
-    ] = None,
-    model_name: Annotated[str | None, typer.Option(help="Model id on the --url server; default: its only one.")] = None,
-    api_key_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the --url server's API key.")
-    ] = None,
+    url: UrlOption = None,
+    model_name: ModelNameOption = None,
+    api_key_env: ApiKeyEnvOption = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds (95% intervals over seeds).")] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Seeds in parallel processes (useful with --seeds 2 or more).")] = 1,
     out: Annotated[Path | None, typer.Option(help="Folder; default runs/incontext-<date>-<time>.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
@@ -66,20 +66,19 @@ def incontext(
     from revcurse.runner import run_experiment
 
     overrides = ["experiment=incontext", *with_allow_pickle(list(set_ or []), allow_pickle)]
-    given = {"incontext.episodes": episodes, "incontext.facts_per_episode": facts_per_episode, "seeds": seeds,
-             "probe.url": url, "probe.model_name": model_name, "probe.api_key_env": api_key_env}
+    given = {"incontext.episodes": episodes, "incontext.facts_per_episode": facts_per_episode, "seeds": seeds}
     overrides += [f"{key}={value}" for key, value in given.items() if value is not None]
     if not train:
         overrides.append("train.enabled=false")
-    if url is not None:
-        if train:
-            raise InputError("--url asks a server's model, which cannot be trained here: add --no-train")
-        overrides.append("probe.backend=openai")
+    if url is not None and train:
+        raise InputError("--url asks a server's model, which cannot be trained here: add --no-train")
+    overrides += remote_overrides(url, model_name, api_key_env)
     run_config = load_config(config, overrides)
     if not train and run_config.model.checkpoint is None and run_config.probe.backend != "openai":
         raise InputError("--no-train needs a model to ask: --set model.checkpoint=DIR, or --url of a server")
     out = out or Path("runs") / f"incontext-{datetime.now():%Y%m%d-%H%M%S}"
-    outcome = run_experiment(run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print)
+    outcome = run_experiment(run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print,
+                             processes=jobs)
     if not outcome.records:  # a data-parallel helper process (torchrun): the main process reports
         return
     header, rows = column_grid(outcome.records, get_experiment("incontext").columns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime
 from pathlib import Path
@@ -9,7 +10,19 @@ from typing import Annotated
 
 import typer
 
-from revcurse.cli.common import AllowPickleOption, ConfigOption, SetOption, app, console, strict_help, with_allow_pickle
+from revcurse.cli.common import (
+    AllowPickleOption,
+    ApiKeyEnvOption,
+    ConfigOption,
+    ModelNameOption,
+    SetOption,
+    UrlOption,
+    app,
+    console,
+    remote_overrides,
+    strict_help,
+    with_allow_pickle,
+)
 from revcurse.config import load_config
 from revcurse.errors import InputError
 
@@ -21,9 +34,9 @@ TEST_HEADER = ["style", "parent type", "any correct: McNemar", "fraction correct
 def parents(
     pairs: Annotated[Path, typer.Argument(help="The paper's parent_child_pairs.csv (child,parent,parent_type,...).")],
     model: Annotated[str | None, typer.Option(help="A local causal LM folder (transformers, safetensors).")] = None,
-    url: Annotated[str | None, typer.Option(help="An OpenAI-compatible server instead, e.g. http://HOST/v1.")] = None,
-    model_name: Annotated[str | None, typer.Option(help="--url: the model id on the server; default its only one.")
-                          ] = None,
+    url: UrlOption = None,
+    model_name: ModelNameOption = None,
+    api_key_env: ApiKeyEnvOption = None,
     samples: Annotated[int, typer.Option(min=1, help="Sampled answers per question.")] = 10,
     temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 answers greedily.")] = 1.0,
     style: Annotated[list[str] | None, typer.Option(help="chat and/or completion (repeatable); default both.")] = None,
@@ -62,13 +75,11 @@ def parents(
 
     if (model is None) == (url is None):
         raise InputError("give the model to ask: --model DIR (a local folder) or --url URL (a server), not both")
-    overrides = [f"parents.pairs={pairs}", f"probe.samples={samples}", f"probe.temperature={temperature}",
-                 f"probe.max_new_tokens={max_new_tokens}", f"seed={seed}"]  # fmt: skip
+    overrides = [f"parents.pairs={json.dumps(str(pairs))}", f"probe.samples={samples}",
+                 f"probe.temperature={temperature}", f"probe.max_new_tokens={max_new_tokens}", f"seed={seed}"]
     if model is not None:
-        overrides.append(f"model.checkpoint={model}")
-    else:
-        overrides += ["probe.backend=openai", f"probe.url={url}"]
-        overrides += [f"probe.model_name={model_name}"] if model_name else []
+        overrides.append(f"model.checkpoint={json.dumps(model)}")
+    overrides += remote_overrides(url, model_name, api_key_env)
     if style:
         overrides.append(f"parents.styles=[{','.join(style)}]")
     if limit:
