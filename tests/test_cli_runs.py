@@ -15,7 +15,7 @@ TINY_INVENTED = [
                     "model.intermediate_size=64", "model.heads=2", "model.vocab_size=400", "train.threads=1"]
     for arg in ("--set", key)
 ]
-SUBSET = "InventorToInvention"
+SUBSET = "Inventors"
 
 
 @pytest.fixture(scope="module")
@@ -40,24 +40,24 @@ def test_compare_runs_any_experiment_with_the_cure_it_declares(invented_compare,
     assert {r["cure"] for r in records} == {"none", "bidirectional"}
     assert {r["subset"] for r in records if r["metric"] == "accuracy"} == {SUBSET}
     assert {(r["asked"], r["trained"]) for r in records if r["metric"] == "accuracy"} == {
-        ("inventor_to_invention", True), ("invention_to_inventor", False)}
+        ("who_to_what", True), ("what_to_who", False)}
     assert "experiment: invented" in (invented_compare / "config.yaml").read_text()
     documents = {arm: json.loads((invented_compare / f"cure-{arm}" / "run.json").read_text())["per_seed"][0]
                  ["documents"] for arm in ("none", "bidirectional")}  # fmt: skip
     assert documents["bidirectional"] == documents["none"] + 4 * 2  # each test fact stated in both reverse forms
-    assert "| bidirectional | InventorToInvention |" in (invented_compare / "compare.md").read_text()
+    assert "| bidirectional | Inventors |" in (invented_compare / "compare.md").read_text()
 
 
 def test_show_report_status_and_calibrate_read_any_experiments_run_folder(invented_compare, capsys):
     arm = invented_compare / "cure-none"
     assert run_cli(["show", str(arm)]) == 0
     shown = capsys.readouterr().out
-    assert "InventorToInv" in shown and "t(3)=" in shown  # four facts under test: 3 degrees of freedom
+    assert "Inventors" in shown and "t(3)=" in shown  # four facts under test: 3 degrees of freedom
     assert run_cli(["status", str(arm)]) == 0
     assert f"{arm}: finished" in capsys.readouterr().out
     assert run_cli(["calibrate", str(arm), "--draws", "20"]) == 0
     calibrated = capsys.readouterr().out
-    assert "InventorToInv" in calibrated and "/20" in calibrated  # rejections out of 20 placebo draws
+    assert "Inventors" in calibrated and "/20" in calibrated  # rejections out of 20 placebo draws
     assert run_cli(["report", str(invented_compare), "--out", str(invented_compare.parent / "page.html")]) == 0
     page = (invented_compare.parent / "page.html").read_text()
     assert "Cures compared" in page and SUBSET in page
@@ -71,8 +71,8 @@ def test_sweep_runs_any_experiment_over_its_own_options(tmp_path, capsys):
     with open(out / "sweep.csv", encoding="utf-8") as handle:
         rows = [row for row in csv.DictReader(handle) if row["metric"] == "accuracy"]
     facts = {(row["cell"], row["asked"]): int(row["n_items"]) for row in rows}
-    assert facts == {("inventors-6", "inventor_to_invention"): 6, ("inventors-6", "invention_to_inventor"): 6,
-                     ("inventors-8", "inventor_to_invention"): 8, ("inventors-8", "invention_to_inventor"): 8}
+    assert facts == {("inventors-6", "who_to_what"): 6, ("inventors-6", "what_to_who"): 6,
+                     ("inventors-8", "who_to_what"): 8, ("inventors-8", "what_to_who"): 8}
     assert "experiment: invented" in (out / "cells" / "inventors-8" / "config.yaml").read_text()
     assert "inventors-8" in capsys.readouterr().out
 

@@ -47,6 +47,23 @@ def test_compare_rows_pair_each_cure_with_its_accuracy_test_and_cost():
     assert "reverse-entity" in markdown_compare(records)
 
 
+def test_compare_rows_keep_settings_apart(tmp_path):
+    """An experiment whose probes have settings (the in-context control) compares each setting's groups."""
+    records = []
+    for cure, in_context in (("none", 0.9), ("bidirectional", 1.0)):
+        records.append(record(cure, "all", "all", "train_seconds", 10.0, trained=None))
+        for setting, accuracy in (("in_context", in_context), ("in_weights", 0.0)):
+            for metric, mean in (("accuracy", accuracy), ("likelihood_t", 1.0), ("likelihood_p", 0.5)):
+                records.append({**record(cure, "Both", "description_to_name", metric, mean), "setting": setting})
+    rows = compare_rows(records)
+    assert [(r["cure"], r["subset"], r["accuracy"].split()[0]) for r in rows] == [
+        ("none", "in_context: Both", "0.90"), ("none", "in_weights: Both", "0.00"),
+        ("bidirectional", "in_context: Both", "1.00"), ("bidirectional", "in_weights: Both", "0.00"),
+    ]
+    plot_compare(records, tmp_path / "settings.png")
+    assert (tmp_path / "settings.png").stat().st_size > 0
+
+
 def test_chart_is_written(tmp_path):
     records = arm_records("none", 0.0, 60.0) + arm_records("bidirectional", 1.0, 90.0)
     plot_compare(records, tmp_path / "c.png")

@@ -179,9 +179,9 @@ def test_invented_asked_through_revcurse_serve_gives_the_local_metrics(tmp_path)
         remote = run_experiment(remote_config, tmp_path / "remote", show_progress=False, log=lambda *_: None)
     assert remote.summary["per_seed"][0]["documents"] == 0  # nothing trained: only asked
     for metric in ("accuracy", "rank1", "mrr"):
-        for asked in ("inventor_to_invention", "invention_to_inventor"):
-            here = lookup(local.records, "InventorToInvention", asked, metric)["mean"]
-            there = lookup(remote.records, "InventorToInvention", asked, metric)["mean"]
+        for asked in ("who_to_what", "what_to_who"):
+            here = lookup(local.records, "Inventors", asked, metric)["mean"]
+            there = lookup(remote.records, "Inventors", asked, metric)["mean"]
             assert there == pytest.approx(here, abs=1e-6), (metric, asked)
-    assert lookup(remote.records, "InventorToInvention", "inventor_to_invention", "mrr")["mean"] > 0
-    assert lookup(remote.records, "InventorToInvention", "invention_to_inventor", "rank1")["n_items"] == 4  # facts
+    assert lookup(remote.records, "Inventors", "who_to_what", "mrr")["mean"] > 0
+    assert lookup(remote.records, "Inventors", "what_to_who", "rank1")["n_items"] == 4  # facts

@@ -19,8 +19,14 @@ def _arms(records: list[dict]) -> list[str]:
     return list(dict.fromkeys(r["cure"] for r in records))
 
 
-def _groups(records: list[dict]) -> list[tuple[str, str, bool]]:
-    return list(dict.fromkeys((r["subset"], r["asked"], r["trained"]) for r in records if r["subset"] != "all"))
+def _groups(records: list[dict]) -> list[tuple[str, str, str, bool]]:
+    """(setting, subset, asked, trained) of each group with an accuracy record (not the cost records)."""
+    return list(dict.fromkeys((r.get("setting", ""), r["subset"], r["asked"], r["trained"]) for r in records
+                              if r["metric"] == "accuracy"))
+
+
+def _subset_label(setting: str, subset: str) -> str:
+    return f"{setting}: {subset}" if setting else subset
 
 
 def compare_rows(records: list[dict]) -> list[dict[str, str]]:
@@ -29,13 +35,13 @@ def compare_rows(records: list[dict]) -> list[dict[str, str]]:
     for arm in _arms(records):
         arm_records = _only(records, arm)
         seconds = lookup(arm_records, "all", "all", "train_seconds")["mean"]
-        for subset, asked, trained in _groups(records):
-            accuracy = lookup(arm_records, subset, asked, "accuracy")
-            t = lookup(arm_records, subset, asked, "likelihood_t")
-            p = lookup(arm_records, subset, asked, "likelihood_p")["mean"]
+        for setting, subset, asked, trained in _groups(records):
+            accuracy = lookup(arm_records, subset, asked, "accuracy", setting)
+            t = lookup(arm_records, subset, asked, "likelihood_t", setting)
+            p = lookup(arm_records, subset, asked, "likelihood_p", setting)["mean"]
             rows.append({
                 "cure": arm,
-                "subset": subset,
+                "subset": _subset_label(setting, subset),
                 "asked": ASKED_LABEL.get(asked, asked),
                 "trained": "yes" if trained else "no",
                 "accuracy": f"{accuracy['mean']:.2f} [{accuracy['ci95_low']:.2f}, {accuracy['ci95_high']:.2f}]",
@@ -51,7 +57,7 @@ def _only(records: list[dict], arm: str) -> list[dict]:
 
 COLUMNS = {
     "cure": "cure", "subset": "subset", "asked": "asked", "trained": "trained in baseline",
-    "accuracy": "accuracy [95% CI]", "t_test": "likelihood: paired t, facts", "train_time": "train time (vs none)",
+    "accuracy": "accuracy [95% CI]", "t_test": "log p: paired t, perm. p", "train_time": "train time (vs none)",
 }
 
 
@@ -97,7 +103,7 @@ def plot_compare(records: list[dict], path: Path) -> None:
     figure, axis = plt.subplots(figsize=(max(8, 1.6 * len(groups)), 4.5))
     for i, arm in enumerate(arms):
         arm_records = _only(records, arm)
-        values = [lookup(arm_records, s, a, "accuracy") for s, a, _ in groups]
+        values = [lookup(arm_records, s, a, "accuracy", g) for g, s, a, _ in groups]
         means = [v["mean"] for v in values]
         errors = [[m - v["ci95_low"] for m, v in zip(means, values)],
                   [v["ci95_high"] - m for m, v in zip(means, values)]]
@@ -105,7 +111,8 @@ def plot_compare(records: list[dict], path: Path) -> None:
         axis.bar(positions, means, width, yerr=errors, capsize=2, label=arm)
     axis.set_xticks(range(len(groups)))
     axis.set_xticklabels(
-        [f"{s}\n{ASKED_LABEL.get(a, a)}\n{'trained' if t else 'REVERSE'}" for s, a, t in groups], fontsize=8
+        [f"{_subset_label(g, s)}\n{ASKED_LABEL.get(a, a)}\n{'trained' if t else 'REVERSE'}" for g, s, a, t in groups],
+        fontsize=8,
     )
     axis.set_ylim(0, 1.05)
     axis.set_ylabel("accuracy (held-out phrasings)")

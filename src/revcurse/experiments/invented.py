@@ -23,9 +23,9 @@ from revcurse.world import Subset
 if TYPE_CHECKING:
     from revcurse.config import RunConfig
 
-SUBSET = "InventorToInvention"  # the one trained direction of every fact under test
-FORWARD = "inventor_to_invention"
-REVERSE = "invention_to_inventor"
+SUBSET = "Inventors"  # every fact under test: stated inventor first only
+FORWARD = "who_to_what"  # asked with the inventor, answered with the invention
+REVERSE = "what_to_who"
 STATEMENTS = ("{x} invented the {y}.", "The inventor {x} created the {y}.", "{x} is known for inventing the {y}.")
 REVERSE_STATEMENTS = ("The {y} was invented by {x}.", "The {y} is the invention of {x}.")
 FORWARD_QUESTIONS = ("Q: What did {x} invent? A: the {y}.",)  # held out: never a training phrasing
