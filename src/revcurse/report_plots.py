@@ -78,6 +78,12 @@ def plot_accuracy(records: list[dict]) -> str:
     return _png(figure)
 
 
+def _finite_mean(values) -> str:
+    """The mean of the finite values, or n/a (a group of one fact has no distractors: no scores to average)."""
+    finite = [float(v) for v in values if math.isfinite(v)]
+    return f"{sum(finite) / len(finite):.1f}" if finite else "n/a"
+
+
 def plot_likelihood(predictions: list[dict]) -> str:
     """Per-probe log p(correct target) against the mean log p of the other targets, per asked direction and
     trained/untrained direction: in the reverse direction the two distributions lie on top of each other."""
@@ -104,9 +110,9 @@ def plot_likelihood(predictions: list[dict]) -> str:
                 continue
             bins = np.histogram_bin_edges(finite, bins=40)
             axis.hist(correct[np.isfinite(correct)], bins=bins, histtype="stepfilled", alpha=0.55, color="#2a9d55",
-                      label=f"correct target (mean {np.nanmean(correct):.1f})")
+                      label=f"correct target (mean {_finite_mean(correct)})")
             axis.hist(others[np.isfinite(others)], bins=bins, histtype="stepfilled", alpha=0.55, color="#888888",
-                      label=f"other targets (mean {np.nanmean(others):.1f})")
+                      label=f"other targets (mean {_finite_mean(others)})")
             axis.tick_params(labelsize=7)
             axis.legend(fontsize=7)
     figure.suptitle("Likelihood of the correct vs the other targets of the same subset", fontsize=10)
