@@ -27,19 +27,11 @@ def generate(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
 ) -> None:
     """Write a made-up world in the paper's layout (p2d_*, d2p_*, both_*, *_reverse_*, all_prompts_train, ...)."""
-    from revcurse.corpus import build_corpus
+    from revcurse.experiments import celebrities
     from revcurse.paper_format import write_experiment1
-    from revcurse.world import make_celebrities
 
-    run_config = load_config(config, list(set_ or []))
-    world = make_celebrities(run_config.world.facts_per_subset, run_config.world.background, seed=seed)
-    corpus = build_corpus(
-        world,
-        run_config.corpus.train_phrasings,
-        run_config.corpus.held_out_phrasings,
-        run_config.corpus.background_phrasings,
-        seed=seed,
-    )
+    run_config = load_config(config, [*(set_ or []), f"world.seed={seed}"])  # --seed draws the world
+    corpus = celebrities.build(run_config, seed).corpus
     try:
         write_experiment1(corpus, out, seed=seed, overwrite=overwrite)
     except FileExistsError:
