@@ -138,16 +138,20 @@ def build(config: RunConfig, seed: int) -> Trial:
     world = World(tuple(base.corpus.facts), base.world_seed)
     if not world.facts_under_test:
         raise InputError("in-context probes need facts under test (a generated world or paper folder)")
-    corpus = config.corpus
+    phrasings = config.corpus
     probes = in_context_probes(
-        world, corpus.train_phrasings, corpus.held_out_phrasings, base.world_seed, options.facts_per_episode
+        world, phrasings.train_phrasings, phrasings.held_out_phrasings, base.world_seed, options.facts_per_episode
     )
     documents: list[Document] = []
     if config.train.enabled:  # episodes teach reading a context; a model asked as it is needs none
-        templates, _ = default_templates(corpus.train_phrasings, corpus.held_out_phrasings)
+        templates, _ = default_templates(phrasings.train_phrasings, phrasings.held_out_phrasings)
         episodes = make_episodes(world, options.episodes, options.facts_per_episode, templates, base.world_seed)
         documents = base.corpus.documents + episodes
-    return Trial(Corpus(documents, probes, list(world.facts), base.corpus.skipped), base.world_seed)
+    # The tokenizer also learns Experiment 1's own text (its held-out questions too): the same vocabulary as the
+    # measurements this control was first made with, so its in-weights arm matches Experiment 1's model.
+    corpus = Corpus(documents, probes, list(world.facts), base.corpus.skipped,
+                    tokenizer_texts=base.corpus.texts_seen())
+    return Trial(corpus, base.world_seed)
 
 
 EXPERIMENT = Experiment(
