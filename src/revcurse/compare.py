@@ -18,7 +18,7 @@ from revcurse.cures import CURES
 from revcurse.errors import InputError
 from revcurse.metrics import t_interval
 from revcurse.model import check_checkpoint
-from revcurse.records import ARMS_FILE, load_started_config, record_folder, write_run
+from revcurse.records import ARMS_FILE, RunOutcome, load_started_config, record_folder, write_run
 from revcurse.report_compare import BASELINE, markdown_compare, plot_compare
 from revcurse.report_page import write_report_after_run
 from revcurse.runner import run_seeds, seed_jobs
@@ -105,15 +105,9 @@ def run_compare(
         if not resume:
             (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
             (staging / ARMS_FILE).write_text(json.dumps(arms), encoding="utf-8")
-        jobs = []
-        for arm in all_arms:
-            (staging / f"cure-{arm}").mkdir(exist_ok=True)
-            jobs += seed_jobs(arm_config(config, arm), staging / f"cure-{arm}")
-        log(f"{len(jobs)} runs: {len(all_arms)} arms x {config.seeds} seeds, {processes} process(es)")
-        outputs = run_seeds(jobs, processes, show_progress, log)
-        for i, arm in enumerate(all_arms):
-            arm_outputs = outputs[i * config.seeds : (i + 1) * config.seeds]
-            outcome = write_run(staging / f"cure-{arm}", arm_config(config, arm), arm_outputs)
+        outcomes = run_arms({f"cure-{arm}": arm_config(config, arm) for arm in all_arms}, staging, processes,
+                            show_progress, log)
+        for arm, outcome in zip(all_arms, outcomes.values()):
             records += [{"cure": arm, **record} for record in outcome.records]
             records.append(cost_record(arm, outcome.summary))
         (staging / "compare.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
@@ -121,6 +115,24 @@ def run_compare(
         plot_compare(records, staging / "compare.png")
         write_report_after_run(staging)  # report.html: the cures, then each arm
     return CompareOutcome(folder=out, records=records)
+
+
+def run_arms(configs: dict[str, RunConfig], staging: Path, processes: int = 1, show_progress: bool = True,
+             log: Callable[..., None] = print) -> dict[str, RunOutcome]:
+    """Every seed of every arm (``{folder name: config}``) in one process pool, then one run folder per arm
+    inside ``staging`` (resumable: finished seeds are kept)."""
+    jobs = []
+    for name, config in configs.items():
+        (staging / name).mkdir(exist_ok=True)
+        jobs += seed_jobs(config, staging / name)
+    seeds = {name: config.seeds for name, config in configs.items()}
+    log(f"{len(jobs)} runs: {len(configs)} arms x {max(seeds.values())} seeds, {processes} process(es)")
+    outputs = run_seeds(jobs, processes, show_progress, log)
+    outcomes, start = {}, 0
+    for name, config in configs.items():
+        outcomes[name] = write_run(staging / name, config, outputs[start : start + config.seeds])
+        start += config.seeds
+    return outcomes
 
 
 def load_started_comparison(staging: Path) -> tuple[RunConfig, list[str]]:

@@ -105,11 +105,12 @@ def _write_data(config, folder: Path, overwrite: bool) -> None:
 
 def _run_control(config, out: Path, overwrite: bool, show_progress: bool, jobs: int) -> None:
     """Both guidance orders over the same seeds (so the same questions), one run folder each, as compare does."""
+    from revcurse.compare import run_arms
     from revcurse.config import dump_config
-    from revcurse.records import record_folder, write_run
+    from revcurse.records import record_folder
     from revcurse.report import arm_rows, grid_markdown, grid_table
     from revcurse.report_page import write_report
-    from revcurse.runner import check_inputs, run_seeds, seed_jobs
+    from revcurse.runner import check_inputs
 
     if config.instructions.source != "generated":
         raise InputError("--control generates both guidance orders; a --from folder has its own: drop one of them")
@@ -119,14 +120,9 @@ def _run_control(config, out: Path, overwrite: bool, show_progress: bool, jobs: 
     arms: dict[str, list[dict]] = {}
     with record_folder(out, overwrite) as staging:
         (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
-        jobs_list = []
-        for order in ORDERS:
-            (staging / ARM_FOLDER.format(order)).mkdir()
-            jobs_list += seed_jobs(configs[order], staging / ARM_FOLDER.format(order))
-        outputs = run_seeds(jobs_list, jobs, show_progress, console.print)
-        for i, order in enumerate(ORDERS):
-            arm_outputs = outputs[i * config.seeds : (i + 1) * config.seeds]
-            outcome = write_run(staging / ARM_FOLDER.format(order), configs[order], arm_outputs)
+        outcomes = run_arms({ARM_FOLDER.format(order): configs[order] for order in ORDERS}, staging, jobs,
+                            show_progress, console.print)
+        for order, outcome in zip(ORDERS, outcomes.values()):
             arms[order.replace("_", " ")] = outcome.records
         header, rows = arm_rows(arms, "guidances")
         title = _title(outcome.summary, "Reversing instructions, both guidance orders")
