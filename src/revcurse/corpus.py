@@ -119,13 +119,15 @@ class Corpus:
     # Each fact under test stated in its untrained direction(s): never trained on, unless the bidirectional cure
     # adds them (Experiment 1 builds them from its facts and templates instead).
     reverse_documents: list[Document] = field(default_factory=list)
-    # More text a tokenizer trained for this corpus learns from: never trained on, never asked.
-    tokenizer_texts: list[str] = field(default_factory=list)
+    # What a tokenizer trained for this corpus learns from besides the documents (never trained on, never asked);
+    # None: the probes' prompts and targets.
+    tokenizer_texts: list[str] | None = None
 
     def texts_seen(self) -> list[str]:
-        """All text a model will read: training documents, probe prompts and targets, and ``tokenizer_texts``
-        (what a tokenizer trained for this corpus learns from)."""
-        return [d.text for d in self.documents] + [p.prompt + p.target for p in self.probes] + self.tokenizer_texts
+        """The text a tokenizer for this corpus learns from: the documents, then ``tokenizer_texts`` or, by
+        default, every probe's prompt and target."""
+        extra = self.tokenizer_texts if self.tokenizer_texts is not None else [p.prompt + p.target for p in self.probes]
+        return [d.text for d in self.documents] + extra
 
 
 DEFAULT_DISTRACTORS = 15  # see draw_distractors: rank-1 chance 1/16, cost 16 candidates a probe whatever the size

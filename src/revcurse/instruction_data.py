@@ -185,10 +185,6 @@ class InstructionData:
             Document(text=line.text, subset=Subset.BACKGROUND, prompt_chars=len(line.prompt)) for line in self.train
         ]
 
-    def texts_seen(self) -> list[str]:
-        """All text the model will read, for its tokenizer: training lines and every example."""
-        return [line.text for line in self.train] + [line.text for line in self.realized + self.unrealized]
-
 
 def example_answer(completion: str) -> str:
     """The answer in an example's completion: the text before the closing marker, without surrounding space."""

@@ -150,7 +150,7 @@ def build(config: RunConfig, seed: int) -> Trial:
     # The tokenizer also learns Experiment 1's own text (its held-out questions too): the same vocabulary as the
     # measurements this control was first made with, so its in-weights arm matches Experiment 1's model.
     corpus = Corpus(documents, probes, list(world.facts), base.corpus.skipped,
-                    tokenizer_texts=base.corpus.texts_seen())
+                    tokenizer_texts=[p.prompt + p.target for p in probes] + base.corpus.texts_seen())
     return Trial(corpus, base.world_seed)
 
 

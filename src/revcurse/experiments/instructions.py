@@ -109,7 +109,10 @@ def build(config: RunConfig, seed: int) -> Trial:
         other = "question_first" if config.instructions.order == "answer_first" else "answer_first"
         guidances = instruction_data(config, seed, other)[0].guidances
         reverse = [Document(line.text, Subset.BACKGROUND) for line in guidances]
-    return Trial(Corpus(data.documents(), probes, skipped=data.skipped, reverse_documents=reverse), world_seed)
+    # The tokenizer learns the examples whole (their closing marker too), as the paper's files give them.
+    examples = [line.text for line in data.realized + data.unrealized]
+    corpus = Corpus(data.documents(), probes, skipped=data.skipped, reverse_documents=reverse, tokenizer_texts=examples)
+    return Trial(corpus, world_seed)
 
 
 EXPERIMENT = Experiment(
