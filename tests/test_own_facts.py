@@ -13,11 +13,11 @@ from scipy import stats
 from revcurse.cli import main
 from revcurse.corpus import Corpus
 from revcurse.cures import CureContext, apply_cures
-from revcurse.experiments.own_facts import build_own_corpus
+from revcurse.experiments.own_facts import ALL_RELATIONS, build_own_corpus
 from revcurse.facts_file import OwnFact, read_facts, read_templates
-from revcurse.metrics import lookup, placebo_rejections
+from revcurse.metrics import lookup, placebo_rejections, pooled_groups
 from revcurse.probe import ProbeResult, run_probes
-from revcurse.report_audit import ALL_RELATIONS, fact_audits, pooled_records
+from revcurse.report_audit import fact_audits
 from revcurse.world import Subset
 from tests.fakes import FakeBackend
 from tests.test_facts_file import FACTS_CSV, TEMPLATES, write
@@ -176,7 +176,7 @@ def test_audit_records_average_each_questions_answers_first_and_match_scipy():
     corpus = build_own_corpus(own_facts(lines), {}, documents_per_fact=1)
     completions = {"Ada wrote": " Book 0", "Person 1 wrote": " Work 1", "Person 2 wrote": " Work 2"}
     results = probe(FakeBackend(completions=completions), corpus, 5)
-    records = pooled_records([(0, 0, results)])
+    records = pooled_groups([(0, 0, results)], ALL_RELATIONS)
     by_question: dict[str, list] = {}
     for result in results:
         if result.asked == "forward":
@@ -283,15 +283,16 @@ def test_audit_end_to_end_from_csv(audit_run):
     assert sum(r["correct"] for r in reverse) <= 3
     assert sum(r["rank"] == 1 for r in forward) >= 12
     assert all(r["completion"].strip() for r in reverse)  # the reverse question is known language: an answer
-    # the run's records: one group per relation and direction; the CLI's summary pools the relations
+    # the run's records: one group per relation and direction, and all relations pooled
     records = json.loads((out / "metrics.json").read_text())
     assert {(r["subset"], r["asked"]) for r in records} == {
-        (relation, asked) for relation in ("wrote", "was born in", "founded") for asked in ("forward", "reverse")
+        (relation, asked) for relation in ("wrote", "was born in", "founded", ALL_RELATIONS)
+        for asked in ("forward", "reverse")
     }
     reached = sum(r["correct"] for r in forward)
     assert f"forward reachable {reached}/15" in printed and "Orla Fenwright | wrote | The Salt" in printed
     assert "all relations" in printed
-    pooled = pooled_records([(0, 0, [ProbeResult(**{k: v for k, v in r.items() if k != "seed"}) for r in rows])])
+    pooled = [record for record in records if record["subset"] == ALL_RELATIONS]
     assert lookup(pooled, ALL_RELATIONS, "forward", "likelihood_t")["n_facts"] == 15
     assert lookup(pooled, ALL_RELATIONS, "forward", "accuracy")["mean"] == pytest.approx(reached / 15)
     audits = fact_audits([ProbeResult(**{k: v for k, v in r.items() if k != "seed"}) for r in rows])

@@ -30,6 +30,7 @@ import math
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 from statistics import fmean
 
 import numpy as np
@@ -211,6 +212,12 @@ def direction_tests(groups: dict, trained: dict) -> list[dict]:
 
 
 Group = tuple[str, str, str]  # (setting, subset, asked)
+
+
+def pooled_groups(runs: list[tuple[int, int, list[ProbeResult]]], subset: str) -> list[dict]:
+    """``aggregate`` with every subset as one group named ``subset`` (per setting and asked direction): the
+    paper's parent figures pool mothers and fathers, an audit pools its relations. Each fact still counts once."""
+    return aggregate([(seed, world, [replace(r, subset=subset) for r in rs]) for seed, world, rs in runs])
 
 
 def _groups(runs: list[tuple[int, int, list[ProbeResult]]]) -> tuple[dict, dict]:

@@ -32,7 +32,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ import revcurse
 from revcurse.config import RunConfig, dump_config, load_config
 from revcurse.errors import InputError, NonFiniteLoss, SkippedLine, parse_json, read_user_text, write_skipped
 from revcurse.experiments import get_experiment
-from revcurse.metrics import aggregate, placebo_rejections
+from revcurse.metrics import aggregate, placebo_rejections, pooled_groups
 from revcurse.probe import ProbeResult
 from revcurse.report import markdown_report
 from revcurse.report_page import write_report_after_run
@@ -318,7 +318,7 @@ def write_run(folder: Path, config: RunConfig, outputs: list[SeedOutput]) -> Run
     records = aggregate(runs)
     pooled = get_experiment(config.experiment).pooled
     if pooled:  # the subsets as one group too (the paper pools mothers and fathers), each fact still counted once
-        records += aggregate([(seed, world, [replace(r, subset=pooled) for r in rs]) for seed, world, rs in runs])
+        records += pooled_groups(runs, pooled)
     (folder / "metrics.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
     calibration = placebo_rejections(runs)
     write_calibration(folder, calibration)

@@ -1,22 +1,20 @@
 """The own-facts audit as people read it, from a finished run's predictions (the model is never run again).
 
-Each fact's forward and reverse answers side by side, the counts of facts reachable each way, and the tests over
-all relations pooled (``metrics.aggregate`` with every relation as one group). The run folder's own records keep
-one group per relation, as distractors are drawn per relation.
+Each fact's forward and reverse answers side by side, and the counts of facts reachable each way. The tests over
+all relations pooled are in the run's own records (the experiment's ``pooled`` group, ``metrics.pooled_groups``),
+beside one group per relation (distractors are drawn per relation).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from rich.markup import escape
 from rich.table import Table
 
-from revcurse.metrics import aggregate
 from revcurse.probe import ProbeResult
 
 FORWARD, REVERSE = "forward", "reverse"  # the own-facts experiment's asked directions
-ALL_RELATIONS = "all relations"
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,4 @@ def audit_table(audits: list[FactAudit], title: str = "") -> Table:
     return table
 
 
-def pooled_records(runs: list[tuple[int, int, list[ProbeResult]]]) -> list[dict]:
-    """The shared records (``metrics.aggregate``) with all relations as one group per direction: means over
-    questions and the likelihood and rank tests, as one audit's summary."""
-    return aggregate([(seed, world, [replace(r, subset=ALL_RELATIONS) for r in rs]) for seed, world, rs in runs])
+

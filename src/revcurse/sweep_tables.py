@@ -14,6 +14,7 @@ from statistics import fmean
 
 from rich.table import Table
 
+from revcurse.experiments import EXPERIMENTS
 from revcurse.metrics import t_interval
 from revcurse.sweep_grid import CELLS, MODEL_SIZE_KEYS, PARAMETERS, Cell, grid_value
 
@@ -61,13 +62,17 @@ def write_tables(rows: list[dict], out: Path, log: Callable[[str], None] = print
     os.replace(out / "sweep.parquet.tmp", out / "sweep.parquet")
 
 
+POOLED = {experiment.pooled for experiment in EXPERIMENTS.values() if experiment.pooled}
+
+
 def _pooled(records: list[dict], metric: str, asked: str, trained: bool) -> tuple[float, float, float] | None:
     """Mean and 95% interval of ``metric`` over the subsets asked ``asked`` with this ``trained`` flag.
 
     Subsets have equal fact counts, so per seed the pooled value is the mean over subsets, and the interval is
     Student-t over seeds. With one seed (or a metric without per-seed values) the subsets' bounds are averaged.
     """
-    group = [r for r in records if r["metric"] == metric and r["asked"] == asked and r["trained"] == trained]
+    group = [r for r in records if r["metric"] == metric and r["asked"] == asked and r["trained"] == trained
+             and r["subset"] not in POOLED]  # an experiment's pooled group repeats its subsets' facts
     if not group:
         return None
     per_seed = [r.get("per_seed") for r in group]

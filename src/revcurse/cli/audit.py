@@ -98,11 +98,11 @@ def audit(
         revcurse audit configs/own-facts-example.csv \\
             --templates configs/own-facts-templates.yaml
     """
-    from revcurse.experiments.own_facts import unused_templates
+    from revcurse.experiments.own_facts import ALL_RELATIONS, unused_templates
     from revcurse.facts_file import read_facts
     from revcurse.records import read_probe_runs
     from revcurse.report import result_table
-    from revcurse.report_audit import audit_table, fact_audits, pooled_records, summary_line
+    from revcurse.report_audit import audit_table, fact_audits, summary_line
     from revcurse.runner import run_experiment
 
     overrides = ["experiment=own-facts", f"own_facts.facts={json.dumps(str(facts))}", f"own_facts.strict={strict}"]
@@ -136,7 +136,8 @@ def audit(
     size = f", {summary['parameters']:,} parameters" if summary.get("parameters") else ""
     console.print(audit_table(audits, f"Own facts: {summary['model']}{size}, seed {runs[0][0]}"))
     plain(summary_line(audits))
-    console.print(result_table(pooled_records(runs), title=f"All relations, {len(runs)} seed(s)"))
+    pooled = [record for record in outcome.records if record["subset"] == ALL_RELATIONS]
+    console.print(result_table(pooled, title=f"All relations, {len(runs)} seed(s)"))
     plain(
         f"trained {summary['train_seconds']:.0f} s, probed {summary['probe_seconds']:.0f} s; run folder: "
         f"{outcome.folder} (report: {outcome.folder}/report.md, per relation)"

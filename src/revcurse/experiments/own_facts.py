@@ -155,9 +155,13 @@ def unused_templates(config: RunConfig) -> list[str]:
     return [relation for relation in read_templates(options.templates) if relation not in relations]
 
 
+ALL_RELATIONS = "all relations"  # the group of every relation pooled, beside one group per relation
+
+
 EXPERIMENT = Experiment(
     name="own-facts",
     title="Your own facts, trained forward only and asked both ways",
     build=build,
     options=OwnFactsOptions,
+    pooled=ALL_RELATIONS,
 )
