@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +17,7 @@ from revcurse.cli.common import (
     UrlOption,
     app,
     console,
+    default_out,
     remote_overrides,
     strict_help,
     with_allow_pickle,
@@ -125,7 +125,7 @@ def audit(
     unused = unused_templates(run_config)
     if unused:
         plain(f"note: templates for relations not in the facts, unused: {', '.join(unused)}")
-    out = out or Path("runs") / f"audit-{datetime.now():%Y%m%d-%H%M%S}"
+    out = default_out(out, "audit")
     outcome = run_experiment(run_config, out, overwrite, show_progress=not quiet, log=plain)
     if not outcome.records:  # a data-parallel helper process (torchrun): the main process reports
         return

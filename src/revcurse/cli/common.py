@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -74,6 +75,13 @@ StrictOption = Annotated[
         "the run folder's skipped.jsonl; a file that is not in the expected format is refused either way."
     ),
 ]
+
+
+def default_out(out: Path | None, command: str, name: str | None = None) -> Path:
+    """The folder a command writes: ``--out``, ``--name`` under runs/, else ``runs/COMMAND-<date>-<time>``."""
+    from revcurse.paths import output_folder
+
+    return output_folder(out, name, f"{command}-{datetime.now():%Y%m%d-%H%M%S}")
 
 
 def with_experiment(overrides: list[str] | None, experiment: str | None) -> list[str]:

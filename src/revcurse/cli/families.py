@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from revcurse.cli.common import ConfigOption, SetOption, app, console
+from revcurse.cli.common import ConfigOption, SetOption, app, console, default_out
 from revcurse.errors import InputError
 from revcurse.experiments.families import DEFAULT_FRACTIONS
 
@@ -57,7 +56,7 @@ def families(
     for key, value in (("families.families", count), ("families.background", background), ("seeds", seeds)):
         if value is not None:
             overrides.append(f"{key}={value}")
-    out = out or Path("runs") / f"families-{datetime.now():%Y%m%d-%H%M%S}"
+    out = default_out(out, "families")
     outcome = run_sweep(config, overrides, [f"{FRACTION_KEY}={','.join(values)}"], out, jobs=jobs,
                         overwrite=overwrite, show_progress=not quiet, log=console.print)
     experiment = get_experiment("families")

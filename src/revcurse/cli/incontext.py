@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +16,7 @@ from revcurse.cli.common import (
     UrlOption,
     app,
     console,
+    default_out,
     remote_overrides,
     with_allow_pickle,
 )
@@ -76,7 +76,7 @@ def incontext(
     run_config = load_config(config, overrides)
     if not train and run_config.model.checkpoint is None and run_config.probe.backend != "openai":
         raise InputError("--no-train needs a model to ask: --set model.checkpoint=DIR, or --url of a server")
-    out = out or Path("runs") / f"incontext-{datetime.now():%Y%m%d-%H%M%S}"
+    out = default_out(out, "incontext")
     outcome = run_experiment(run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print,
                              processes=jobs)
     if not outcome.records:  # a data-parallel helper process (torchrun): the main process reports

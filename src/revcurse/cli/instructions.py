@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from revcurse.cli.common import ConfigOption, SetOption, app, console, strict_help
+from revcurse.cli.common import ConfigOption, SetOption, app, console, default_out, strict_help
 from revcurse.errors import InputError
 
 ORDERS = ("answer_first", "question_first")  # --control: the paper's order, then the control beside it
@@ -69,7 +68,7 @@ def instructions(
     if write is not None:
         _write_data(run_config, write, overwrite)
         return
-    out = out or Path("runs") / f"instructions-{datetime.now():%Y%m%d-%H%M%S}"
+    out = default_out(out, "instructions")
     if control:
         _run_control(run_config, out, overwrite, not quiet, jobs)
         return

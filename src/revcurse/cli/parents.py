@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +18,7 @@ from revcurse.cli.common import (
     UrlOption,
     app,
     console,
+    default_out,
     remote_overrides,
     strict_help,
     with_allow_pickle,
@@ -88,7 +88,7 @@ def parents(
         overrides.append("parents.strict=true")
     overrides = with_allow_pickle(["experiment=parents", *overrides, *(set_ or [])], allow_pickle)
     run_config = load_config(config, overrides)
-    out = out or Path("runs") / f"parents-{datetime.now():%Y%m%d-%H%M%S}"
+    out = default_out(out, "parents")
     outcome = run_experiment(run_config, out, overwrite, show_progress=not quiet, log=console.print)
     rows, tests = parents_rows(outcome.records)
     console.print(_grid(f"Parent vs child: {outcome.summary['model']}", HEADER, rows))

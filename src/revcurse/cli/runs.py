@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +16,7 @@ from revcurse.cli.common import (
     StrictOption,
     app,
     console,
+    default_out,
     refuse_beside_resume,
     with_allow_pickle,
     with_experiment,
@@ -46,7 +46,7 @@ def demo(
     Prints accuracy per subset and asked direction (95% interval) with the likelihood test, and writes a run
     folder: config.yaml, metrics.json (tidy records), predictions.jsonl, report.md and seed-N/model/.
     """
-    _run_experiment1(config, set_, seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle, None, "demo", strict)
+    _run_config(config, set_, seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle, None, "demo", strict)
 
 
 @app.command()
@@ -84,13 +84,13 @@ def train(
     """
     if resume is not None:
         refuse_beside_resume(experiment=experiment)
-    _run_experiment1(
+    _run_config(
         config, with_experiment(set_, experiment), seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle,
         resume, "train", strict,
     )
 
 
-def _run_experiment1(
+def _run_config(
     config: Path | None,
     set_: list[str] | None,
     seeds: int | None,
@@ -106,7 +106,6 @@ def _run_experiment1(
     strict: bool = False,
 ) -> None:
     """What `demo` and `train` share: load the config, run every seed of its experiment, print the result table."""
-    from revcurse.paths import output_folder
     from revcurse.records import load_started_config, resumable_folder
     from revcurse.report import parameters_text, result_table
     from revcurse.runner import run_experiment
@@ -124,7 +123,7 @@ def _run_experiment1(
         out = resume
         run_config = load_started_config(resumable_folder(resume))
     else:
-        out = output_folder(out, name, f"{command}-{datetime.now():%Y%m%d-%H%M%S}")
+        out = default_out(out, command, name)
         run_config = load_config(config, overrides)
     outcome = run_experiment(
         run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print, processes=jobs,
@@ -196,7 +195,6 @@ def compare(
     (a bar chart) and one run folder per arm (cure-<arm>/).
     """
     from revcurse.compare import load_started_comparison, parse_arms, run_compare
-    from revcurse.paths import output_folder
     from revcurse.records import resumable_folder
     from revcurse.report_compare import compare_table
 
@@ -211,7 +209,7 @@ def compare(
     elif cures is None:
         raise InputError("--cures is required (e.g. --cures reverse-entity,paraphrase); see --help")
     else:
-        out = output_folder(out, name, f"compare-{datetime.now():%Y%m%d-%H%M%S}")
+        out = default_out(out, "compare", name)
         arms = parse_arms(cures)
         run_config = load_config(config, overrides)
     outcome = run_compare(

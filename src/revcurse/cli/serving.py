@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from revcurse.cli.common import (
     AllowPickleOption,
     app,
     console,
+    default_out,
 )
 from revcurse.config import load_config
 from revcurse.errors import InputError
@@ -68,7 +68,6 @@ def probe_remote(
     give prompt log-probs (completions with echo=true, max_tokens=0, logprobs=1), as vLLM and `revcurse serve`
     do. config.yaml records the URL and the *name* of the key's environment variable, never the key.
     """
-    from revcurse.paths import output_folder
     from revcurse.report import result_table
     from revcurse.runner import run_experiment
 
@@ -81,7 +80,7 @@ def probe_remote(
         f"probe.concurrency={concurrency}", f"probe.max_new_tokens={answer_tokens}", "train.enabled=false",
         f"seed={seed}", "seeds=1", *([f"probe.model_name={model}"] if model else []),
     ]
-    out = output_folder(out, None, f"remote-{datetime.now():%Y%m%d-%H%M%S}")
+    out = default_out(out, "remote")
     outcome = run_experiment(load_config(config_file, overrides), out, overwrite=overwrite, show_progress=not quiet,
                              log=console.print if not quiet else lambda *_: None)
     served = outcome.summary["per_seed"][0].get("served_model") or model
