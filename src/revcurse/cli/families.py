@@ -46,6 +46,7 @@ def families(
     from revcurse.experiments import get_experiment
     from revcurse.report import column_grid, grid_markdown, grid_table, plot_column_grid
     from revcurse.sweep import run_sweep
+    from revcurse.sweep_tables import write_text
 
     values = [x.strip() for x in fractions.split(",") if x.strip()]
     try:
@@ -62,7 +63,7 @@ def families(
     experiment = get_experiment("families")
     header, rows = column_grid(outcome.rows, experiment.columns, by=FRACTION_KEY, by_header="r")
     title = "Synthetic Experiment 2: reverse accuracy against the fraction r of families with parent-side text"
-    (out / "families.md").write_text(grid_markdown(title, header, rows), encoding="utf-8")
+    write_text(out / "families.md", grid_markdown(title, header, rows))  # atomic, as the sweep's own tables
     plot_column_grid(outcome.rows, experiment.columns, FRACTION_KEY, out / "families.png",
                      "r: fraction of families with parent-side text", "How much reverse-direction text does a "
                      "model need?")
