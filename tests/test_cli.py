@@ -233,3 +233,23 @@ def test_calibrate_refuses_scores_of_the_wrong_type(smoke_run, tmp_path, capsys)
     (tmp_path / "predictions.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
     assert run_cli(["calibrate", str(tmp_path)]) == 2
     assert "line 1: expected a fact_key, a number logprob_correct" in capsys.readouterr().err
+
+
+def test_show_and_the_report_say_when_the_run_was_made_with_other_versions(smoke_run, tmp_path, capsys):
+    import shutil
+
+    from revcurse.report_page import write_report
+
+    assert "other versions" not in (smoke_run / "report.html").read_text()  # made with what is installed
+    assert run_cli(["show", str(smoke_run)]) == 0
+    assert "other versions" not in capsys.readouterr().out
+    older = tmp_path / "older"
+    shutil.copytree(smoke_run, older)
+    summary = json.loads((older / "run.json").read_text())
+    summary["versions"]["tokenizers"] = "0.1.0"
+    (older / "run.json").write_text(json.dumps(summary))
+    assert run_cli(["show", str(older)]) == 0
+    output = " ".join(capsys.readouterr().out.split())
+    assert "made with other versions than those installed: tokenizers 0.1.0, installed" in output
+    page = write_report([older], None)
+    assert "tokenizers 0.1.0, installed" in page.read_text()

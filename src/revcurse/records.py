@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import tempfile
 import time
 from collections import defaultdict
@@ -38,7 +37,6 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
-import revcurse
 from revcurse.config import RunConfig, dump_config, load_config
 from revcurse.errors import InputError, NonFiniteLoss, SkippedLine, parse_json, read_user_text, write_skipped
 from revcurse.experiments import get_experiment
@@ -46,6 +44,7 @@ from revcurse.metrics import aggregate, placebo_rejections, pooled_groups
 from revcurse.probe import ProbeResult
 from revcurse.report import markdown_report
 from revcurse.report_page import write_report_after_run
+from revcurse.versions import library_versions
 
 
 @dataclass
@@ -356,34 +355,6 @@ def describe_model(config: RunConfig, served: str | None = None) -> str:
     if config.probe.backend == "openai":
         return f"{served or config.probe.model_name or 'the only model'} at {config.probe.url}"
     return config.model.checkpoint or "tiny Llama from scratch"
-
-
-def library_versions() -> dict[str, str | None]:
-    """The versions a run's numbers depend on, and the git commit of revcurse's source when it is a checkout."""
-    import torch
-    import transformers
-
-    return {
-        "revcurse": revcurse.__version__,
-        "git_commit": git_commit(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def git_commit() -> str | None:
-    """The commit of the revcurse source tree (with ``+dirty`` for uncommitted changes); None outside a checkout."""
-    source = Path(revcurse.__file__).parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=10)
-        if commit.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "."], cwd=source,
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 CALIBRATION_FILE = "calibration.json"  # the placebo rejection rate of each test, per (subset, asked)

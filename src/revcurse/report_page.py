@@ -26,6 +26,7 @@ from revcurse.report_compare import COLUMNS as COMPARE_COLUMNS
 from revcurse.report_compare import compare_rows, markdown_compare
 from revcurse.report_data import CompareData, FactRow, RunData, fact_rows, failure_counts, read_folder
 from revcurse.report_plots import plot_accuracy, plot_compare_accuracy, plot_likelihood, plot_loss, plot_train_time
+from revcurse.versions import version_differences
 
 FAILING_ROWS_PER_GROUP = 25  # per (subset, asked direction): enough to see the pattern, small enough to read
 STAGING_NAME = re.compile(r"^\.(.+)\.(?:tmp-[^/]*|partial)$")  # records.run_folder's name for a run in progress
@@ -97,6 +98,10 @@ def run_facts_html(run: RunData, level: int) -> str:
         ("probing", _seconds(s.get("probe_seconds"))),
         ("versions", ", ".join(f"{k} {v}" for k, v in (s.get("versions") or {}).items())),
     ]
+    differences = version_differences(s.get("versions"))
+    if differences:
+        items.append(("installed now", "other versions than the run's: " + "; ".join(differences)
+                      + " (a rerun may not give the same numbers)"))
     parts = [f"<h{level}>Run facts</h{level}>", '<dl class="facts">']
     parts += [f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items]
     parts.append("</dl>")

@@ -227,12 +227,18 @@ def show(
     """Print the result table of a finished run from its metrics.json (the model is not run again)."""
     from revcurse.report import check_records, result_table
     from revcurse.report_data import read_json
+    from revcurse.versions import version_differences
 
     metrics = run / "metrics.json"
     if not metrics.is_file():
         raise InputError("not a finished run folder: expected metrics.json", run)
     records = check_records(read_json(metrics), metrics)
     console.print(result_table(records, title=str(run)))
+    summary = read_json(run / "run.json") if (run / "run.json").is_file() else {}
+    differences = version_differences(summary.get("versions") if isinstance(summary, dict) else None)
+    if differences:
+        console.print("[yellow]made with other versions than those installed:[/] " + "; ".join(differences)
+                      + " (a rerun may not give the same numbers; `make demo`/`make test` install the lock)")
 
 
 @app.command()
