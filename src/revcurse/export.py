@@ -16,6 +16,12 @@ Formats (``FORMATS``):
   JSONL files under ``data/``, loaded with ``dataset_path: json`` and ``dataset_kwargs.data_files`` naming them by
   absolute path (lm-eval's documented way to read local files; ``datasets`` resolves relative paths against the
   working directory, not the YAML), so export again after moving the folder. ``utils.py`` holds the scoring hook.
+- ``inspect``: an inspect_ai task (``task.py``, copied from ``inspect_task.py``) over ``probes.jsonl``: one sample per
+  probe with its direction (forward/reverse) and cell in the metadata, greedy generation of at most the tokens
+  revcurse's probing generates (``probe.max_new_tokens``, or ``probe.generation_budget`` with the tokenizer of
+  ``model``: without one, the characters rule that probing uses for a backend without a tokenizer), scored as
+  ``probe.is_correct``. ``hf_model_args.yaml`` makes inspect's ``hf`` provider send the raw prompt (a chat template
+  that writes it alone, after BOS as ``HFBackend`` puts it; no special tokens added) and decode greedily.
 - ``openai-chat``: OpenAI chat fine-tuning JSONL, one ``{"messages": [user, assistant]}`` line per training document:
   the user turn is the document's prompt part, the assistant turn its completion part (leading whitespace dropped:
   the turn boundary stands for the space). Documents without a prompt part (``prompt_chars == 0``, e.g. a
@@ -39,6 +45,7 @@ from enum import Enum
 from pathlib import Path
 
 import yaml
+from transformers import PreTrainedTokenizerBase
 
 import revcurse
 from revcurse.config import RunConfig
@@ -48,6 +55,7 @@ from revcurse.world import Direction, Subset
 
 FORMATS: dict[str, str] = {
     "lm-eval": "lm-evaluation-harness task folder: probe any HF model (or API) on held-out phrasings",
+    "inspect": "inspect_ai task (task.py, probes.jsonl): the same probes and accuracy, run with `inspect eval`",
     "openai-chat": "OpenAI chat fine-tuning JSONL of the training documents (plus probes.jsonl to ask afterwards)",
     "trl": "TRL prompt-completion and text JSONL of the training documents (plus probes.jsonl)",
     "paper": "the paper's Experiment 1 folder layout (p2d_*, d2p_*, both_*, all_prompts_train, ...)",
@@ -101,11 +109,23 @@ class ExportResult:
 
 
 def export_world(
-    config: RunConfig, export_format: str, out: Path, *, seed: int | None = None, overwrite: bool = False
+    config: RunConfig,
+    export_format: str,
+    out: Path,
+    *,
+    seed: int | None = None,
+    overwrite: bool = False,
+    model: Path | None = None,
 ) -> ExportResult:
-    """Build the corpus of ``seed`` (default: the config's first seed) as training would, and export it to ``out``."""
+    """Build the corpus of ``seed`` (default: the config's first seed) as training would, and export it to ``out``.
+
+    ``model``: the model folder the export will be evaluated on; its tokenizer sets the inspect task's generation
+    budget as probing that model does (``probe.generation_budget``), unless ``probe.max_new_tokens`` is set."""
     from revcurse.runner import build_trial
 
+    if model is not None and export_format != "inspect":
+        raise InputError(f"--model sets the inspect task's generation budget; {export_format} does not use it")
+    tokenizer = None if model is None else load_tokenizer(Path(model))
     seed = config.seed if seed is None else seed
     trial = build_trial(config, seed)
     corpus, world_seed = trial.corpus, trial.world_seed
@@ -115,7 +135,12 @@ def export_world(
         "revcurse_version": revcurse.__version__,
         "config": config.model_dump(mode="json"),
     }
-    return export_corpus(corpus, export_format, out, seed=seed, overwrite=overwrite, provenance=provenance)
+    if model is not None:
+        provenance["model"] = str(Path(model).resolve())
+    return export_corpus(
+        corpus, export_format, out, seed=seed, overwrite=overwrite, provenance=provenance,
+        max_new_tokens=config.probe.max_new_tokens, tokenizer=tokenizer,
+    )  # fmt: skip
 
 
 def export_corpus(
@@ -126,8 +151,12 @@ def export_corpus(
     seed: int = 0,
     overwrite: bool = False,
     provenance: dict | None = None,
+    max_new_tokens: int | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> ExportResult:
     """Write ``corpus`` to the folder ``out`` in ``export_format`` (a key of ``FORMATS``).
+
+    ``max_new_tokens`` and ``tokenizer`` set the inspect task's generation budget as in ``run_probes``.
 
     The folder is built under a temporary sibling name and renamed into place when complete. An existing ``out``
     is an InputError unless ``overwrite``; so is an unknown format or a corpus the format cannot hold.
@@ -146,6 +175,13 @@ def export_corpus(
             result.next_step = (
                 f"lm_eval --model hf --model_args pretrained=RUN/seed-{seed}/model --include_path {out} "
                 f"--tasks {LM_EVAL_TAG}"
+            )
+        elif export_format == "inspect":
+            _write_inspect(corpus, staging, result, max_new_tokens, tokenizer)
+            model_path = "RUN/seed-{seed}/model" if tokenizer is None else str((provenance or {}).get("model"))
+            result.next_step = (
+                f"inspect eval {out / 'task.py'} --model hf/local --model-config {out / 'hf_model_args.yaml'} "
+                f"-M model_path={model_path.format(seed=seed)}"
             )
         elif export_format == "openai-chat":
             _write_openai_chat(corpus, staging, result)
@@ -333,6 +369,71 @@ def _lm_eval_readme(corpus: Corpus, final: Path) -> str:
         "data by absolute path: export again after moving this folder.\n\n"
         f"Tasks:\n\n{tasks}\n"
     )
+
+
+# inspect's hf provider renders messages with a chat template (the tokenizer's, or "user: ...\n" lines without
+# one). This one writes the prompt alone, after the tokenizer's BOS token when it has one, as HFBackend encodes it.
+INSPECT_CHAT_TEMPLATE = (
+    "{% if bos_token is defined %}{{ bos_token }}{% endif %}{% for message in messages %}{{ message['content'] }}"
+    "{% endfor %}"
+)
+INSPECT_HF_MODEL_ARGS = {"chat_template": INSPECT_CHAT_TEMPLATE, "tokenizer_call_args": {"add_special_tokens": False},
+                         "do_sample": False}  # fmt: skip
+
+
+def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+    """The tokenizer of a local model folder (never the hub, never its own code)."""
+    from transformers import AutoTokenizer
+
+    if not (folder / "tokenizer_config.json").is_file():
+        raise InputError("not a model folder with a tokenizer: expected tokenizer_config.json", folder)
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise InputError(f"could not load its tokenizer: {' '.join(str(error).split())}", folder) from None
+
+
+def inspect_rows(
+    corpus: Corpus, max_new_tokens: int | None = None, tokenizer: PreTrainedTokenizerBase | None = None
+) -> list[dict]:
+    """``probe_rows`` with what the inspect task reads: ``direction`` (forward: the trained direction; reverse),
+    ``cell`` (subset and asked direction), ``setting``, and ``max_new_tokens``, per setting as ``run_probes`` is run
+    (``runner.probe_settings``): ``max_new_tokens`` if given, else ``generation_budget`` of the setting's probes."""
+    from revcurse.probe import generation_budget
+
+    settings: dict[str, list[Probe]] = {}
+    for probe in corpus.probes:
+        settings.setdefault(probe.setting, []).append(probe)
+    budgets = {name: max_new_tokens or generation_budget(probes, tokenizer) for name, probes in settings.items()}
+    rows = []
+    for probe, row in zip(corpus.probes, probe_rows(corpus)):
+        direction = "forward" if probe.trained else "reverse"
+        cell = f"{row['subset']} asked {row['asked']} ({direction})"
+        rows.append(
+            {**row, "direction": direction, "cell": cell, "setting": probe.setting,
+             "max_new_tokens": budgets[probe.setting]}
+        )  # fmt: skip
+    return rows
+
+
+def _write_inspect(
+    corpus: Corpus,
+    staging: Path,
+    result: ExportResult,
+    max_new_tokens: int | None,
+    tokenizer: PreTrainedTokenizerBase | None,
+) -> None:
+    if not corpus.probes:
+        raise InputError("the corpus has no probes: nothing to evaluate")
+    _write_jsonl(staging, "probes.jsonl", inspect_rows(corpus, max_new_tokens, tokenizer), result)
+    (staging / "task.py").write_text(Path(__file__).with_name("inspect_task.py").read_text(encoding="utf-8"),
+                                     encoding="utf-8")  # fmt: skip
+    header = (
+        "# inspect's hf provider, set to probe as revcurse does (written by revcurse export --format inspect):\n"
+        "# the raw prompt after the tokenizer's BOS token, no special tokens added on top, greedy decoding.\n"
+        "# inspect eval task.py --model hf/local --model-config hf_model_args.yaml -M model_path=MODEL_FOLDER\n"
+    )
+    (staging / "hf_model_args.yaml").write_text(header + _yaml(INSPECT_HF_MODEL_ARGS), encoding="utf-8")
 
 
 def _write_openai_chat(corpus: Corpus, staging: Path, result: ExportResult) -> None:
