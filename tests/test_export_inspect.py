@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
 
 from revcurse.cli import main
 from revcurse.config import load_config
-from revcurse.export import INSPECT_HF_MODEL_ARGS, export_world, inspect_rows, probe_rows
+from revcurse.export import export_world, inspect_model_args, inspect_rows, probe_rows
 from revcurse.metrics import lookup
 from revcurse.probe import HFBackend, generation_budget, is_correct
 from revcurse.runner import build_trial
@@ -78,9 +80,11 @@ def test_inspect_export_holds_every_probe_once_with_its_direction_and_cell(expor
     assert Counter(r["direction"] for r in rows) == {"forward": 16, "reverse": 8}
     assert len({r["cell"] for r in rows}) == 6
     assert (exported / "task.py").read_text() == TASK_SOURCE.read_text()
-    assert yaml.safe_load((exported / "hf_model_args.yaml").read_text()) == INSPECT_HF_MODEL_ARGS
+    model_args = yaml.safe_load((exported / "hf_model_args.yaml").read_text())
+    assert model_args == inspect_model_args() and model_args["do_sample"] is False
     manifest = json.loads((exported / "export.json").read_text())
     assert manifest["format"] == "inspect" and manifest["rows"] == {"probes.jsonl": len(rows)}
+    assert manifest["generation_budget"].startswith("longest target in characters")  # no --model, no tokenizer
 
 
 def test_generation_budget_is_probings_own(corpus, tiny_model_and_tokenizer):
@@ -95,22 +99,48 @@ def test_generation_budget_is_probings_own(corpus, tiny_model_and_tokenizer):
     assert {r["max_new_tokens"] for r in inspect_rows(corpus, 7, tokenizer)} == {7}
 
 
+def sentencepiece_style(texts: list[str]) -> PreTrainedTokenizerFast:
+    """Metaspace ("▁") BPE with byte fallback and a post-processor that adds BOS, as Llama-2 and Mistral ship."""
+    tokenizer = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tokenizer.token_to_id("<s>"))]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="</s>")  # fmt: skip
+
+
 def test_model_args_make_the_hf_provider_encode_prompts_as_hf_backend(corpus, tiny_model_and_tokenizer):
     """inspect's hf provider renders the messages with `chat_template`, then tokenizes with `tokenizer_call_args`:
-    the ids must be HFBackend's (BOS, then the prompt), with a BOS token and without one."""
-    model, tokenizer = tiny_model_and_tokenizer
-    no_bos = type(tokenizer)(tokenizer_object=tokenizer.backend_tokenizer, eos_token="</s>", pad_token="<pad>")
-    for tok in (tokenizer, no_bos):
-        backend = HFBackend(model, tok)
-        for probe in corpus.probes[:6]:
-            messages = [{"role": "user", "content": probe.prompt}]
-            text = tok.apply_chat_template(
-                messages, chat_template=INSPECT_HF_MODEL_ARGS["chat_template"], add_generation_prompt=True,
-                tokenize=False,
+    the ids must be HFBackend's (BOS, then the prompt) for a BOS the tokenizer does not add (revcurse's tiny
+    tokenizer, GPT-2), no BOS at all, and a BOS its post-processor adds (SentencePiece style), where a BOS written
+    into the text would split the first word differently."""
+    model, tiny = tiny_model_and_tokenizer
+    prompts = [probe.prompt for probe in corpus.probes[:6]]
+    without_bos = type(tiny)(tokenizer_object=tiny.backend_tokenizer, eos_token="</s>", pad_token="<pad>")
+    sentencepiece = sentencepiece_style([p.prompt + p.target for p in corpus.probes])
+    for tokenizer, adds_bos in ((tiny, False), (without_bos, False), (sentencepiece, True)):
+        model_args = inspect_model_args(tokenizer)
+        assert model_args["tokenizer_call_args"] == {"add_special_tokens": adds_bos}
+        backend = HFBackend(model, tokenizer)
+        for prompt in prompts:
+            text = tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], chat_template=model_args["chat_template"],
+                add_generation_prompt=True, tokenize=False,
             )  # fmt: skip
-            ids = tok(text, **INSPECT_HF_MODEL_ARGS["tokenizer_call_args"])["input_ids"]
-            assert ids == backend.encode(probe.prompt)
-        assert (tok.bos_token_id is None) == (ids[0] != tokenizer.bos_token_id)
+            ids = tokenizer(text, **model_args["tokenizer_call_args"])["input_ids"]
+            assert ids == backend.encode(prompt), tokenizer.convert_ids_to_tokens(ids)
+            assert (ids[0] == tokenizer.bos_token_id) == (tokenizer.bos_token_id is not None)
+    # the case the choice exists for: BOS written into the text, "Did" loses its "▁" and splits
+    written = inspect_model_args(None)
+    text = sentencepiece.apply_chat_template([{"role": "user", "content": prompts[0]}], add_generation_prompt=True,
+                                             chat_template=written["chat_template"], tokenize=False)  # fmt: skip
+    assert sentencepiece(text, add_special_tokens=False)["input_ids"] != HFBackend(model, sentencepiece).encode(
+        prompts[0]
+    )
 
 
 @pytest.mark.parametrize(
@@ -156,6 +186,7 @@ def test_inspect_eval_on_the_saved_model_gives_revcurses_accuracy(trained_run, t
     assert code == 0
     printed = " ".join(capsys.readouterr().out.split())
     assert f"-M model_path={model.resolve()}" in printed  # the next step names the model folder
+    assert json.loads((out / "export.json").read_text())["generation_budget"].startswith("longest target in tokens")
 
     inspect_cli = Path(sys.executable).parent / "inspect"
     assert inspect_cli.is_file(), "inspect_ai is not installed: pip install -e '.[dev]'"

@@ -20,8 +20,8 @@ Formats (``FORMATS``):
   probe with its direction (forward/reverse) and cell in the metadata, greedy generation of at most the tokens
   revcurse's probing generates (``probe.max_new_tokens``, or ``probe.generation_budget`` with the tokenizer of
   ``model``: without one, the characters rule that probing uses for a backend without a tokenizer), scored as
-  ``probe.is_correct``. ``hf_model_args.yaml`` makes inspect's ``hf`` provider send the raw prompt (a chat template
-  that writes it alone, after BOS as ``HFBackend`` puts it; no special tokens added) and decode greedily.
+  ``probe.is_correct``. ``hf_model_args.yaml`` (``inspect_model_args``) makes inspect's ``hf`` provider encode the
+  raw prompt as ``HFBackend`` does and decode greedily.
 - ``openai-chat``: OpenAI chat fine-tuning JSONL, one ``{"messages": [user, assistant]}`` line per training document:
   the user turn is the document's prompt part, the assistant turn its completion part (leading whitespace dropped:
   the turn boundary stands for the space). Documents without a prompt part (``prompt_chars == 0``, e.g. a
@@ -135,6 +135,12 @@ def export_world(
         "revcurse_version": revcurse.__version__,
         "config": config.model_dump(mode="json"),
     }
+    if export_format == "inspect":
+        provenance["generation_budget"] = (
+            "probe.max_new_tokens" if config.probe.max_new_tokens
+            else "longest target in tokens + 2 (--model's tokenizer)" if model
+            else "longest target in characters + 2 (no --model: no tokenizer)"
+        )  # fmt: skip
     if model is not None:
         provenance["model"] = str(Path(model).resolve())
     return export_corpus(
@@ -180,7 +186,8 @@ def export_corpus(
             _write_inspect(corpus, staging, result, max_new_tokens, tokenizer)
             model_path = "RUN/seed-{seed}/model" if tokenizer is None else str((provenance or {}).get("model"))
             result.next_step = (
-                f"inspect eval {out / 'task.py'} --model hf/local --model-config {out / 'hf_model_args.yaml'} "
+                f"inspect eval {out / 'task.py'}@revcurse_probes --model hf/local "
+                f"--model-config {out / 'hf_model_args.yaml'} "
                 f"-M model_path={model_path.format(seed=seed)}"
             )
         elif export_format == "openai-chat":
@@ -372,13 +379,20 @@ def _lm_eval_readme(corpus: Corpus, final: Path) -> str:
 
 
 # inspect's hf provider renders messages with a chat template (the tokenizer's, or "user: ...\n" lines without
-# one). This one writes the prompt alone, after the tokenizer's BOS token when it has one, as HFBackend encodes it.
-INSPECT_CHAT_TEMPLATE = (
-    "{% if bos_token is defined %}{{ bos_token }}{% endif %}{% for message in messages %}{{ message['content'] }}"
-    "{% endfor %}"
-)
-INSPECT_HF_MODEL_ARGS = {"chat_template": INSPECT_CHAT_TEMPLATE, "tokenizer_call_args": {"add_special_tokens": False},
-                         "do_sample": False}  # fmt: skip
+# one). These write the prompt alone: after the tokenizer's BOS token, or leaving BOS to a tokenizer that adds it.
+PROMPT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
+BOS_PROMPT_TEMPLATE = "{% if bos_token is defined %}{{ bos_token }}{% endif %}" + PROMPT_TEMPLATE
+
+
+def inspect_model_args(tokenizer: PreTrainedTokenizerBase | None = None) -> dict:
+    """Model args making inspect's hf provider encode a prompt as ``HFBackend.encode`` does (BOS, then the prompt
+    alone), and decode greedily. A tokenizer that adds BOS itself (a SentencePiece-style post-processor) is left to:
+    BOS written into the text would change how the first word splits (Metaspace prepends "▁" only at the start)."""
+    adds_bos = bool(tokenizer and tokenizer.bos_token_id is not None) and tokenizer("a")["input_ids"] == [
+        tokenizer.bos_token_id, *tokenizer("a", add_special_tokens=False)["input_ids"]
+    ]  # fmt: skip
+    return {"chat_template": PROMPT_TEMPLATE if adds_bos else BOS_PROMPT_TEMPLATE,
+            "tokenizer_call_args": {"add_special_tokens": adds_bos}, "do_sample": False}  # fmt: skip
 
 
 def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
@@ -430,10 +444,10 @@ def _write_inspect(
                                      encoding="utf-8")  # fmt: skip
     header = (
         "# inspect's hf provider, set to probe as revcurse does (written by revcurse export --format inspect):\n"
-        "# the raw prompt after the tokenizer's BOS token, no special tokens added on top, greedy decoding.\n"
+        "# the raw prompt after the tokenizer's BOS token (no other special tokens), greedy decoding.\n"
         "# inspect eval task.py --model hf/local --model-config hf_model_args.yaml -M model_path=MODEL_FOLDER\n"
     )
-    (staging / "hf_model_args.yaml").write_text(header + _yaml(INSPECT_HF_MODEL_ARGS), encoding="utf-8")
+    (staging / "hf_model_args.yaml").write_text(header + _yaml(inspect_model_args(tokenizer)), encoding="utf-8")
 
 
 def _write_openai_chat(corpus: Corpus, staging: Path, result: ExportResult) -> None:

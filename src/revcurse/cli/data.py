@@ -71,8 +71,9 @@ def export(
                  with the target; accuracy per direction (forward, reverse)
                  and per cell. Pass --model RUN/seed-0/model to generate as
                  many tokens as revcurse's probing; run it offline with
-                 inspect eval DIR/task.py --model hf/local --model-config
-                 DIR/hf_model_args.yaml -M model_path=RUN/seed-0/model
+                 inspect eval DIR/task.py@revcurse_probes --model hf/local
+                 --model-config DIR/hf_model_args.yaml
+                 -M model_path=RUN/seed-0/model
     openai-chat  OpenAI chat fine-tuning JSONL: train.jsonl (user = prompt
                  part, assistant = completion part; documents without a
                  prompt part are left out and counted), probes.jsonl to ask.
