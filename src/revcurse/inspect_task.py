@@ -12,6 +12,9 @@ with a chat template, so ``hf_model_args.yaml`` (beside this file) gives it one 
 the tokenizer's BOS token as revcurse does, and turns sampling off:
 
     inspect eval task.py --model hf/local --model-config hf_model_args.yaml -M model_path=RUN/seed-0/model
+
+From another folder name the task, ``DIR/task.py@revcurse_probes`` (inspect globs a bare path, and Python 3.11's
+glob refuses an absolute one). Other providers (vLLM, an OpenAI-compatible server) are greedy at temperature 0.
 """
 
 from __future__ import annotations
