@@ -17,7 +17,8 @@ from transformers import PreTrainedTokenizerFast
 
 from revcurse.cli import main
 from revcurse.config import load_config
-from revcurse.export import export_world, inspect_model_args, inspect_rows, probe_rows
+from revcurse.export import export_world, probe_rows
+from revcurse.inspect_export import inspect_model_args, inspect_rows
 from revcurse.metrics import lookup
 from revcurse.probe import HFBackend, generation_budget, is_correct
 from revcurse.runner import build_trial
@@ -92,11 +93,11 @@ def test_generation_budget_is_probings_own(corpus, tiny_model_and_tokenizer):
     with one: in its tokens; probe.max_new_tokens wins over both."""
     _, tokenizer = tiny_model_and_tokenizer
     longest_chars = max(len(p.target) for p in corpus.probes)
-    assert {r["max_new_tokens"] for r in inspect_rows(corpus)} == {longest_chars + 2}
+    assert {r["max_new_tokens"] for r in inspect_rows(corpus, probe_rows(corpus))} == {longest_chars + 2}
     by_tokens = generation_budget(corpus.probes, tokenizer)
     assert by_tokens == 2 + max(len(tokenizer(p.target)["input_ids"]) for p in corpus.probes)
-    assert {r["max_new_tokens"] for r in inspect_rows(corpus, tokenizer=tokenizer)} == {by_tokens}
-    assert {r["max_new_tokens"] for r in inspect_rows(corpus, 7, tokenizer)} == {7}
+    assert {r["max_new_tokens"] for r in inspect_rows(corpus, probe_rows(corpus), tokenizer=tokenizer)} == {by_tokens}
+    assert {r["max_new_tokens"] for r in inspect_rows(corpus, probe_rows(corpus), 7, tokenizer)} == {7}
 
 
 def sentencepiece_style(texts: list[str]) -> PreTrainedTokenizerFast:

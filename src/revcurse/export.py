@@ -20,8 +20,8 @@ Formats (``FORMATS``):
   probe with its direction (forward/reverse) and cell in the metadata, greedy generation of at most the tokens
   revcurse's probing generates (``probe.max_new_tokens``, or ``probe.generation_budget`` with the tokenizer of
   ``model``: without one, the characters rule that probing uses for a backend without a tokenizer), scored as
-  ``probe.is_correct``. ``hf_model_args.yaml`` (``inspect_model_args``) makes inspect's ``hf`` provider encode the
-  raw prompt as ``HFBackend`` does and decode greedily.
+  ``probe.is_correct``. ``hf_model_args.yaml`` makes inspect's ``hf`` provider encode the raw prompt as
+  ``HFBackend`` does and decode greedily (``inspect_export``).
 - ``openai-chat``: OpenAI chat fine-tuning JSONL, one ``{"messages": [user, assistant]}`` line per training document:
   the user turn is the document's prompt part, the assistant turn its completion part (leading whitespace dropped:
   the turn boundary stands for the space). Documents without a prompt part (``prompt_chars == 0``, e.g. a
@@ -43,15 +43,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
-from transformers import PreTrainedTokenizerBase
 
 import revcurse
 from revcurse.config import RunConfig
 from revcurse.corpus import Corpus, Document, Probe, draw_distractors
 from revcurse.errors import InputError
 from revcurse.world import Direction, Subset
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 FORMATS: dict[str, str] = {
     "lm-eval": "lm-evaluation-harness task folder: probe any HF model (or API) on held-out phrasings",
@@ -121,6 +124,7 @@ def export_world(
 
     ``model``: the model folder the export will be evaluated on; its tokenizer sets the inspect task's generation
     budget as probing that model does (``probe.generation_budget``), unless ``probe.max_new_tokens`` is set."""
+    from revcurse.inspect_export import load_tokenizer
     from revcurse.runner import build_trial
 
     if model is not None and export_format != "inspect":
@@ -137,7 +141,7 @@ def export_world(
     }
     if export_format == "inspect":
         provenance["generation_budget"] = (
-            "probe.max_new_tokens" if config.probe.max_new_tokens
+            "probe.max_new_tokens" if config.probe.max_new_tokens is not None
             else "longest target in tokens + 2 (--model's tokenizer)" if model
             else "longest target in characters + 2 (no --model: no tokenizer)"
         )  # fmt: skip
@@ -378,58 +382,6 @@ def _lm_eval_readme(corpus: Corpus, final: Path) -> str:
     )
 
 
-# inspect's hf provider renders messages with a chat template (the tokenizer's, or "user: ...\n" lines without
-# one). These write the prompt alone: after the tokenizer's BOS token, or leaving BOS to a tokenizer that adds it.
-PROMPT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
-BOS_PROMPT_TEMPLATE = "{% if bos_token is defined %}{{ bos_token }}{% endif %}" + PROMPT_TEMPLATE
-
-
-def inspect_model_args(tokenizer: PreTrainedTokenizerBase | None = None) -> dict:
-    """Model args making inspect's hf provider encode a prompt as ``HFBackend.encode`` does (BOS, then the prompt
-    alone), and decode greedily. A tokenizer that adds BOS itself (a SentencePiece-style post-processor) is left to:
-    BOS written into the text would change how the first word splits (Metaspace prepends "▁" only at the start)."""
-    adds_bos = bool(tokenizer and tokenizer.bos_token_id is not None) and tokenizer("a")["input_ids"] == [
-        tokenizer.bos_token_id, *tokenizer("a", add_special_tokens=False)["input_ids"]
-    ]  # fmt: skip
-    return {"chat_template": PROMPT_TEMPLATE if adds_bos else BOS_PROMPT_TEMPLATE,
-            "tokenizer_call_args": {"add_special_tokens": adds_bos}, "do_sample": False}  # fmt: skip
-
-
-def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
-    """The tokenizer of a local model folder (never the hub, never its own code)."""
-    from transformers import AutoTokenizer
-
-    if not (folder / "tokenizer_config.json").is_file():
-        raise InputError("not a model folder with a tokenizer: expected tokenizer_config.json", folder)
-    try:
-        return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False, local_files_only=True)
-    except (OSError, ValueError) as error:
-        raise InputError(f"could not load its tokenizer: {' '.join(str(error).split())}", folder) from None
-
-
-def inspect_rows(
-    corpus: Corpus, max_new_tokens: int | None = None, tokenizer: PreTrainedTokenizerBase | None = None
-) -> list[dict]:
-    """``probe_rows`` with what the inspect task reads: ``direction`` (forward: the trained direction; reverse),
-    ``cell`` (subset and asked direction), ``setting``, and ``max_new_tokens``, per setting as ``run_probes`` is run
-    (``runner.probe_settings``): ``max_new_tokens`` if given, else ``generation_budget`` of the setting's probes."""
-    from revcurse.probe import generation_budget
-
-    settings: dict[str, list[Probe]] = {}
-    for probe in corpus.probes:
-        settings.setdefault(probe.setting, []).append(probe)
-    budgets = {name: max_new_tokens or generation_budget(probes, tokenizer) for name, probes in settings.items()}
-    rows = []
-    for probe, row in zip(corpus.probes, probe_rows(corpus)):
-        direction = "forward" if probe.trained else "reverse"
-        cell = f"{row['subset']} asked {row['asked']} ({direction})"
-        rows.append(
-            {**row, "direction": direction, "cell": cell, "setting": probe.setting,
-             "max_new_tokens": budgets[probe.setting]}
-        )  # fmt: skip
-    return rows
-
-
 def _write_inspect(
     corpus: Corpus,
     staging: Path,
@@ -439,9 +391,11 @@ def _write_inspect(
 ) -> None:
     if not corpus.probes:
         raise InputError("the corpus has no probes: nothing to evaluate")
-    _write_jsonl(staging, "probes.jsonl", inspect_rows(corpus, max_new_tokens, tokenizer), result)
-    (staging / "task.py").write_text(Path(__file__).with_name("inspect_task.py").read_text(encoding="utf-8"),
-                                     encoding="utf-8")  # fmt: skip
+    from revcurse.inspect_export import TASK_SOURCE, inspect_model_args, inspect_rows
+
+    rows = inspect_rows(corpus, probe_rows(corpus), max_new_tokens, tokenizer)
+    _write_jsonl(staging, "probes.jsonl", rows, result)
+    (staging / "task.py").write_text(TASK_SOURCE.read_text(encoding="utf-8"), encoding="utf-8")
     header = (
         "# inspect's hf provider, set to probe as revcurse does (written by revcurse export --format inspect):\n"
         "# the raw prompt after the tokenizer's BOS token (no other special tokens), greedy decoding.\n"
