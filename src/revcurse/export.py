@@ -16,6 +16,12 @@ Formats (``FORMATS``):
   JSONL files under ``data/``, loaded with ``dataset_path: json`` and ``dataset_kwargs.data_files`` naming them by
   absolute path (lm-eval's documented way to read local files; ``datasets`` resolves relative paths against the
   working directory, not the YAML), so export again after moving the folder. ``utils.py`` holds the scoring hook.
+- ``inspect``: an inspect_ai task (``task.py``, copied from ``inspect_task.py``) over ``probes.jsonl``: one sample per
+  probe with its direction (forward/reverse) and cell in the metadata, greedy generation of at most the tokens
+  revcurse's probing generates (``probe.max_new_tokens``, or ``probe.generation_budget`` with the tokenizer of
+  ``model``: without one, the characters rule that probing uses for a backend without a tokenizer), scored as
+  ``probe.is_correct``. ``hf_model_args.yaml`` makes inspect's ``hf`` provider encode the raw prompt as
+  ``HFBackend`` does and decode greedily (``inspect_export``).
 - ``openai-chat``: OpenAI chat fine-tuning JSONL, one ``{"messages": [user, assistant]}`` line per training document:
   the user turn is the document's prompt part, the assistant turn its completion part (leading whitespace dropped:
   the turn boundary stands for the space). Documents without a prompt part (``prompt_chars == 0``, e.g. a
@@ -37,6 +43,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -46,8 +53,12 @@ from revcurse.corpus import Corpus, Document, Probe, draw_distractors
 from revcurse.errors import InputError
 from revcurse.world import Direction, Subset
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 FORMATS: dict[str, str] = {
     "lm-eval": "lm-evaluation-harness task folder: probe any HF model (or API) on held-out phrasings",
+    "inspect": "inspect_ai task (task.py, probes.jsonl): the same probes and accuracy, run with `inspect eval`",
     "openai-chat": "OpenAI chat fine-tuning JSONL of the training documents (plus probes.jsonl to ask afterwards)",
     "trl": "TRL prompt-completion and text JSONL of the training documents (plus probes.jsonl)",
     "paper": "the paper's Experiment 1 folder layout (p2d_*, d2p_*, both_*, all_prompts_train, ...)",
@@ -101,11 +112,24 @@ class ExportResult:
 
 
 def export_world(
-    config: RunConfig, export_format: str, out: Path, *, seed: int | None = None, overwrite: bool = False
+    config: RunConfig,
+    export_format: str,
+    out: Path,
+    *,
+    seed: int | None = None,
+    overwrite: bool = False,
+    model: Path | None = None,
 ) -> ExportResult:
-    """Build the corpus of ``seed`` (default: the config's first seed) as training would, and export it to ``out``."""
+    """Build the corpus of ``seed`` (default: the config's first seed) as training would, and export it to ``out``.
+
+    ``model``: the model folder the export will be evaluated on; its tokenizer sets the inspect task's generation
+    budget as probing that model does (``probe.generation_budget``), unless ``probe.max_new_tokens`` is set."""
+    from revcurse.inspect_export import load_tokenizer
     from revcurse.runner import build_trial
 
+    if model is not None and export_format != "inspect":
+        raise InputError(f"--model sets the inspect task's generation budget; {export_format} does not use it")
+    tokenizer = None if model is None else load_tokenizer(Path(model))
     seed = config.seed if seed is None else seed
     trial = build_trial(config, seed)
     corpus, world_seed = trial.corpus, trial.world_seed
@@ -115,7 +139,18 @@ def export_world(
         "revcurse_version": revcurse.__version__,
         "config": config.model_dump(mode="json"),
     }
-    return export_corpus(corpus, export_format, out, seed=seed, overwrite=overwrite, provenance=provenance)
+    if export_format == "inspect":
+        provenance["generation_budget"] = (
+            "probe.max_new_tokens" if config.probe.max_new_tokens is not None
+            else "longest target in tokens + 2 (--model's tokenizer)" if model
+            else "longest target in characters + 2 (no --model: no tokenizer)"
+        )  # fmt: skip
+    if model is not None:
+        provenance["model"] = str(Path(model).resolve())
+    return export_corpus(
+        corpus, export_format, out, seed=seed, overwrite=overwrite, provenance=provenance,
+        max_new_tokens=config.probe.max_new_tokens, tokenizer=tokenizer,
+    )  # fmt: skip
 
 
 def export_corpus(
@@ -126,8 +161,12 @@ def export_corpus(
     seed: int = 0,
     overwrite: bool = False,
     provenance: dict | None = None,
+    max_new_tokens: int | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> ExportResult:
     """Write ``corpus`` to the folder ``out`` in ``export_format`` (a key of ``FORMATS``).
+
+    ``max_new_tokens`` and ``tokenizer`` set the inspect task's generation budget as in ``run_probes``.
 
     The folder is built under a temporary sibling name and renamed into place when complete. An existing ``out``
     is an InputError unless ``overwrite``; so is an unknown format or a corpus the format cannot hold.
@@ -146,6 +185,14 @@ def export_corpus(
             result.next_step = (
                 f"lm_eval --model hf --model_args pretrained=RUN/seed-{seed}/model --include_path {out} "
                 f"--tasks {LM_EVAL_TAG}"
+            )
+        elif export_format == "inspect":
+            _write_inspect(corpus, staging, result, max_new_tokens, tokenizer)
+            model_path = "RUN/seed-{seed}/model" if tokenizer is None else str((provenance or {}).get("model"))
+            result.next_step = (
+                f"inspect eval {out / 'task.py'}@revcurse_probes --model hf/local "
+                f"--model-config {out / 'hf_model_args.yaml'} "
+                f"-M model_path={model_path.format(seed=seed)}"
             )
         elif export_format == "openai-chat":
             _write_openai_chat(corpus, staging, result)
@@ -333,6 +380,28 @@ def _lm_eval_readme(corpus: Corpus, final: Path) -> str:
         "data by absolute path: export again after moving this folder.\n\n"
         f"Tasks:\n\n{tasks}\n"
     )
+
+
+def _write_inspect(
+    corpus: Corpus,
+    staging: Path,
+    result: ExportResult,
+    max_new_tokens: int | None,
+    tokenizer: PreTrainedTokenizerBase | None,
+) -> None:
+    if not corpus.probes:
+        raise InputError("the corpus has no probes: nothing to evaluate")
+    from revcurse.inspect_export import TASK_SOURCE, inspect_model_args, inspect_rows
+
+    rows = inspect_rows(corpus, probe_rows(corpus), max_new_tokens, tokenizer)
+    _write_jsonl(staging, "probes.jsonl", rows, result)
+    (staging / "task.py").write_text(TASK_SOURCE.read_text(encoding="utf-8"), encoding="utf-8")
+    header = (
+        "# inspect's hf provider, set to probe as revcurse does (written by revcurse export --format inspect):\n"
+        "# the raw prompt after the tokenizer's BOS token (no other special tokens), greedy decoding.\n"
+        "# inspect eval task.py --model hf/local --model-config hf_model_args.yaml -M model_path=MODEL_FOLDER\n"
+    )
+    (staging / "hf_model_args.yaml").write_text(header + _yaml(inspect_model_args(tokenizer)), encoding="utf-8")
 
 
 def _write_openai_chat(corpus: Corpus, staging: Path, result: ExportResult) -> None:

@@ -388,6 +388,12 @@ def is_correct(completion: str, target: str) -> bool:
     return completion.lstrip().lower().startswith(target.strip().lower())
 
 
+def generation_budget(probes: list[Probe], tokenizer: PreTrainedTokenizerBase | None = None) -> int:
+    """Greedy tokens when ``probe.max_new_tokens`` is unset: the longest target in tokens (characters without a
+    tokenizer) + 2. One rule, so an export (``inspect_export``) generates as far as probing does."""
+    return 2 + max(len(tokenizer(p.target)["input_ids"]) if tokenizer else len(p.target) for p in probes)
+
+
 def run_probes(
     backend: ProbeBackend,
     corpus: Corpus,
@@ -441,9 +447,7 @@ def run_probes(
         skip = getattr(backend, "greedy_check_is_exact", False) and not generate_all
         to_generate = [i for i, group in enumerate(groups) if not (skip and group[0][1]) and not chat[i]]
         if max_new_tokens is None:
-            tokenizer = getattr(backend, "tokenizer", None)
-            longest = max(len(tokenizer(p.target)["input_ids"]) if tokenizer else len(p.target) for p in probes)
-            max_new_tokens = longest + 2
+            max_new_tokens = generation_budget(probes, getattr(backend, "tokenizer", None))
         completions = [probe.target for probe in probes]
         generated = backend.generate([probes[i].prompt for i in to_generate], max_new_tokens) if to_generate else []
         for i, completion in zip(to_generate, generated):

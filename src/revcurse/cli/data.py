@@ -42,13 +42,20 @@ def generate(
 @app.command()
 def export(
     format_: Annotated[
-        str, typer.Option("--format", "-f", help="lm-eval, openai-chat, trl or paper (see above).", show_default=False)
+        str,
+        typer.Option("--format", "-f", help="lm-eval, inspect, openai-chat, trl or paper (see above).",
+                     show_default=False),
     ],
     out: Annotated[Path, typer.Option(help="Folder to write; refused if it exists unless --overwrite.")],
     config: ConfigOption = None,
     set_: SetOption = None,
     seed: Annotated[int | None, typer.Option(help="Seed whose world to export; default the config's seed.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="inspect: the model folder to evaluate (RUN/seed-0/model); its tokenizer sets how many "
+                     "tokens to generate, as revcurse's probing of it does."),
+    ] = None,
 ) -> None:
     """Export one seed's world as training sees it (config, phrasings, cures) for other tools.
 
@@ -59,6 +66,14 @@ def export(
                  targets of that group (mc). Run it with
                  lm_eval --model hf --model_args pretrained=RUN/seed-0/model
                  --include_path DIR --tasks revcurse
+    inspect      inspect_ai task (task.py, probes.jsonl, hf_model_args.yaml):
+                 the same probes, greedy, correct when the completion starts
+                 with the target; accuracy per direction (forward, reverse)
+                 and per cell. Pass --model RUN/seed-0/model to generate as
+                 many tokens as revcurse's probing; run it offline with
+                 inspect eval DIR/task.py@revcurse_probes --model hf/local
+                 --model-config DIR/hf_model_args.yaml
+                 -M model_path=RUN/seed-0/model
     openai-chat  OpenAI chat fine-tuning JSONL: train.jsonl (user = prompt
                  part, assistant = completion part; documents without a
                  prompt part are left out and counted), probes.jsonl to ask.
@@ -72,7 +87,7 @@ def export(
     if format_ not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}; got {format_!r}")
     run_config = load_config(config, list(set_ or []))
-    result = export_world(run_config, format_, out, seed=seed, overwrite=overwrite)
+    result = export_world(run_config, format_, out, seed=seed, overwrite=overwrite, model=model)
     console.print(f"wrote {format_} export to {result.folder}:")
     for name, rows in result.rows.items():
         console.print(f"  {name}: {rows} rows")
