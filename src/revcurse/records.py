@@ -46,6 +46,7 @@ from revcurse.metrics import aggregate, placebo_rejections, pooled_groups
 from revcurse.probe import ProbeResult
 from revcurse.report import markdown_report
 from revcurse.report_page import write_report_after_run
+from revcurse.trackers import log_run_summary
 
 
 @dataclass
@@ -343,6 +344,7 @@ def write_run(folder: Path, config: RunConfig, outputs: list[SeedOutput]) -> Run
     (folder / "run.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     (folder / "report.md").write_text(markdown_report(records, summary, calibration), encoding="utf-8")
     write_report_after_run(folder)  # report.html, and report.md with the per-fact counts
+    log_run_summary(config, folder, records, (folder / "report.md").read_text(encoding="utf-8"))  # report_to
     return RunOutcome(folder=folder, records=records, summary=summary)
 
 
