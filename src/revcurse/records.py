@@ -15,6 +15,7 @@ unless asked. Every experiment's run folder has the same layout::
     RUN/seed-N/metrics.json  the same records for that seed alone
     RUN/seed-N/train_log.jsonl  loss per step
     RUN/seed-N/outcome.json  that seed's probe results and stats (what a resumed run reads back)
+    RUN/trackers/            with train.report_to: tensorboard/, wandb/, mlflow/ files (revcurse.trackers)
 
 While it runs the folder is ``.RUN.partial/``, locked by the writing process, and each seed checkpoints its
 training into ``seed-N/checkpoints/step-K/`` (see train.py); ``revcurse train --resume RUN`` continues there.

@@ -41,12 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from accelerate.tracking import GeneralTracker, on_main_process
+from accelerate.tracking import GeneralTracker, TensorBoardTracker, TrackioTracker, WandBTracker, on_main_process
 
 from revcurse.config import RunConfig, dump_config
 from revcurse.errors import InputError
 
-# Each tracker: the module it needs and the extra that installs it.
+# Each tracker: the module it needs (``pip install 'revcurse[NAME]'`` installs it).
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
 FOLDER = "trackers"  # RUN/trackers/<tracker>/...
 SUMMARY = "summary"  # the tracker run of the run as a whole (its metrics.json and report.md)
@@ -93,16 +93,12 @@ def make_trackers(names: Sequence[str], run_folder: Path, project: str, run: str
     made: list[GeneralTracker] = []
     for name in names:
         if name == "tensorboard":
-            from accelerate.tracking import TensorBoardTracker
-
             made.append(TensorBoardTracker(run, root / "tensorboard"))
         elif name == "wandb":
             made.append(wandb_tracker(project, run, root))
         elif name == "mlflow":
             made.append(MLflowFileTracker(project, run, root / "mlflow"))
         elif name == "trackio":
-            from accelerate.tracking import TrackioTracker
-
             made.append(TrackioTracker(project, name=run, group=project, auto_log_cpu=False, auto_log_gpu=False,
                                        embed=False))
     return made
@@ -112,7 +108,6 @@ def wandb_tracker(project: str, run: str, root: Path) -> GeneralTracker:
     """accelerate's WandBTracker, offline unless the user set ``WANDB_MODE``; no git state (a remote URL can hold
     a token), no code, no system sampling (it can probe a cloud metadata address), no console capture."""
     import wandb
-    from accelerate.tracking import WandBTracker
 
     settings = wandb.Settings(silent=True, console="off", disable_git=True, save_code=False, x_disable_stats=True,
                               x_disable_meta=True)
