@@ -15,6 +15,7 @@ unless asked. Every experiment's run folder has the same layout::
     RUN/seed-N/metrics.json  the same records for that seed alone
     RUN/seed-N/train_log.jsonl  loss per step
     RUN/seed-N/outcome.json  that seed's probe results and stats (what a resumed run reads back)
+    RUN/trackers/            with train.report_to: tensorboard/, wandb/, mlflow/ files (revcurse.trackers)
 
 While it runs the folder is ``.RUN.partial/``, locked by the writing process, and each seed checkpoints its
 training into ``seed-N/checkpoints/step-K/`` (see train.py); ``revcurse train --resume RUN`` continues there.
@@ -44,6 +45,7 @@ from revcurse.metrics import aggregate, placebo_rejections, pooled_groups
 from revcurse.probe import ProbeResult
 from revcurse.report import markdown_report
 from revcurse.report_page import write_report_after_run
+from revcurse.trackers import log_run_summary
 from revcurse.versions import library_versions
 
 
@@ -342,6 +344,7 @@ def write_run(folder: Path, config: RunConfig, outputs: list[SeedOutput]) -> Run
     (folder / "run.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     (folder / "report.md").write_text(markdown_report(records, summary, calibration), encoding="utf-8")
     write_report_after_run(folder)  # report.html, and report.md with the per-fact counts
+    log_run_summary(config, folder, records, (folder / "report.md").read_text(encoding="utf-8"))  # report_to
     return RunOutcome(folder=folder, records=records, summary=summary)
 
 

@@ -11,6 +11,7 @@ runs.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import random
 import shutil
@@ -41,6 +42,7 @@ from revcurse.records import (
     save_seed_outcome,
     write_seed_metrics,
 )
+from revcurse.trackers import TrackerRun, check_trackers, log_seed_metrics, seed_trackers
 from revcurse.train import distributed_state, train_model
 
 
@@ -92,10 +94,20 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
 
     Resumable: a seed whose ``outcome.json`` exists is not run again, and training continues from the last
     checkpoint in ``folder/checkpoints/`` (removed once the seed is done).
+
+    With ``train.report_to``, the seed's tracker runs stay open from its first training step until its final
+    metrics are logged after probing (revcurse.trackers).
     """
     if (folder / SEED_OUTCOME).is_file():
         return load_seed_outcome(folder / SEED_OUTCOME)
     folder.mkdir(parents=True, exist_ok=True)
+    main_process = distributed_state(config.train.device).is_main_process
+    with seed_trackers(config, folder, main_process) as tracking:
+        return _run_seed(config, seed, folder, show_progress, tracking)
+
+
+def _run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool, tracking: TrackerRun | None,
+              ) -> SeedOutput:
     transformers.utils.logging.disable_progress_bar()  # our own bars only (not "Loading weights")
     trial = build_trial(config, seed)
     corpus, world_seed = trial.corpus, trial.world_seed
@@ -110,7 +122,7 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
         if config.model.chat:
             corpus = render_as_chat(corpus, tokenizer)
         if trains:
-            model = _train(config, seed, folder, show_progress, corpus, model, tokenizer, stats)
+            model = _train(config, seed, folder, show_progress, corpus, model, tokenizer, stats, tracking)
             if model is None:
                 return world_seed, [], {}  # data-parallel helper process: the main process saves and probes
         stats["parameters"] = sum(p.numel() for p in model.parameters())
@@ -127,20 +139,22 @@ def run_seed(config: RunConfig, seed: int, folder: Path, show_progress: bool) ->
         getattr(backend, "close", lambda: None)()
     stats["probe_seconds"] = time.perf_counter() - start
     write_seed_metrics(folder, seed, world_seed, results)
+    log_seed_metrics(tracking, json.loads((folder / "metrics.json").read_text(encoding="utf-8")),
+                     stats.get("train_steps", 0))
     save_seed_outcome(folder / SEED_OUTCOME, world_seed, results, stats)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the trained model is saved: no longer needed
     return world_seed, results, stats
 
 
 def _train(config: RunConfig, seed: int, folder: Path, show_progress: bool, corpus: Corpus, model, tokenizer,
-           stats: dict):
+           stats: dict, tracking: TrackerRun | None = None):
     """Train on the corpus's documents and save the model into ``folder/model``; None in a DDP helper process."""
     if config.lora.enabled:
         model = add_lora(model, config.lora)
     train_config = config.train.model_copy(update={"epochs": epochs_for(config, seed, len(corpus.documents))})
     trained = train_model(
         model, tokenizer, corpus.documents, train_config, seed, folder / "train_log.jsonl", show_progress,
-        checkpoint_dir=folder / "checkpoints",
+        checkpoint_dir=folder / "checkpoints", tracking=tracking,
     )
     if not distributed_state(config.train.device).is_main_process:
         return None
@@ -233,6 +247,7 @@ def check_inputs(config: RunConfig, log=print) -> list[SkippedLine]:
     files (the first seed's trial is built); returns the input lines a reader skipped, which it reports."""
     if config.probe.backend in LOCAL_BACKENDS:
         check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the run before any work
+    check_trackers(config.train.report_to)  # a tracker's package missing: say which extra installs it
     corpus = build_trial(config, config.seed, cured=False).corpus
     warn_skipped(corpus.skipped, log, total=corpus.lines)
     return corpus.skipped

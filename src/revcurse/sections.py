@@ -7,9 +7,9 @@ into the one config root. This module imports nothing of revcurse, so any module
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class Section(BaseModel):
@@ -66,6 +66,20 @@ class LoraSection(Section):
     merge_on_save: bool = Field(True, description="save merged full weights; off: save the adapter alone")
 
 
+def tracker_list(value: object) -> object:
+    """``train.report_to``: 'none' (or nothing) is no tracker; one name or 'a,b' is a list (repeats dropped)."""
+    if value is None:
+        return []
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list):
+        return names  # pydantic says a list was expected
+    names = [name.strip() if isinstance(name, str) else name for name in names]
+    return list(dict.fromkeys(name for name in names if name not in ("none", "")))
+
+
+Trackers = Annotated[list[Literal["tensorboard", "wandb", "mlflow", "trackio"]], BeforeValidator(tracker_list)]
+
+
 class TrainConfig(Section):
     enabled: bool = Field(
         True, description="train on the experiment's documents; false: ask the model as it is (model.checkpoint, "
@@ -78,6 +92,11 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     loss: Literal["full", "completion"] = Field(
         "full", description="'full': every token; 'completion': only after the prompt (never trains on a d2p name)"
+    )
+    report_to: Trackers = Field(
+        default_factory=list,
+        description="experiment trackers for loss, learning rate, tokens/s, final metrics and report: none, or any of "
+        "tensorboard, wandb, mlflow, trackio (comma-separated or a list); offline, in RUN/trackers/ (trackio: its own)",
     )
     threads: int = Field(2, ge=1, description="CPU threads for torch")
     objective: Literal["causal", "mlm-u"] = Field(

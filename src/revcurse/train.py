@@ -26,6 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_sc
 from revcurse.config import TrainConfig
 from revcurse.corpus import Document
 from revcurse.errors import InputError, NonFiniteLoss
+from revcurse.trackers import TrackerRun, step_metrics
 
 IGNORE_INDEX = -100  # label value that cross-entropy skips
 # Length grouping window, in batches. Measured on the demo (seed 1): 4 keeps accuracy at 1.00 and runs 1.35x
@@ -163,6 +164,7 @@ def train_model(
     log_path: Path | None = None,
     show_progress: bool = True,
     checkpoint_dir: Path | None = None,
+    tracking: TrackerRun | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``documents``; the data order is drawn from ``seed``.
 
@@ -179,9 +181,14 @@ def train_model(
 
     A loss, or weights after an update, that is inf or nan stops training with ``NonFiniteLoss`` at that step:
     nothing after it is logged or checkpointed, so the newest checkpoint is the last finite state.
+
+    With ``tracking`` (``train.report_to``), the Accelerator starts those trackers and logs each step into them;
+    the caller finishes them (after the final metrics: see revcurse.trackers).
     """
     torch.set_num_threads(config.threads)
-    accelerator = make_accelerator(config)
+    accelerator = make_accelerator(config, tracking.trackers if tracking else None)
+    if tracking:
+        accelerator.init_trackers(tracking.project, config=tracking.hparams)
     processes, rank = accelerator.num_processes, accelerator.process_index
     encoded = encode_documents(documents, tokenizer, config.loss)
     lengths = [len(ids) for ids, _ in encoded]
@@ -253,6 +260,7 @@ def train_model(
                  "lr": scheduler.get_last_lr()[0], "tokens": result.tokens}
             )
             progress.update(task, advance=1, loss=loss_value, speed=result.tokens_per_second)
+            accelerator.log(step_metrics(result.log[-1], result.tokens_per_second), step=result.steps)
             if checkpoint_dir is not None and result.steps < total_steps and checkpoint_due(
                 config, result.steps, time.perf_counter() - last_save, accelerator
             ):
@@ -375,22 +383,24 @@ def distributed_state(device: str = "auto") -> PartialState:
     return PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
 
 
-def make_accelerator(config: TrainConfig) -> Accelerator:
+def make_accelerator(config: TrainConfig, trackers: list | None = None) -> Accelerator:
     """The ``accelerate`` state for this run: device, processes, and bf16 autocast where it pays.
 
     ``precision='auto'`` is bf16 autocast on a GPU that has it and fp32 elsewhere: on the 2-core CPU bf16
     measured slower than fp32 for the tiny model. Under ``accelerate launch`` its settings (mixed precision, and
     FSDP / DeepSpeed plugins, which ``Accelerator`` reads from the launcher's environment) pass through.
+    ``trackers`` (accelerate ``GeneralTracker`` objects) are what its ``log`` writes to.
     """
     on_gpu = torch.cuda.is_available() and config.device != "cpu"
     if config.device == "cuda" and not torch.cuda.is_available():
         raise InputError("train.device=cuda, but no CUDA device is available")
     precision = config.precision
     if precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION"):
-        return Accelerator(cpu=not on_gpu)  # `accelerate launch --mixed_precision/--config_file` decides
+        # `accelerate launch --mixed_precision/--config_file` decides
+        return Accelerator(cpu=not on_gpu, log_with=trackers)
     if precision == "auto":
         precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
-    return Accelerator(cpu=not on_gpu, mixed_precision="no" if precision == "fp32" else precision)
+    return Accelerator(cpu=not on_gpu, mixed_precision="no" if precision == "fp32" else precision, log_with=trackers)
 
 
 def fused_adamw(device: torch.device) -> dict:

@@ -81,6 +81,11 @@ def train(
     continues from the last checkpoint; on CPU the final metrics equal those of
     an uninterrupted run. `revcurse status RUN` says whether a run is
     finished, running, interrupted or failed.
+
+    \b
+    Experiment trackers, offline, into RUN/trackers/:
+        --set train.report_to=tensorboard,wandb,mlflow,trackio
+    (loss, learning rate, tokens/s per step; then the final metrics and report.md).
     """
     if resume is not None:
         refuse_beside_resume(experiment=experiment)
