@@ -1,4 +1,7 @@
-"""Shared fixtures: a tiny random model and tokenizer built by the project itself (nothing from a hub)."""
+"""Shared fixtures: a tiny random model and tokenizer built by the project itself (nothing from a hub); a guard
+that fails any test during which transformers, peft or accelerate logged a warning."""
+
+import logging
 
 import pytest
 import torch
@@ -20,3 +23,34 @@ def tiny_model_and_tokenizer():
     tokenizer = train_tokenizer(SENTENCES, vocab_size=400)
     model = build_tiny_model(ModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64), tokenizer, 64)
     return model.eval(), tokenizer
+
+
+# pyproject's filterwarnings=error turns Python warnings into errors; these libraries also warn through their
+# loggers (transformers' own logger does not propagate to the root, so caplog never sees it), e.g. the
+# "`past_key_values`/`cache_params` are deprecated" line every demo printed. A deprecated call of ours must fail.
+LIBRARY_LOGGERS = ("transformers", "peft", "accelerate")
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_library_log_warnings(request):
+    """Fail a test that made a library log a warning, unless it is marked ``library_log_warning`` (a test that
+    provokes one on purpose). A ``warning_once`` fires once per process: the first test to cause it fails."""
+    handler = _Records()
+    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield handler.records
+    for logger in loggers:
+        logger.removeHandler(handler)
+    if handler.records and request.node.get_closest_marker("library_log_warning") is None:
+        lines = "\n".join(f"[{record.name}] {record.getMessage()}" for record in handler.records)
+        pytest.fail(f"a library logged a warning during the test:\n{lines}")

@@ -88,6 +88,13 @@ def test_single_seed_interval_is_a_bootstrap_over_facts_and_contains_the_mean():
     assert interval([1.0], [1.0, 1.0, 1.0], proportion=True) == (1.0, 1.0)
 
 
+def test_a_fact_without_a_value_gives_no_bootstrap_interval_and_no_warning():
+    """A NaN (a log p never measured) leaves no interval to draw: NaN, not scipy's DegenerateDataWarning (an
+    error under the suite's filterwarnings)."""
+    low, high = interval([0.3], [0.5, math.nan, 0.2], proportion=False)
+    assert math.isnan(low) and math.isnan(high)
+
+
 def test_groups_are_ordered_and_carry_trained_flag():
     results = [
         result("a", False, -5, -5, rank=2, subset="DescriptionToName", asked="name_to_description"),

@@ -83,8 +83,8 @@ def test_sample_gives_n_answers_per_context_repeatably(remote, server):
     answers = remote.sample(contexts, n=3, max_new_tokens=4, temperature=1.0, seed=5)
     assert [len(group) for group in answers] == [3, 3]
     assert remote.sample(contexts, n=3, max_new_tokens=4, temperature=1.0, seed=5) == answers
-    chat = OpenAICompatibleBackend(server.url, "tiny", api_key_env="REVCURSE_TEST_UNSET", sample_endpoint="chat")
-    assert [len(group) for group in chat.sample(contexts, n=2, max_new_tokens=4, seed=1)] == [2, 2]
+    with OpenAICompatibleBackend(server.url, "tiny", api_key_env="REVCURSE_TEST_UNSET", sample_endpoint="chat") as chat:
+        assert [len(group) for group in chat.sample(contexts, n=2, max_new_tokens=4, seed=1)] == [2, 2]
 
 
 def test_backend_from_url_finds_the_only_model(server):
@@ -96,19 +96,19 @@ def test_wrong_key_fails_at_once_naming_the_variable_not_the_key(loaded, monkeyp
     model, tokenizer = loaded
     with running(make_server(model, tokenizer, "tiny", port=0, api_key="sk-right-key", quiet=True)) as server:
         monkeypatch.setenv("REVCURSE_TEST_KEY", "sk-wrong-key")
-        backend = OpenAICompatibleBackend(server.url, "tiny", api_key_env="REVCURSE_TEST_KEY", backoff=2.0)
-        start = time.perf_counter()
-        with pytest.raises(RemoteError) as error:
-            backend.loglikelihood(REQUESTS[:2])
-        assert time.perf_counter() - start < 1.5  # no backoff: a 401 is not retried
-        message = str(error.value)
-        assert "refused the API key in $REVCURSE_TEST_KEY" in message and server.url in message
-        assert "sk-wrong-key" not in message and "sk-wrong-key" not in repr(backend)
-        monkeypatch.delenv("REVCURSE_TEST_KEY")
-        with pytest.raises(RemoteError, match=r"needs an API key .*set \$REVCURSE_TEST_KEY"):
-            backend.generate(["Uriah"], 2)
-        monkeypatch.setenv("REVCURSE_TEST_KEY", "sk-right-key")
-        assert len(backend.generate(["Uriah"], 2)) == 1
+        with OpenAICompatibleBackend(server.url, "tiny", api_key_env="REVCURSE_TEST_KEY", backoff=2.0) as backend:
+            start = time.perf_counter()
+            with pytest.raises(RemoteError) as error:
+                backend.loglikelihood(REQUESTS[:2])
+            assert time.perf_counter() - start < 1.5  # no backoff: a 401 is not retried
+            message = str(error.value)
+            assert "refused the API key in $REVCURSE_TEST_KEY" in message and server.url in message
+            assert "sk-wrong-key" not in message and "sk-wrong-key" not in repr(backend)
+            monkeypatch.delenv("REVCURSE_TEST_KEY")
+            with pytest.raises(RemoteError, match=r"needs an API key .*set \$REVCURSE_TEST_KEY"):
+                backend.generate(["Uriah"], 2)
+            monkeypatch.setenv("REVCURSE_TEST_KEY", "sk-right-key")
+            assert len(backend.generate(["Uriah"], 2)) == 1
 
 
 def free_port() -> int:
@@ -119,10 +119,12 @@ def free_port() -> int:
 
 def test_a_dead_server_gives_a_clear_error_after_bounded_retries():
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    backend = OpenAICompatibleBackend(url, "tiny", max_retries=2, backoff=0.01)
     start = time.perf_counter()
-    with pytest.raises(RemoteError, match=r"no answer from the server at http://127\.0\.0\.1:\d+/v1/completions "
-                       r"after 3 attempt\(s\) \(ConnectError"):
+    with (
+        OpenAICompatibleBackend(url, "tiny", max_retries=2, backoff=0.01) as backend,
+        pytest.raises(RemoteError, match=r"no answer from the server at http://127\.0\.0\.1:\d+/v1/completions "
+                      r"after 3 attempt\(s\) \(ConnectError"),
+    ):
         backend.generate(["Uriah"], 2)
     assert time.perf_counter() - start < 2
 
@@ -171,9 +173,9 @@ def test_503_is_retried_with_backoff_then_succeeds(server, loaded):
     threading.Thread(target=flaky.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{flaky.server_address[1]}/v1"
-        backend = OpenAICompatibleBackend(url, "tiny", max_retries=3, backoff=0.05)
-        start = time.perf_counter()
-        scores = backend.loglikelihood(REQUESTS[:2])
+        with OpenAICompatibleBackend(url, "tiny", max_retries=3, backoff=0.05) as backend:
+            start = time.perf_counter()
+            scores = backend.loglikelihood(REQUESTS[:2])
         assert time.perf_counter() - start >= 0.05 + 0.1  # waited 0.05 s, then 0.1 s
         assert flaky.RequestHandlerClass.hits == ["/v1/completions"] * 3
         local = HFBackend(*loaded).loglikelihood(REQUESTS[:2])
@@ -187,8 +189,11 @@ def test_other_4xx_is_not_retried():
     rejecting = stub("", failures=0, status=400)
     threading.Thread(target=rejecting.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
-        backend = OpenAICompatibleBackend(f"http://127.0.0.1:{rejecting.server_address[1]}", "tiny", backoff=5)
-        with pytest.raises(RemoteError, match=r"rejected the request \(HTTP 400\): stub says 400"):
+        url = f"http://127.0.0.1:{rejecting.server_address[1]}"
+        with (
+            OpenAICompatibleBackend(url, "tiny", backoff=5) as backend,
+            pytest.raises(RemoteError, match=r"rejected the request \(HTTP 400\): stub says 400"),
+        ):
             backend.generate(["Uriah"], 2)
         assert len(rejecting.RequestHandlerClass.hits) == 1
     finally:
@@ -216,4 +221,5 @@ def test_bad_urls_are_input_errors():
     for url in ("ftp://host/v1", "127.0.0.1:8000", "http://user:pw@host/v1"):
         with pytest.raises(InputError):
             OpenAICompatibleBackend(url, "tiny")
-    assert OpenAICompatibleBackend("http://127.0.0.1:9/v1/", "m").base_url == "http://127.0.0.1:9/v1"
+    with OpenAICompatibleBackend("http://127.0.0.1:9/v1/", "m") as backend:
+        assert backend.base_url == "http://127.0.0.1:9/v1"

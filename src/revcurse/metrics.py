@@ -27,7 +27,6 @@ tests reject at alpha.
 from __future__ import annotations
 
 import math
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
@@ -106,15 +105,15 @@ def interval(per_seed: list[float], per_fact_values: list[float], proportion: bo
     if len(per_seed) >= 2:
         low, high = t_interval(per_seed)
     elif len(per_fact_values) >= 2:
-        if np.ptp(per_fact_values) == 0:
+        if np.isnan(per_fact_values).any():  # no interval (scipy's would be NaN too, with a DegenerateDataWarning)
+            low = high = math.nan
+        elif np.ptp(per_fact_values) == 0:
             low = high = per_fact_values[0]
         else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                boot = stats.bootstrap(
-                    (np.asarray(per_fact_values),), np.mean, n_resamples=2000, confidence_level=0.95,
-                    method="percentile", rng=np.random.default_rng(0),
-                )
+            boot = stats.bootstrap(
+                (np.asarray(per_fact_values),), np.mean, n_resamples=2000, confidence_level=0.95,
+                method="percentile", rng=np.random.default_rng(0),
+            )
             low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
     else:
         low = high = per_seed[0] if per_seed else math.nan

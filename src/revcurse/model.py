@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -204,7 +207,17 @@ def _load_adapter(folder: Path, config: ModelConfig) -> tuple[PreTrainedModel, P
     if not base:
         raise InputError("adapter_config.json names no base_model_name_or_path", folder / "adapter_config.json")
     model, tokenizer = load_checkpoint(config.model_copy(update={"checkpoint": base}))
-    return PeftModel.from_pretrained(model, str(folder)), tokenizer
+    with _peft_wrapping():
+        return PeftModel.from_pretrained(model, str(folder)), tokenizer
+
+
+@contextmanager
+def _peft_wrapping() -> Iterator[None]:
+    """peft (0.21) reads ``model.is_gradient_checkpointing`` whenever it wraps a model, and transformers 5.24
+    deprecates that property (FutureWarning). The call is peft's, not ours: silenced for that one message here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def looks_like_path(checkpoint: str) -> bool:
@@ -278,6 +291,7 @@ def add_lora(model: PreTrainedModel, config: LoraSection) -> PreTrainedModel:
         task_type="CAUSAL_LM",
     )
     try:
-        return get_peft_model(model, lora)
+        with _peft_wrapping():
+            return get_peft_model(model, lora)
     except ValueError as error:  # unknown architecture without target_modules, or a name that matches nothing
         raise InputError(f"lora: {error}; set lora.target_modules to the names of the layers to adapt") from None

@@ -124,7 +124,7 @@ class HFBackend:
         owner = [c for c, context in enumerate(contexts) for _ in by_context[context]]
         requests = [i for context in contexts for i in by_context[context]]
         owner_index = torch.tensor(owner, device=self.device)
-        cache = first.past_key_values
+        cache = first.cache
         cache.batch_select_indices(owner_index)  # one copy of the context's cache per continuation
         continuations = [pairs[i][1] for i in requests]
         width = max(len(c) for c in continuations)
@@ -139,7 +139,7 @@ class HFBackend:
             input_ids=input_ids,
             attention_mask=torch.cat([context_mask[owner_index], continuation_mask], dim=1),
             position_ids=context_lengths[:, None] + torch.arange(width, device=self.device)[None, :],
-            past_key_values=cache,
+            cache=cache,
         ).logits
         # token k of a continuation is predicted at continuation position k-1 (token 0: by the context)
         predicting = torch.cat([first.logits[owner_index][:, -1:], logits[:, :-1]], dim=1).float()

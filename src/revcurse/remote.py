@@ -318,7 +318,11 @@ def backend_from_url(
     """A backend for the server at ``url``; without ``model``, the server's only model (from ``/v1/models``)."""
     backend = OpenAICompatibleBackend(url, model or "", api_key_env=api_key_env, **options)
     if not model:
-        names: Sequence[str] = backend.list_models()
+        try:
+            names: Sequence[str] = backend.list_models()
+        except BaseException:
+            backend.close()  # its pooled connection, else an unclosed socket (ResourceWarning)
+            raise
         if len(names) != 1:
             backend.close()
             raise InputError(f"the server at {backend.base_url} offers {len(names)} models {list(names)}: name one")

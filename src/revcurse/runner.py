@@ -42,6 +42,7 @@ from revcurse.records import (
     save_seed_outcome,
     write_seed_metrics,
 )
+from revcurse.sampling import SAMPLE_TOKENS
 from revcurse.trackers import TrackerRun, check_trackers, log_seed_metrics, seed_trackers
 from revcurse.train import distributed_state, train_model
 
@@ -83,7 +84,10 @@ def build_model(config: RunConfig, corpus: Corpus):
         texts = corpus.texts_seen()
         tokenizer = train_tokenizer(texts, config.model.vocab_size)
         longest = max(len(ids) for ids in tokenizer(texts)["input_ids"]) + 2
-        return build_tiny_model(config.model, tokenizer, longest, bidirectional=masked), tokenizer
+        # Positions for a prompt plus what the probes generate after it (greedy: a target + 2, sampled: up to
+        # SAMPLE_TOKENS), so generation stays within max_position_embeddings (rotary: the weights do not change).
+        generated = max(longest, config.probe.max_new_tokens or SAMPLE_TOKENS)
+        return build_tiny_model(config.model, tokenizer, longest + generated, bidirectional=masked), tokenizer
     if masked:
         raise InputError("train.objective=mlm-u trains the tiny model from scratch; unset model.checkpoint")
     return load_checkpoint(config.model)
