@@ -42,7 +42,7 @@ def test_demo_writes_a_complete_run_folder(smoke_run):
     assert {r["subset"] for r in records} == {"NameToDescription", "DescriptionToName", "Both"}
     assert {r["metric"] for r in records} >= {"accuracy", "likelihood_t", "likelihood_p", "rank1", "mrr"}
     assert all(r["n_seeds"] == 2 for r in records)
-    predictions = [json.loads(line) for line in (smoke_run / "predictions.jsonl").open()]
+    predictions = [json.loads(line) for line in (smoke_run / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 2 * 9 * 2 * 2  # seeds x facts x directions x held-out phrasings
     assert {p["seed"] for p in predictions} == {0, 1}
     # no staging folders left beside the run
@@ -138,7 +138,7 @@ def test_a_paper_folder_with_an_unusable_line_runs_names_it_and_is_calibrated(tm
     assert run_cli(["train", "--quiet", "--paper", str(tmp_path / "paper"), "--out", str(out), *TINY_MODEL]) == 0
     printed = capsys.readouterr().out
     assert "p2d_prompts_test.jsonl, line 2: empty completion" in printed and "skipped 1 unusable line" in printed
-    skipped = [json.loads(line) for line in (out / "skipped.jsonl").open()]
+    skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
     assert [(s["line"], s["reason"]) for s in skipped] == [(2, "empty completion: nothing to ask for")]
     records = json.loads((out / "metrics.json").read_text())
     for record in records:
@@ -228,7 +228,7 @@ def test_calibrate_names_the_line_of_predictions_it_cannot_use(tmp_path, capsys,
 
 
 def test_calibrate_refuses_scores_of_the_wrong_type(smoke_run, tmp_path, capsys):
-    row = json.loads((smoke_run / "predictions.jsonl").open().readline())
+    row = json.loads((smoke_run / "predictions.jsonl").read_text().splitlines()[0])
     row["distractor_logprobs"] = ["x"] * len(row["distractor_keys"])
     (tmp_path / "predictions.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
     assert run_cli(["calibrate", str(tmp_path)]) == 2

@@ -260,7 +260,7 @@ def audit_run(tmp_path_factory):
 
 
 def predictions(folder):
-    return [json.loads(line) for line in (folder / "predictions.jsonl").open(encoding="utf-8")]
+    return [json.loads(line) for line in (folder / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 def test_audit_end_to_end_from_csv(audit_run):
@@ -364,8 +364,8 @@ def test_compare_runs_the_bidirectional_cure_on_own_facts(tmp_path, capsys):
     args = ["compare", "--cures", "bidirectional", "--jobs", "1", "--quiet", "--out", str(tmp_path / "cmp"),
             *sets([*TINY, "experiment=own-facts", f"own_facts.facts={facts}"])]  # fmt: skip
     assert run_cli(args) == 0
-    cured = [json.loads(line) for line in (tmp_path / "cmp" / "cure-bidirectional" / "predictions.jsonl").open()]
-    baseline = [json.loads(line) for line in (tmp_path / "cmp" / "cure-none" / "predictions.jsonl").open()]
+    cured = predictions(tmp_path / "cmp" / "cure-bidirectional")
+    baseline = predictions(tmp_path / "cmp" / "cure-none")
     # trained on each fact's reverse statement (here its reverse question and answer): the reverse is reached
     assert sum(r["correct"] for r in cured if r["asked"] == "reverse") >= 4
     assert sum(r["correct"] for r in baseline if r["asked"] == "reverse") <= 1

@@ -274,7 +274,8 @@ def test_chat_rendering_without_a_template_is_plain_text(tiny_model_and_tokenize
 def tiny_model_and_tokenizer():
     torch.manual_seed(0)
     tokenizer = train_tokenizer(["Daphne Barrington is the director of the film.", *CHILDREN, *MOTHERS], 300)
-    model = build_tiny_model(ModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64), tokenizer, 64)
+    # positions for a prompt and 24 sampled tokens (rotary: the weights do not depend on it)
+    model = build_tiny_model(ModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64), tokenizer, 512)
     return model.eval(), tokenizer
 
 
@@ -417,7 +418,7 @@ def cli_output(made_up):
 
 
 def predictions(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "predictions.jsonl").open(encoding="utf-8")]
+    return [json.loads(line) for line in (folder / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 def test_cli_end_to_end_writes_a_standard_run_folder(made_up, cli_output):
@@ -428,7 +429,7 @@ def test_cli_end_to_end_writes_a_standard_run_folder(made_up, cli_output):
     csv_path, _ = made_up
     said = " ".join((printed + err).split())  # the console wraps long lines
     assert " ".join(f"{csv_path}, line 22: {REPEATED_REASON}; skipped".split()) in said
-    skipped = [json.loads(line) for line in (run / "skipped.jsonl").open(encoding="utf-8")]
+    skipped = [json.loads(line) for line in (run / "skipped.jsonl").read_text(encoding="utf-8").splitlines()]
     assert skipped == [{"file": str(csv_path), "line": 22, "reason": REPEATED_REASON}]
     rows = predictions(run)
     assert len(rows) == 2 * 2 * 20  # styles x directions x rows
