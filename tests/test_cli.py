@@ -228,7 +228,7 @@ def test_calibrate_names_the_line_of_predictions_it_cannot_use(tmp_path, capsys,
 
 
 def test_calibrate_refuses_scores_of_the_wrong_type(smoke_run, tmp_path, capsys):
-    row = json.loads((smoke_run / "predictions.jsonl").open().readline())
+    row = json.loads((smoke_run / "predictions.jsonl").read_text().splitlines()[0])
     row["distractor_logprobs"] = ["x"] * len(row["distractor_keys"])
     (tmp_path / "predictions.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
     assert run_cli(["calibrate", str(tmp_path)]) == 2

@@ -274,7 +274,8 @@ def test_chat_rendering_without_a_template_is_plain_text(tiny_model_and_tokenize
 def tiny_model_and_tokenizer():
     torch.manual_seed(0)
     tokenizer = train_tokenizer(["Daphne Barrington is the director of the film.", *CHILDREN, *MOTHERS], 300)
-    model = build_tiny_model(ModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64), tokenizer, 64)
+    # positions for a prompt and 24 sampled tokens (rotary: the weights do not depend on it)
+    model = build_tiny_model(ModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64), tokenizer, 512)
     return model.eval(), tokenizer
 
 

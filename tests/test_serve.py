@@ -29,12 +29,13 @@ SENTENCES = [
 ] * 3
 
 
-def save_tiny_model(folder: Path, steps: int = 40) -> Path:
-    """A tiny Llama and its tokenizer, trained a few steps on SENTENCES (so some continuations are greedy)."""
+def save_tiny_model(folder: Path, steps: int = 40, positions: int = 64) -> Path:
+    """A tiny Llama and its tokenizer, trained a few steps on SENTENCES (so some continuations are greedy);
+    ``positions``: its max_position_embeddings (rotary: the weights do not depend on it)."""
     torch.set_num_threads(1)
     torch.manual_seed(0)
     tokenizer = train_tokenizer(SENTENCES, vocab_size=400)
-    model = build_tiny_model(ModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64), tokenizer, 64)
+    model = build_tiny_model(ModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64), tokenizer, positions)
     batch = tokenizer([tokenizer.bos_token + s for s in SENTENCES[:4]], padding=True, return_tensors="pt")
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)

@@ -72,7 +72,7 @@ def test_the_suite_turns_warnings_into_errors(request):
         warnings.warn("a deprecated call of ours", DeprecationWarning, stacklevel=1)
 
 
-@pytest.mark.library_log_warning
+@pytest.mark.library_log_warning("a deprecated call of ours")
 def test_the_guard_sees_transformers_logger_warnings(no_library_log_warnings):
     """transformers logs to its own logger, which does not reach the root logger: the guard must still see it."""
     transformers_logging.get_logger("transformers.revcurse_test").warning("a deprecated call of ours")
