@@ -53,7 +53,7 @@ class ModelConfig(Section):
     attention: str = Field("sdpa", description="checkpoint attention implementation: sdpa, eager, flash_attention_2")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="weights' dtype, loaded or built: bfloat16/float16 halve memory (train.precision is "
-        "autocast, apart); on CPU float16 can probe but not train (refused)"
+        "autocast, apart); float16 weights probe and take LoRA but are not fine-tuned in full (refused: NaN)"
     )
 
 

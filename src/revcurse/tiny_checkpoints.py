@@ -18,7 +18,8 @@ Tokenizer styles, as real checkpoints ship them:
 
 Sizes are matched across architectures (``TinySize``): the same width, depth and heads, embeddings tied, no
 dropout, and an MLP of about the same parameters (a gated MLP gets 2/3 of a plain one's width), so parameter
-counts stay within a few percent of each other and of the project's own tiny Llama at that size.
+counts stay within a few percent of each other (and of the project's own tiny Llama of that shape), apart from
+the learned position tables GPT-2 and OPT add (``positions`` x ``hidden``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     GemmaConfig,
     GPT2Config,
@@ -39,7 +41,7 @@ from transformers import (
     MistralConfig,
     OPTConfig,
     Phi3Config,
-    PretrainedConfig,
+    PreTrainedConfig,
     PreTrainedTokenizerFast,
     Qwen2Config,
 )
@@ -81,7 +83,7 @@ class TokenIds:
     pad: int | None
 
 
-def _gpt2(size: TinySize, ids: TokenIds) -> PretrainedConfig:
+def _gpt2(size: TinySize, ids: TokenIds) -> PreTrainedConfig:
     return GPT2Config(
         vocab_size=ids.vocab, n_positions=size.positions, n_embd=size.hidden, n_layer=size.layers, n_head=size.heads,
         n_inner=size.intermediate, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=ids.bos,
@@ -89,7 +91,7 @@ def _gpt2(size: TinySize, ids: TokenIds) -> PretrainedConfig:
     )
 
 
-def _gpt_neox(size: TinySize, ids: TokenIds) -> PretrainedConfig:
+def _gpt_neox(size: TinySize, ids: TokenIds) -> PreTrainedConfig:
     return GPTNeoXConfig(
         vocab_size=ids.vocab, hidden_size=size.hidden, num_hidden_layers=size.layers,
         num_attention_heads=size.heads, intermediate_size=size.intermediate, max_position_embeddings=size.positions,
@@ -98,7 +100,7 @@ def _gpt_neox(size: TinySize, ids: TokenIds) -> PretrainedConfig:
     )
 
 
-def _opt(size: TinySize, ids: TokenIds) -> PretrainedConfig:
+def _opt(size: TinySize, ids: TokenIds) -> PreTrainedConfig:
     return OPTConfig(
         vocab_size=ids.vocab, hidden_size=size.hidden, num_hidden_layers=size.layers, ffn_dim=size.intermediate,
         num_attention_heads=size.heads, max_position_embeddings=size.positions, word_embed_proj_dim=size.hidden,
@@ -107,11 +109,11 @@ def _opt(size: TinySize, ids: TokenIds) -> PretrainedConfig:
     )
 
 
-def _gated(config_class: type[PretrainedConfig], head_dim: bool = False) -> Callable[..., PretrainedConfig]:
+def _gated(config_class: type[PreTrainedConfig], head_dim: bool = False) -> Callable[..., PreTrainedConfig]:
     """A Llama-family config (RMSNorm, rotary positions, gated MLP) of the shared size; ``head_dim`` for configs
     whose default head width is not hidden / heads (Gemma's is 256)."""
 
-    def build(size: TinySize, ids: TokenIds) -> PretrainedConfig:
+    def build(size: TinySize, ids: TokenIds) -> PreTrainedConfig:
         extra = {"head_dim": size.hidden // size.heads} if head_dim else {}
         return config_class(
             vocab_size=ids.vocab, hidden_size=size.hidden, num_hidden_layers=size.layers,
@@ -123,7 +125,7 @@ def _gated(config_class: type[PretrainedConfig], head_dim: bool = False) -> Call
     return build
 
 
-ARCHITECTURES: dict[str, Callable[[TinySize, TokenIds], PretrainedConfig]] = {
+ARCHITECTURES: dict[str, Callable[[TinySize, TokenIds], PreTrainedConfig]] = {
     "gpt2": _gpt2,
     "gpt_neox": _gpt_neox,
     "opt": _opt,
@@ -135,7 +137,7 @@ ARCHITECTURES: dict[str, Callable[[TinySize, TokenIds], PretrainedConfig]] = {
 }
 
 
-def architecture_config(architecture: str, size: TinySize, ids: TokenIds) -> PretrainedConfig:
+def architecture_config(architecture: str, size: TinySize, ids: TokenIds) -> PreTrainedConfig:
     """``transformers``' config of ``architecture`` at ``size``, with the tokenizer's special ids."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
@@ -247,9 +249,6 @@ def build_tiny_checkpoint(
 
 def parameter_count(folder: Path) -> int:
     """Parameters of the checkpoint in ``folder`` (tied embeddings counted once), read from its config alone."""
-    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    with torch.device("meta"):
-        from transformers import AutoConfig
-
-        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config))
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
     return sum(p.numel() for p in model.parameters())
