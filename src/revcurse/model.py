@@ -75,7 +75,7 @@ def build_tiny_model(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = LlamaForCausalLM(llama)
+    model = LlamaForCausalLM(llama).to(getattr(torch, config.dtype))  # initialised in float32, from the seed
     return set_bidirectional(model) if bidirectional else model
 
 
@@ -109,23 +109,49 @@ def load_checkpoint(
     check_checkpoint(config, what)
     location = str(local) if local.exists() else source
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=config.trust_remote_code)
+        tokenizer = _tokenizer_class(local).from_pretrained(location, trust_remote_code=config.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             location,
             # None: safetensors when there are any, else pickle weights (allowed); True: safetensors or an error.
             use_safetensors=None if config.allow_pickle else True,
             trust_remote_code=config.trust_remote_code,
-            dtype=torch.float32,
+            dtype=getattr(torch, config.dtype),
             attn_implementation=config.attention,
         )
     except (OSError, ValueError) as error:  # the hub's errors are OSErrors (HTTP) and ValueErrors (validation)
         raise InputError(f"{what}: could not load {source!r}: {' '.join(str(error).split())}") from None
     if getattr(model.config, "is_causal", True) is False:  # saved by an MLM-U run
         set_bidirectional(model)
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:  # an id past the embedding table fails later, deep inside a forward pass
+        raise InputError(f"{what}: the tokenizer of {source!r} has {len(tokenizer)} tokens but the model's embedding "
+                         f"table only {rows} rows: they do not belong together")
     if tokenizer.pad_token is None:
         # Causal LMs often ship without a pad token; batching needs one. Labels mask pads by the attention mask.
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def _tokenizer_class(folder: Path) -> type:
+    """The folder's own ``tokenizer.json`` as written, when its ``tokenizer_config.json`` names the generic class
+    (what ``save_pretrained`` writes for a tokenizer built with ``tokenizers``); else ``AutoTokenizer``.
+
+    ``AutoTokenizer`` picks the class by the model type for some architectures (Qwen2, Phi-3: transformers'
+    ``MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS``), and that class rebuilds the tokenizer with its own
+    pre-tokenizer and special tokens: a Qwen2 model with a SentencePiece-style tokenizer got ids past its
+    vocabulary. A folder that declares the generic class means its ``tokenizer.json`` as it is.
+    """
+    path = folder / "tokenizer_config.json"
+    try:
+        declared = json.loads(path.read_text(encoding="utf-8")).get("tokenizer_class") if path.is_file() else None
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        declared = None  # transformers reports a broken file in its own words
+    if declared in GENERIC_TOKENIZER_CLASSES and (folder / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast
+    return AutoTokenizer
 
 
 def check_checkpoint(config: ModelConfig, what: str = "model.checkpoint") -> None:
@@ -282,6 +308,7 @@ def add_lora(model: PreTrainedModel, config: LoraSection) -> PreTrainedModel:
     v_proj for Llama, c_attn for GPT-2, ...).
     """
     from peft import LoraConfig, get_peft_model
+    from transformers.pytorch_utils import Conv1D
 
     lora = LoraConfig(
         r=config.rank,
@@ -289,9 +316,24 @@ def add_lora(model: PreTrainedModel, config: LoraSection) -> PreTrainedModel:
         lora_dropout=config.dropout,
         target_modules=config.target_modules,
         task_type="CAUSAL_LM",
+        # GPT-2's layers are Conv1D, whose weight is stored transposed (in x out): peft must know (else it warns)
+        fan_in_fan_out=any(isinstance(module, Conv1D) for module in model.modules()),
     )
     try:
         with _peft_wrapping():
             return get_peft_model(model, lora)
     except ValueError as error:  # unknown architecture without target_modules, or a name that matches nothing
-        raise InputError(f"lora: {error}; set lora.target_modules to the names of the layers to adapt") from None
+        layers = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                         if isinstance(module, (torch.nn.Linear, Conv1D)) and not name.endswith("lm_head")})
+        raise InputError(f"lora: {error}; set lora.target_modules to the names of the layers to adapt (this "
+                         f"model's: {', '.join(layers)})") from None
+
+
+def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute each block's activations in the backward pass instead of keeping them (non-reentrant: the
+    same gradients, and LoRA needs no extra hook; transformers also makes the embeddings' output require grad).
+    A peft model is switched on its base model, where transformers' switch is."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise InputError(f"train.gradient_checkpointing: {type(base).__name__} does not support it; set it false")
+    base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})

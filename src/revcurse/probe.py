@@ -181,8 +181,17 @@ class HFBackend:
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
             )
-            completions += self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+            completions += self.continuation_texts(input_ids, output[:, width:])
         return completions
+
+    def continuation_texts(self, contexts: torch.Tensor, continuations: torch.Tensor) -> list[str]:
+        """Each continuation's text as it reads after its context: decoded alone, a SentencePiece-style decoder
+        strips the word space of its first piece ("▁the" gives "the", not " the")."""
+        decode = self.tokenizer.batch_decode
+        heads, alone = decode(contexts, skip_special_tokens=True), decode(continuations, skip_special_tokens=True)
+        wholes = decode(torch.cat([contexts, continuations], dim=1), skip_special_tokens=True)
+        return [whole[len(head) :] if whole.startswith(head) else text
+                for head, text, whole in zip(heads, alone, wholes)]
 
     @torch.inference_mode()
     def sample(

@@ -253,6 +253,12 @@ def check_inputs(config: RunConfig, log=print) -> list[SkippedLine]:
         check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the run before any work
     check_trackers(config.train.report_to)  # a tracker's package missing: say which extra installs it
     corpus = build_trial(config, config.seed, cured=False).corpus
+    if config.model.dtype == "float16" and config.train.enabled and corpus.documents and not config.lora.enabled:
+        raise InputError(
+            "model.dtype=float16 weights cannot be fine-tuned in full: AdamW's steps underflow in float16 and the "
+            "loss turns NaN. Use model.dtype=bfloat16 or float32 (train.precision=bf16 autocasts on a GPU), or "
+            "lora.enabled=true (the adapters train in float32 on the float16 base)"
+        )
     warn_skipped(corpus.skipped, log, total=corpus.lines)
     return corpus.skipped
 

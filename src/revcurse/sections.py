@@ -51,6 +51,10 @@ class ModelConfig(Section):
         False, description="render documents and probes as conversations with the checkpoint's chat template"
     )
     attention: str = Field("sdpa", description="checkpoint attention implementation: sdpa, eager, flash_attention_2")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="weights' dtype, loaded or built: bfloat16/float16 halve memory (train.precision is "
+        "autocast, apart); float16 weights probe and take LoRA but are not fine-tuned in full (refused: NaN)"
+    )
 
 
 class LoraSection(Section):
@@ -110,6 +114,10 @@ class TrainConfig(Section):
         "auto", description="'auto': bf16 autocast on a GPU that has it, fp32 on CPU"
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto': the GPU when there is one")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass instead of keeping them: less memory, "
+        "more time; same losses"
+    )
     checkpoint_every: int = Field(
         0, ge=0, description="save a resumable checkpoint every N optimizer steps (0: by time only)"
     )

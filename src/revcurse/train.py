@@ -26,6 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_sc
 from revcurse.config import TrainConfig
 from revcurse.corpus import Document
 from revcurse.errors import InputError, NonFiniteLoss
+from revcurse.model import enable_gradient_checkpointing
 from revcurse.trackers import TrackerRun, step_metrics
 
 IGNORE_INDEX = -100  # label value that cross-entropy skips
@@ -74,7 +75,9 @@ def encode_documents(
         # BOS first, as at probe time, unless the text brings its own (a chat template) or the tokenizer has none.
         bos = [] if tokenizer.bos_token_id is None or document.text.startswith(tokenizer.bos_token) else [
             tokenizer.bos_token_id]
-        full = [*bos, *token_ids, tokenizer.eos_token_id]
+        # EOS last, unless the text ends with its own (a chat template that closes each answer with it).
+        eos = [] if document.text.endswith(tokenizer.eos_token) else [tokenizer.eos_token_id]
+        full = [*bos, *token_ids, *eos]
         labels = list(full)
         if loss == "completion" or document.answer_only:  # BOS and the prompt are context, never targets
             labels[: len(bos) + prompt_length] = [IGNORE_INDEX] * (len(bos) + prompt_length)
@@ -116,7 +119,7 @@ def mask_uniformly(
 def masked_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor], mask_id: int, generator: torch.Generator):
     """Cross-entropy on masked positions of a bidirectional model; each position predicts its own token."""
     masked, labels = mask_uniformly(batch["input_ids"], batch["attention_mask"], mask_id, generator)
-    logits = model(input_ids=masked, attention_mask=batch["attention_mask"]).logits
+    logits = model(input_ids=masked, attention_mask=batch["attention_mask"], use_cache=False).logits
     return torch.nn.functional.cross_entropy(
         logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX
     )
@@ -200,6 +203,8 @@ def train_model(
         weight_decay=config.weight_decay, **fused_adamw(accelerator.device),
     )
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_fraction * total_steps), total_steps)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     generator = torch.Generator().manual_seed(seed)
     model.train()
@@ -239,7 +244,7 @@ def train_model(
                         loss = masked_loss(model, batch, tokenizer.mask_token_id, generator) / len(micro_batches)
                     else:
                         # Sum over this micro-batch's tokens / the whole step's tokens (x N: DDP averages).
-                        loss = model(**batch, num_items_in_batch=step_items).loss
+                        loss = model(**batch, num_items_in_batch=step_items, use_cache=False).loss
                     accelerator.backward(loss * (processes if config.objective == "causal" else 1))
                 step_loss += loss.detach()
             optimizer.step()
