@@ -22,7 +22,6 @@ WORLD = [
     "probe.distractors=2",
 ]  # fmt: skip
 SIZE = TinySize(hidden=32, layers=2, heads=2, intermediate=64, positions=128)
-PEFT_DEPRECATION = "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"  # peft's own call
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +71,7 @@ def test_full_fine_tuning_of_float16_weights_is_refused_but_lora_trains(folders,
     lora = load_config(None, [*WORLD, checkpoint, "model.dtype=float16", "lora.enabled=true", "lora.rank=4",
                               "train.learning_rate=3e-2"])
     check_inputs(lora, log=lambda *_: None)
-    with pytest.warns(FutureWarning, match="is_gradient_checkpointing"):  # peft's own call, not ours
-        _, results, stats = run_seed(lora, 0, tmp_path / "lora", show_progress=False)
+    _, results, stats = run_seed(lora, 0, tmp_path / "lora", show_progress=False)
     log = [json.loads(line)["loss"] for line in (tmp_path / "lora" / "train_log.jsonl").read_text().splitlines()]
     assert log[-1] < log[0] and stats["trained_parameters"] < stats["parameters"] / 5
 
@@ -88,7 +86,6 @@ class AttentionCalls:
         attention[0].register_forward_pre_hook(lambda *_: setattr(self, "calls", self.calls + 1))
 
 
-@pytest.mark.filterwarnings(PEFT_DEPRECATION)
 @pytest.mark.parametrize(("architecture", "lora"), [("llama", False), ("gpt2", False), ("llama", True)])
 def test_gradient_checkpointing_recomputes_and_gives_the_same_losses(architecture, lora, folders, corpus):
     documents = corpus.documents[:32]

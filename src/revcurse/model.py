@@ -122,6 +122,10 @@ def load_checkpoint(
         raise InputError(f"{what}: could not load {source!r}: {' '.join(str(error).split())}") from None
     if getattr(model.config, "is_causal", True) is False:  # saved by an MLM-U run
         set_bidirectional(model)
+    if getattr(model, "loss_type", None) is None:
+        # transformers picks the loss by class name, and some names (GPT2LMHeadModel) say nothing: it then logs a
+        # warning and uses the causal LM loss. A model loaded as a causal LM takes that loss, named.
+        model.loss_type = "ForCausalLM"
     rows = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:  # an id past the embedding table fails later, deep inside a forward pass
         raise InputError(f"{what}: the tokenizer of {source!r} has {len(tokenizer)} tokens but the model's embedding "
