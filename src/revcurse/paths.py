@@ -53,3 +53,20 @@ def output_folder(out: Path | None, name: str | None, default_name: str, runs_di
     if out is not None:
         return out
     return run_folder_for(name if name is not None else default_name, runs_dir)
+
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def partial_folder(destination: Path) -> Path:
+    """Where a run is built until it finishes: a hidden sibling, kept after a crash so it can be resumed."""
+    return destination.parent / f".{destination.name}{PARTIAL_SUFFIX}"
+
+
+def is_partial(folder: Path) -> bool:
+    return folder.name.startswith(".") and folder.name.endswith(PARTIAL_SUFFIX)
+
+
+def destination_name(folder: Path) -> str:
+    """The name a run folder has once finished: NAME for ``.NAME.partial`` (partial_folder's inverse)."""
+    return folder.name[1 : -len(PARTIAL_SUFFIX)] if is_partial(folder) else folder.name

@@ -42,6 +42,7 @@ from revcurse.config import RunConfig, dump_config, load_config
 from revcurse.errors import InputError, NonFiniteLoss, SkippedLine, parse_json, read_user_text, write_skipped
 from revcurse.experiments import get_experiment
 from revcurse.metrics import aggregate, placebo_rejections, pooled_groups
+from revcurse.paths import partial_folder
 from revcurse.probe import ProbeResult
 from revcurse.report import markdown_report
 from revcurse.report_page import write_report_after_run
@@ -63,11 +64,6 @@ SeedOutput = tuple[int, list[ProbeResult], dict]  # (world seed, probe results, 
 
 STATUS_FILE = "status.json"  # {"status": "running" | "failed" | "finished", ...}: what state a run folder is in
 LOCK_FILE = ".lock"  # held while a process writes the run; a killed process's lock is released by the OS
-
-
-def partial_folder(destination: Path) -> Path:
-    """Where a run is built until it finishes: a hidden sibling, kept after a crash so it can be resumed."""
-    return destination.parent / f".{destination.name}.partial"
 
 
 def write_status(folder: Path, status: str, **details: object) -> None:

@@ -45,6 +45,7 @@ from accelerate.tracking import GeneralTracker, TensorBoardTracker, TrackioTrack
 
 from revcurse.config import RunConfig, dump_config
 from revcurse.errors import InputError
+from revcurse.paths import destination_name, is_partial
 
 # Each tracker: the module it needs (``pip install 'revcurse[NAME]'`` installs it).
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
@@ -78,10 +79,10 @@ def check_trackers(names: Sequence[str]) -> None:
 def run_name(run_folder: Path) -> str:
     """The project name of a run: its folder's name (``.NAME.partial`` while it runs: NAME), with the enclosing
     run's in front for a comparison's arm; characters trackers refuse in names become '-'."""
-    parts = [run_folder.name]
-    if run_folder.parent.name.endswith(".partial"):
-        parts.insert(0, run_folder.parent.name)
-    name = "-".join(part.removeprefix(".").removesuffix(".partial") for part in parts)
+    parts = [destination_name(run_folder)]
+    if is_partial(run_folder.parent):
+        parts.insert(0, destination_name(run_folder.parent))
+    name = "-".join(parts)
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", name).strip("-") or "revcurse"
 
 
