@@ -21,6 +21,7 @@ from revcurse.train import (
     epoch_batches,
     latest_checkpoint,
     mask_uniformly,
+    pack,
     train_model,
 )
 from revcurse.world import Subset
@@ -190,3 +191,63 @@ def test_weights_that_overflow_on_a_finite_loss_are_never_checkpointed(tiny_mode
         handle.remove()
     assert stopped.value.checkpoint_step == 2
     assert latest_checkpoint(tmp_path).name == "step-0000002"
+
+
+def test_pack_lays_documents_end_to_end_with_restarting_positions_and_no_cross_document_labels():
+    documents = [([1, 5, 6, 2], [1, 5, 6, 2]), ([1, 7, 2], [1, 7, 2]), ([1, 8, 9, 10, 2], [1, 8, 9, 10, 2])]
+    batch = pack(documents, pad_id=0, row_tokens=8)
+    # first fit: the 4- and 3-token documents share row 0 (7 of 8), the 5-token one opens row 1
+    assert batch["input_ids"].tolist() == [[1, 5, 6, 2, 1, 7, 2], [1, 8, 9, 10, 2, 0, 0]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 0, 1, 2], [0, 1, 2, 3, 4, 0, 1]]
+    x = IGNORE_INDEX
+    # a document's first token is never a target: it would be predicted from the previous document's end
+    assert batch["labels"].tolist() == [[x, 5, 6, 2, x, 7, 2], [x, 8, 9, 10, 2, x, x]]
+    assert "attention_mask" not in batch  # transformers then masks by position ids: one block per document
+    # a document longer than a row gets a row of its own
+    assert pack([([1] * 12, [1] * 12)], pad_id=0, row_tokens=8)["input_ids"].shape == (1, 12)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2", "gpt_neox", "qwen2"])
+def test_a_packed_batch_has_the_padded_batchs_loss_and_gradients(tiny_model_and_tokenizer, architecture):
+    """Each document attends to itself only: the same loss and gradients as one padded row per document."""
+    from transformers import AutoModelForCausalLM
+
+    from revcurse.tiny_checkpoints import TinySize, TokenIds, architecture_config
+
+    _, tokenizer = tiny_model_and_tokenizer
+    ids = TokenIds(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(architecture_config(architecture, TinySize(), ids))
+    model.loss_type = "ForCausalLM"  # as revcurse.model.load_checkpoint names it (GPT-2's class name gives none)
+    encoded = encode_documents([Document(text, Subset.BACKGROUND) for text in SENTENCES[:4]], tokenizer)
+    items = sum(sum(label != IGNORE_INDEX for label in labels[1:]) for _, labels in encoded)
+    results = []
+    for tensors in (collate(encoded, tokenizer.pad_token_id), pack(encoded, tokenizer.pad_token_id, 64)):
+        model.zero_grad()
+        loss = model(**tensors, num_items_in_batch=items, use_cache=False).loss
+        loss.backward()
+        results.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
+    (padded_loss, padded_grads), (packed_loss, packed_grads) = results
+    assert pack(encoded, tokenizer.pad_token_id, 64)["input_ids"].shape[0] < len(encoded)  # really packed
+    assert packed_loss == pytest.approx(padded_loss, rel=1e-5)
+    for a, b in zip(padded_grads, packed_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_packed_training_follows_the_padded_run_and_times_every_step(tiny_model_and_tokenizer):
+    _, tokenizer = tiny_model_and_tokenizer
+    documents = [Document(text, Subset.BACKGROUND) for text in SENTENCES]
+    padded_config = TrainConfig(epochs=4, batch_size=4, threads=1, checkpoint_minutes=0)
+    _, padded = _train_copy(tokenizer, documents, padded_config)
+    _, packed = _train_copy(tokenizer, documents, padded_config.model_copy(update={"packing": 48}))
+    assert [e["loss"] for e in packed.log] == pytest.approx([e["loss"] for e in padded.log], rel=1e-4)
+    assert len(packed.step_ends) == packed.steps and packed.step_ends == sorted(packed.step_ends)
+    rate = packed.tokens_per_second_after(2)
+    expected = (packed.log[-1]["tokens"] - packed.log[1]["tokens"]) / (packed.step_ends[-1] - packed.step_ends[1])
+    assert rate == pytest.approx(expected) and rate > 0
+    assert packed.tokens_per_second_after(packed.steps) != packed.tokens_per_second_after(packed.steps)  # nan
+
+
+def test_packing_is_refused_with_the_masked_objective():
+    with pytest.raises(ValueError, match="train.packing needs train.objective=causal"):
+        TrainConfig(packing=64, objective="mlm-u")

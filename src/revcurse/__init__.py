@@ -4,4 +4,13 @@ The flow is one module per step: ``world`` (facts) -> ``corpus`` (training docum
 -> ``train`` (a transformers causal LM) -> ``probe`` (exact match and likelihood) -> ``report``.
 """
 
+import logging
+
 __version__ = "0.1.0"
+
+# bitsandbytes (the `qlora` extra) is imported by transformers and peft whenever it is installed, and on a CPU with
+# AVX512-BF16 it then tries to fetch a 4-bit kernel from the model hub and logs that it could not. Nothing here
+# uses that kernel (4-bit QLoRA runs on CUDA only), so that one message is dropped; the logger stays as it was.
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
+    lambda record: not record.getMessage().startswith("Failed to load CPU gemm_4bit_forward")
+)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 class Section(BaseModel):
@@ -118,12 +118,27 @@ class TrainConfig(Section):
         False, description="recompute activations in the backward pass instead of keeping them: less memory, "
         "more time; same losses"
     )
+    packing: int = Field(
+        0, ge=0, description="pack each micro-batch's documents into rows of up to N tokens, each document seeing "
+        "only itself (position ids restart; no padding between); 0: one padded row per document. Same loss up to "
+        "float order; pays on a GPU with short documents"
+    )
+    compile: bool = Field(
+        False, description="torch.compile the model (inductor, through accelerate): slower first steps, then faster "
+        "ones on a GPU"
+    )
     checkpoint_every: int = Field(
         0, ge=0, description="save a resumable checkpoint every N optimizer steps (0: by time only)"
     )
     checkpoint_minutes: float = Field(
         5.0, ge=0, description="save a resumable checkpoint when this many minutes passed since the last (0: never)"
     )
+
+    @model_validator(mode="after")
+    def _packing_is_causal(self) -> TrainConfig:
+        if self.packing and self.objective != "causal":
+            raise ValueError("train.packing needs train.objective=causal (mlm-u attends both ways, across documents)")
+        return self
 
 
 class ProbeConfig(Section):

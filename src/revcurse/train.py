@@ -48,6 +48,15 @@ class TrainResult:
     resumed_at_step: int = 0  # 0: trained from the start; K: continued from a checkpoint after step K
     checkpoints: int = 0  # checkpoints saved by this process, and the seconds they took (within ``seconds``)
     checkpoint_seconds: float = 0.0
+    step_ends: list[float] = field(default_factory=list)  # wall seconds at the end of each step of this process
+
+    def tokens_per_second_after(self, warmup_steps: int) -> float:
+        """Throughput without the first ``warmup_steps`` (>= 1) steps: allocation, torch.compile, kernel tuning."""
+        ran = self.log[len(self.log) - len(self.step_ends):]  # the steps this process ran (after a resume, too)
+        if warmup_steps < 1 or len(ran) <= warmup_steps:
+            return math.nan
+        tokens = ran[-1]["tokens"] - ran[warmup_steps - 1]["tokens"]
+        return tokens / (self.step_ends[-1] - self.step_ends[warmup_steps - 1])
 
     @property
     def tokens_per_second(self) -> float:
@@ -96,6 +105,40 @@ def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, 
         labels[row, : len(ids)] = torch.tensor(row_labels)
         attention_mask[row, : len(ids)] = 1
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+
+
+def pack(batch: list[tuple[list[int], list[int]]], pad_id: int, row_tokens: int) -> dict[str, torch.Tensor]:
+    """Documents laid end to end in rows of up to ``row_tokens`` (first fit), right-padded to the widest row.
+
+    Position ids restart at 0 with each document and no attention mask is passed, so transformers builds a
+    block-diagonal causal mask (``masking_utils.find_packed_sequence_indices``): a document attends to itself only.
+    The first label of each document is ignored, as the shift makes it the previous document's prediction; so the
+    loss is the padded batch's, over the same tokens, with no compute spent on padding between documents.
+    """
+    rows: list[list[tuple[list[int], list[int]]]] = []
+    room: list[int] = []
+    for ids, labels in batch:
+        row = next((r for r, free in enumerate(room) if free >= len(ids)), None)
+        if row is None:
+            rows.append([])
+            room.append(max(row_tokens, len(ids)))
+            row = len(rows) - 1
+        rows[row].append((ids, labels))
+        room[row] -= len(ids)
+    width = max(sum(len(ids) for ids, _ in row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        start = 0
+        for ids, row_labels in row:
+            end = start + len(ids)
+            input_ids[index, start:end] = torch.tensor(ids)
+            labels[index, start + 1 : end] = torch.tensor(row_labels[1:])
+            position_ids[index, start:end] = torch.arange(len(ids))
+            start = end
+        position_ids[index, start:] = torch.arange(width - start)  # the padding: a sequence of its own, no labels
+    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
 
 
 def mask_uniformly(
@@ -235,8 +278,10 @@ def train_model(
             micro_batches = split_step(step_batch, processes, config.gradient_accumulation)[rank]
             step_loss = torch.zeros((), device=accelerator.device)
             for index, micro in enumerate(micro_batches):
-                batch = {k: v.to(accelerator.device) for k, v in collate(
-                    [encoded[i] for i in micro], tokenizer.pad_token_id).items()}
+                documents_here = [encoded[i] for i in micro]
+                tensors = pack(documents_here, tokenizer.pad_token_id, config.packing) if config.packing else collate(
+                    documents_here, tokenizer.pad_token_id)
+                batch = {k: v.to(accelerator.device) for k, v in tensors.items()}
                 last = index == len(micro_batches) - 1
                 with accelerator.no_sync(model) if not last else nullcontext(), accelerator.autocast():
                     if config.objective == "mlm-u":
@@ -260,6 +305,7 @@ def train_model(
             result.steps += 1
             result.tokens += sum(lengths[i] for i in step_batch)
             result.seconds = time.perf_counter() - start
+            result.step_ends.append(result.seconds)
             result.log.append(
                 {"step": result.steps, "epoch": (step + 1) / steps_per_epoch, "loss": loss_value,
                  "lr": scheduler.get_last_lr()[0], "tokens": result.tokens}
@@ -402,10 +448,11 @@ def make_accelerator(config: TrainConfig, trackers: list | None = None) -> Accel
     precision = config.precision
     if precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION"):
         # `accelerate launch --mixed_precision/--config_file` decides
-        return Accelerator(cpu=not on_gpu, log_with=trackers)
+        return Accelerator(cpu=not on_gpu, log_with=trackers, dynamo_backend="inductor" if config.compile else "no")
     if precision == "auto":
         precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
-    return Accelerator(cpu=not on_gpu, mixed_precision="no" if precision == "fp32" else precision, log_with=trackers)
+    return Accelerator(cpu=not on_gpu, mixed_precision="no" if precision == "fp32" else precision, log_with=trackers,
+                       dynamo_backend="inductor" if config.compile else "no")
 
 
 def fused_adamw(device: torch.device) -> dict:
