@@ -10,8 +10,10 @@ Three sections, each written to ``OUT/gpu_check.json`` as soon as it is done (th
    (``train.train_model``) with eager attention, SDPA, SDPA + ``torch.compile`` (``train.compile``), on 1024-token
    documents; then fact-length documents (12-40 tokens) padded as usual and packed (``train.packing``). The
    baseline is a bare PyTorch loop (forward, backward, fused AdamW, bf16 autocast, no per-step sync) on the same
-   model and the same tokens, in the same run: every row carries its ratio to it.
-2. ``experiment1``: the celebrities experiment (the demo's world) with that model's shape, trained from scratch
+   model and the same batches, in the same run, once per kind of document: every row carries its ratio to it.
+   The short baseline also profiles two steps (the top operators by device and CPU time).
+2. ``experiment1``: the celebrities experiment (the demo's world) with a ~120M Llama (d=768, 12 layers, MLP 3072,
+   the world's 4096-token vocabulary), trained from scratch
    (full), then LoRA with a bf16 base: the full run's model fine-tuned on a new world (new people, world seed 1),
    as one adapts a pretrained model to new facts. Accuracy in the trained and the reverse direction.
 3. ``size_sweep``: tokens/s and MFU of the one loop from ~2M to ~320M parameters.
@@ -43,7 +45,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerF
 from revcurse.config import TrainConfig, load_config
 from revcurse.corpus import Document
 from revcurse.runner import run_seed
-from revcurse.train import encode_documents, train_model
+from revcurse.train import collate, encode_documents, epoch_batches, train_model
 from revcurse.versions import library_versions
 from revcurse.world import Subset
 
@@ -89,7 +91,7 @@ GPU_PLAN = Plan(
     sweep=(Shape(128, 2, 4, 512, 4096), Shape(256, 4, 4, 1024, 4096), Shape(512, 8, 8, 2048, 4096),
            Shape(768, 12, 12, 2048, 4096), Shape(1024, 24, 16, 2816, 4096)),
     sweep_steps=10,
-    experiment=("model.hidden_size=768", "model.layers=12", "model.heads=12", "model.intermediate_size=2048",
+    experiment=("model.hidden_size=768", "model.layers=12", "model.heads=12", "model.intermediate_size=3072",
                 "train.learning_rate=1e-3", "train.epochs=10", "train.batch_size=64", "train.threads=4"),
     matmul_size=8192,
 )
@@ -245,36 +247,51 @@ def loop_row(variant: str, shape: Shape, documents: list[Document], batch: int, 
     return row
 
 
-def bare_row(shape: Shape, documents: list[Document], batch: int, tokenizer, device: torch.device,
-             environment_: dict) -> dict:
-    """The baseline: the plainest fast PyTorch loop on the same model and tokens (no per-step sync)."""
+def bare_row(variant: str, shape: Shape, documents: list[Document], batch: int, tokenizer, device: torch.device,
+             environment_: dict, profile: bool = False) -> dict:
+    """The baseline: the plainest fast PyTorch loop on the same model and the same batches as revcurse's loop draws
+    (``epoch_batches`` from seed 0), padded by ``collate``; fused AdamW, bf16 autocast, no per-step sync.
+    ``profile``: the top operators of two steps after the warm-up, by self device and by self CPU time."""
     reset_memory(device)
-    ids = torch.tensor([full for full, _ in encode_documents(documents, tokenizer)], device=device)
-    model = build_llama(shape, "sdpa", ids.shape[1], device)
+    encoded = encode_documents(documents, tokenizer)
+    lengths = [len(ids) for ids, _ in encoded]
+    model = build_llama(shape, "sdpa", max(lengths), device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=device.type == "cuda")
-    cuda = device.type == "cuda"
-    batches = ids.split(batch)
-    start = time.perf_counter()
-    losses = []
-    for index, tokens in enumerate(batches):
+    batches = epoch_batches(lengths, batch, torch.Generator().manual_seed(0))
+    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU] + (
+        [torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else []))
+    losses, start, table = [], time.perf_counter(), None
+    for index, indices in enumerate(batches):
         if index == WARMUP_STEPS:
             synchronize(device)
             start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            loss = model(input_ids=tokens, labels=tokens, use_cache=False).loss
+        if profile and index == len(batches) - 2:
+            profiler.start()
+        tensors = {k: v.to(device, non_blocking=True) for k, v in collate([encoded[i] for i in indices],
+                                                                          tokenizer.pad_token_id).items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = model(**tensors, use_cache=False).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.detach())
     synchronize(device)
     seconds = time.perf_counter() - start
-    rate = sum(t.numel() for t in batches[WARMUP_STEPS:]) / seconds
-    row = {"variant": "bare-pytorch", "attention": "sdpa", "compile": False, "packing": 0, "batch": batch,
-           "mean_document_tokens": float(ids.shape[1]), "parameters": sum(p.numel() for p in model.parameters()),
+    if profile:
+        profiler.stop()
+        averages = profiler.key_averages()
+        table = {key: averages.table(sort_by=key, row_limit=12, max_name_column_width=50)
+                 for key in (["self_cuda_time_total"] if device.type == "cuda" else []) + ["self_cpu_time_total"]}
+    rate = sum(lengths[i] for indices in batches[WARMUP_STEPS:] for i in indices) / seconds
+    seq = sum(lengths) / len(lengths)
+    row = {"variant": variant, "attention": "sdpa", "compile": False, "packing": 0, "batch": batch,
+           "mean_document_tokens": seq, "parameters": sum(p.numel() for p in model.parameters()),
            "steps": len(batches), "warmup_steps": WARMUP_STEPS, "seconds": seconds, "first_loss": losses[0].item(),
            "last_loss": losses[-1].item(), "peak_memory_gib": memory_gib(device),
-           **speed(rate, flops_per_token(model, shape, ids.shape[1]), environment_)}
+           **speed(rate, flops_per_token(model, shape, seq), environment_)}
+    if table:
+        row["profile"] = table
     del model, optimizer
     return row
 
@@ -289,22 +306,27 @@ def throughput(check: Check, plan: Plan, device: torch.device) -> None:
                              shape.vocab, seed=2)
     check.data["throughput"] = []
     run = check.step
-    run("throughput", "bare-pytorch", 20, lambda: bare_row(shape, long, plan.long_batch, tokenizer, device,
-                                                             environment_))
+    run("throughput", "bare-pytorch", 20, lambda: bare_row("bare-pytorch", shape, long, plan.long_batch, tokenizer,
+                                                             device, environment_))
     for attention in ("eager", "sdpa"):
         run("throughput", f"revcurse-{attention}", 20, lambda a=attention: loop_row(
             f"revcurse-{a}", shape, long, plan.long_batch, tokenizer, device, environment_, attention=a))
     run("throughput", "revcurse-sdpa-compile", 120, lambda: loop_row(
         "revcurse-sdpa-compile", shape, long, plan.long_batch, tokenizer, device, environment_, compile_=True))
+    run("throughput", "bare-pytorch-short", 20, lambda: bare_row(
+        "bare-pytorch-short", shape, short, plan.short_batch, tokenizer, device, environment_, profile=True))
     run("throughput", "revcurse-short-padded", 20, lambda: loop_row(
         "revcurse-short-padded", shape, short, plan.short_batch, tokenizer, device, environment_))
     run("throughput", "revcurse-short-packed", 20, lambda: loop_row(
         "revcurse-short-packed", shape, short, plan.short_batch, tokenizer, device, environment_,
         packing=plan.pack_tokens))
     rows = check.data["throughput"]
-    bare = next((r for r in rows if r["variant"] == "bare-pytorch"), None)
+    # each row against the bare loop on the same documents: long ones, or fact-length ones
+    bare = {kind: next((r for r in rows if r["variant"] == name), None)
+            for kind, name in (("long", "bare-pytorch"), ("short", "bare-pytorch-short"))}
     for row in rows:
-        row["ratio_to_bare"] = row["tokens_per_second"] / bare["tokens_per_second"] if bare else None
+        baseline = bare["short" if "short" in row["variant"] else "long"]
+        row["ratio_to_bare"] = row["tokens_per_second"] / baseline["tokens_per_second"] if baseline else None
     check.write()
 
 

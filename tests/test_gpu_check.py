@@ -29,8 +29,8 @@ def test_the_dry_run_runs_every_step_and_follows_the_schema(dry_run):
     jsonschema.validate(dry_run, schema)
     assert dry_run["dry_run"] is True and dry_run["errors"] == [] and dry_run["skipped"] == []
     assert [row["variant"] for row in dry_run["throughput"]] == [
-        "bare-pytorch", "revcurse-eager", "revcurse-sdpa", "revcurse-sdpa-compile", "revcurse-short-padded",
-        "revcurse-short-packed"]
+        "bare-pytorch", "revcurse-eager", "revcurse-sdpa", "revcurse-sdpa-compile", "bare-pytorch-short",
+        "revcurse-short-padded", "revcurse-short-packed"]
     assert [row["mode"] for row in dry_run["experiment1"]] == ["full", "lora-bf16-base"]
     assert len(dry_run["size_sweep"]) == 2
     assert dry_run["environment"]["peak_bf16_flops"] is None  # a CPU has no datasheet peak: MFU stays empty
@@ -45,7 +45,12 @@ def test_compiled_and_packed_training_start_from_the_same_loss_as_their_plain_ru
     assert rows["revcurse-eager"]["first_loss"] == pytest.approx(rows["revcurse-sdpa"]["first_loss"], rel=1e-4)
     assert rows["revcurse-short-packed"]["first_loss"] == pytest.approx(
         rows["revcurse-short-padded"]["first_loss"], rel=1e-4)
-    assert rows["bare-pytorch"]["ratio_to_bare"] == 1.0
+    # the bare loops train the same model on the same batches: the same first loss, and the ratios' baselines
+    assert rows["bare-pytorch"]["first_loss"] == pytest.approx(rows["revcurse-sdpa"]["first_loss"], rel=1e-4)
+    assert rows["bare-pytorch-short"]["first_loss"] == pytest.approx(
+        rows["revcurse-short-padded"]["first_loss"], rel=1e-4)
+    assert rows["bare-pytorch"]["ratio_to_bare"] == rows["bare-pytorch-short"]["ratio_to_bare"] == 1.0
+    assert "self_cpu_time_total" in rows["bare-pytorch-short"]["profile"]
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,6 +250,12 @@ def train_model(
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     model, optimizer = accelerator.prepare(model, optimizer)
+    if config.compile:
+        # Here, not through Accelerator(dynamo_backend=...): accelerate keeps its first Accelerator's settings for
+        # the whole process, so a second run in it (compare, a sweep, a bench) would silently not compile.
+        with warnings.catch_warnings():  # torch 2.13's inductor imports its own deprecated torch.jit.script_method
+            warnings.filterwarnings("ignore", "`torch.jit.script_method` is deprecated", DeprecationWarning)
+            model = torch.compile(model)
     generator = torch.Generator().manual_seed(seed)
     model.train()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -448,11 +455,10 @@ def make_accelerator(config: TrainConfig, trackers: list | None = None) -> Accel
     precision = config.precision
     if precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION"):
         # `accelerate launch --mixed_precision/--config_file` decides
-        return Accelerator(cpu=not on_gpu, log_with=trackers, dynamo_backend="inductor" if config.compile else "no")
+        return Accelerator(cpu=not on_gpu, log_with=trackers)
     if precision == "auto":
         precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
-    return Accelerator(cpu=not on_gpu, mixed_precision="no" if precision == "fp32" else precision, log_with=trackers,
-                       dynamo_backend="inductor" if config.compile else "no")
+    return Accelerator(cpu=not on_gpu, mixed_precision="no" if precision == "fp32" else precision, log_with=trackers)
 
 
 def fused_adamw(device: torch.device) -> dict:
