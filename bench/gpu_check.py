@@ -259,15 +259,8 @@ def bare_row(variant: str, shape: Shape, documents: list[Document], batch: int, 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=device.type == "cuda")
     batches = epoch_batches(lengths, batch, torch.Generator().manual_seed(0))
-    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU] + (
-        [torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else []))
-    losses, start, table = [], time.perf_counter(), None
-    for index, indices in enumerate(batches):
-        if index == WARMUP_STEPS:
-            synchronize(device)
-            start = time.perf_counter()
-        if profile and index == len(batches) - 2:
-            profiler.start()
+
+    def train_step(indices: list[int]) -> torch.Tensor:
         tensors = {k: v.to(device, non_blocking=True) for k, v in collate([encoded[i] for i in indices],
                                                                           tokenizer.pad_token_id).items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -275,11 +268,24 @@ def bare_row(variant: str, shape: Shape, documents: list[Document], batch: int, 
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.detach())
+        return loss.detach()
+
+    losses, start = [], time.perf_counter()
+    for index, indices in enumerate(batches):
+        if index == WARMUP_STEPS:
+            synchronize(device)
+            start = time.perf_counter()
+        losses.append(train_step(indices))
     synchronize(device)
     seconds = time.perf_counter() - start
-    if profile:
-        profiler.stop()
+    table = None
+    if profile:  # two more steps, after the timed ones: the profiler's own cost stays out of the rate
+        activities = [torch.profiler.ProfilerActivity.CPU] + (
+            [torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with torch.profiler.profile(activities=activities) as profiler:
+            for indices in batches[:2]:
+                train_step(indices)
+            synchronize(device)
         averages = profiler.key_averages()
         table = {key: averages.table(sort_by=key, row_limit=12, max_name_column_width=50)
                  for key in (["self_cuda_time_total"] if device.type == "cuda" else []) + ["self_cpu_time_total"]}
@@ -292,7 +298,6 @@ def bare_row(variant: str, shape: Shape, documents: list[Document], batch: int, 
            **speed(rate, flops_per_token(model, shape, seq), environment_)}
     if table:
         row["profile"] = table
-    del model, optimizer
     return row
 
 

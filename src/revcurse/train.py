@@ -19,6 +19,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -96,16 +97,21 @@ def encode_documents(
 
 
 def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch; padded positions are masked from attention and loss."""
+    """Right-pad a batch; padded positions are masked from attention and loss.
+
+    Filled in numpy, then handed to torch without a copy: a torch write per row costs several small ops, which
+    made a 256-document step CPU-bound on a GPU (bench/gpu_check.py's profile; bench/collate_speed.py).
+    """
     width = max(len(ids) for ids, _ in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    input_ids = np.full((len(batch), width), pad_id, dtype=np.int64)
+    labels = np.full((len(batch), width), IGNORE_INDEX, dtype=np.int64)
+    attention_mask = np.zeros((len(batch), width), dtype=np.int64)
     for row, (ids, row_labels) in enumerate(batch):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        labels[row, : len(ids)] = torch.tensor(row_labels)
+        input_ids[row, : len(ids)] = ids
+        labels[row, : len(ids)] = row_labels
         attention_mask[row, : len(ids)] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+    return {"input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels),
+            "attention_mask": torch.from_numpy(attention_mask)}
 
 
 def pack(batch: list[tuple[list[int], list[int]]], pad_id: int, row_tokens: int) -> dict[str, torch.Tensor]:
@@ -114,7 +120,8 @@ def pack(batch: list[tuple[list[int], list[int]]], pad_id: int, row_tokens: int)
     Position ids restart at 0 with each document and no attention mask is passed, so transformers builds a
     block-diagonal causal mask (``masking_utils.find_packed_sequence_indices``): a document attends to itself only.
     The first label of each document is ignored, as the shift makes it the previous document's prediction; so the
-    loss is the padded batch's, over the same tokens, with no compute spent on padding between documents.
+    loss is the padded batch's, over the same tokens. With SDPA the mask is dense over each row (attention work
+    grows with the row, not the document); flash_attention_2 reads the position ids as variable-length sequences.
     """
     rows: list[list[tuple[list[int], list[int]]]] = []
     room: list[int] = []
@@ -127,19 +134,16 @@ def pack(batch: list[tuple[list[int], list[int]]], pad_id: int, row_tokens: int)
         rows[row].append((ids, labels))
         room[row] -= len(ids)
     width = max(sum(len(ids) for ids, _ in row) for row in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
-    for index, row in enumerate(rows):
-        start = 0
-        for ids, row_labels in row:
-            end = start + len(ids)
-            input_ids[index, start:end] = torch.tensor(ids)
-            labels[index, start + 1 : end] = torch.tensor(row_labels[1:])
-            position_ids[index, start:end] = torch.arange(len(ids))
-            start = end
-        position_ids[index, start:] = torch.arange(width - start)  # the padding: a sequence of its own, no labels
-    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
+    input_ids, labels, position_ids = [], [], []
+    for row in rows:
+        used = sum(len(ids) for ids, _ in row)
+        input_ids.append([token for ids, _ in row for token in ids] + [pad_id] * (width - used))
+        labels.append([label for _, row_labels in row for label in [IGNORE_INDEX, *row_labels[1:]]]
+                      + [IGNORE_INDEX] * (width - used))
+        # the padding is a sequence of its own, with no labels
+        position_ids.append([p for ids, _ in row for p in range(len(ids))] + list(range(width - used)))
+    return {key: torch.from_numpy(np.array(value, dtype=np.int64)) for key, value in (
+        ("input_ids", input_ids), ("labels", labels), ("position_ids", position_ids))}
 
 
 def mask_uniformly(
