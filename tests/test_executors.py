@@ -20,8 +20,10 @@ import pytest
 
 import revcurse
 from revcurse.cli import main
+from revcurse.config import load_config
 from revcurse.errors import InputError
-from revcurse.executors import Executor, Task, _slurm_parameters, parse_slurm_options, run_tasks
+from revcurse.executors import Executor, Task, _check_ray_resources, _slurm_parameters, parse_slurm_options, run_tasks
+from revcurse.runner import run_seeds, seed_jobs
 from revcurse.sweep import run_sweep
 
 SOURCE = str(Path(revcurse.__file__).parents[1])
@@ -35,6 +37,7 @@ GRID = "model.hidden_size=16,32"
 SLUGS = ["hidden_size-16", "hidden_size-32"]
 # Wall time, not results: train_seconds in sweep.csv, the s/seed column of sweep.md.
 TIME_COLUMNS = {"train_seconds"}
+KILL_AFTER_STEP = 10  # of ~70: the worker dies mid-cell
 
 
 # ---------------------------------------------------------------- refused before any work
@@ -81,6 +84,29 @@ def test_a_missing_engine_names_the_extra_that_installs_it(kind, extra, monkeypa
     monkeypatch.setitem(sys.modules, "ray" if kind == "ray" else "submitit", None)  # import fails
     with pytest.raises(InputError, match=rf"pip install 'revcurse\[{extra}\]'"):
         run_tasks(Executor(kind=kind), [Task(print, ())], lambda *_: None)
+
+
+class FakeRay:
+    """What _check_ray_resources reads of ray: the nodes and their resources."""
+
+    def __init__(self, *nodes: dict) -> None:
+        self._nodes = [{"Alive": True, "Resources": resources} for resources in nodes]
+
+    def nodes(self) -> list[dict]:
+        return self._nodes
+
+
+def test_a_ray_task_no_node_can_take_is_refused_instead_of_waiting_forever():
+    ray = FakeRay({"CPU": 4.0}, {"CPU": 2.0, "GPU": 1.0})
+    on_gpu = Task(print, (), threads=2, device="auto")
+    assert _check_ray_resources(ray, Executor(kind="ray"), [on_gpu]) == (
+        "ray: 2 node(s), 6 CPU(s), 1 GPU(s); each task asks 2 CPU(s) and 1 GPU(s)")  # auto: a GPU where there is one
+    with pytest.raises(InputError, match="train.threads=8 CPUs, but the largest Ray node has 4"):
+        _check_ray_resources(ray, Executor(kind="ray"), [Task(print, (), threads=8)])
+    with pytest.raises(InputError, match="asks 2 GPU.*largest Ray node has 1"):
+        _check_ray_resources(ray, Executor(kind="ray", gpus_per_task=2), [on_gpu])
+    with pytest.raises(InputError, match="asks 1 GPU"):
+        _check_ray_resources(FakeRay({"CPU": 8.0}), Executor(kind="ray"), [Task(print, (), device="cuda")])
 
 
 def test_a_local_worker_error_comes_back_with_where_it_ran_and_the_others_still_finish():
@@ -178,6 +204,7 @@ def ray_cluster():
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 def test_a_sweep_on_two_ray_nodes_survives_a_killed_worker_and_equals_the_local_tables(
         ray_cluster, local_sweep, tmp_path):
     out = tmp_path / "sweep"
@@ -193,7 +220,8 @@ def test_a_sweep_on_two_ray_nodes_survives_a_killed_worker_and_equals_the_local_
             for slug in SLUGS:
                 checkpoints = list((out / "cells").glob(f".{slug}.partial/seed-0/checkpoints/step-*[0-9]"))
                 started = attempts(out, slug)
-                if checkpoints and started and started[-1]["event"] == "started":
+                steps = [int(path.name.split("-")[1]) for path in checkpoints]
+                if started and started[-1]["event"] == "started" and max(steps, default=0) >= KILL_AFTER_STEP:
                     victim = slug, started[-1]["pid"]
                     os.kill(victim[1], signal.SIGKILL)
                     break
@@ -211,7 +239,8 @@ def test_a_sweep_on_two_ray_nodes_survives_a_killed_worker_and_equals_the_local_
     events = attempts(out, killed)
     assert [e["event"] for e in events] == ["started", "resumed", "finished"], events
     assert events[0]["pid"] == pid and events[1]["pid"] != pid and events[1]["pid"] == events[2]["pid"]
-    assert f"running {killed}: resuming the interrupted cell (seed-0 from step" in text
+    (resumed,) = [line for line in text.splitlines() if line.startswith(f"running {killed}: resuming")]
+    assert int(resumed.rsplit("from step ", 1)[1].split()[0].rstrip(")")) >= KILL_AFTER_STEP, resumed
     (other,) = set(SLUGS) - {killed}
     assert [e["event"] for e in attempts(out, other)] == ["started", "finished"]
     # Both nodes ran cells (one CPU each, two cells at once), as the log lines say too.
@@ -224,6 +253,7 @@ def test_a_sweep_on_two_ray_nodes_survives_a_killed_worker_and_equals_the_local_
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 def test_a_sweep_of_submitit_jobs_equals_the_local_tables(local_sweep, tmp_path):
     pytest.importorskip("submitit")
     out = tmp_path / "sweep"
@@ -236,3 +266,24 @@ def test_a_sweep_of_submitit_jobs_equals_the_local_tables(local_sweep, tmp_path)
     assert [p.name for p in (out / ".submitit").iterdir() if p.name != "%j"]  # submitit's job files are kept
     assert table_rows(out) == table_rows(local_sweep)
     assert markdown_without_seconds(out) == markdown_without_seconds(local_sweep)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_seed_jobs_as_submitit_jobs_equal_the_seeds_run_here(tmp_path, monkeypatch):
+    """The runs of `demo/train/compare --executor slurm-local`: each seed a job, the same outcomes as run here."""
+    pytest.importorskip("submitit")
+    for key, value in environment().items():  # the jobs' interpreters import this checkout, single-threaded
+        monkeypatch.setenv(key, value)
+    config = load_config(None, [*CELL, "model.hidden_size=16", "train.epochs=2", "train.checkpoint_every=0", "seeds=2"])
+    here = run_seeds(seed_jobs(config, tmp_path / "here"), 1, False, lambda *_: None)
+    logs: list[str] = []
+    executor = Executor(kind="slurm-local").logging_into(tmp_path / "jobs")
+    elsewhere = run_seeds(seed_jobs(config, tmp_path / "slurm"), executor, False, logs.append)
+    assert [world for world, _, _ in elsewhere] == [world for world, _, _ in here]
+    assert [[r.to_json() for r in results] for _, results, _ in elsewhere] == [
+        [r.to_json() for r in results] for _, results, _ in here]
+    assert [stats["final_loss"] for _, _, stats in elsewhere] == [stats["final_loss"] for _, _, stats in here]
+    finished = [line for line in logs if line.startswith("finished ")]
+    assert sorted(line.split(" (")[0] for line in finished) == ["finished slurm/seed-0", "finished slurm/seed-1"]
+    assert all(f"pid {os.getpid()}" not in line for line in finished)  # each in a job process of its own
