@@ -4,7 +4,8 @@ Per seed (``run_seed``): the experiment builds its ``Trial`` (documents and prob
 the documents, a model is built (a tiny Llama with a tokenizer trained on the trial's text) or loaded
 (``model.checkpoint``), trained on the documents when there are any, and asked every probe through the backend
 ``probe.backend`` names; the probe results and the seed's stats are checkpointed in ``seed-N/outcome.json``.
-``run_seeds`` runs the seeds in turn or in a process pool; ``run_experiment`` wraps them in a run folder
+``run_seeds`` runs the seeds in turn, or as tasks of an executor (``revcurse.executors``: local processes, Ray
+tasks, SLURM jobs); ``run_experiment`` wraps them in a run folder
 (``records.run_folder``) and writes its records (``records.write_run``). Nothing here knows which experiment it
 runs.
 """
@@ -295,7 +296,7 @@ def run_experiment(
     state = distributed_state(config.train.device)
     if state.num_processes > 1:
         # Launched by torchrun / accelerate launch: every process trains (DDP), the main one writes the run.
-        if not executor.runs_here(config.seeds):
+        if executor.kind != "local" or executor.jobs > 1:
             raise InputError("--jobs and --executor run seeds in other processes; under torchrun/accelerate use "
                              "--jobs 1 and the local executor")
         if not state.is_main_process:
