@@ -5,9 +5,8 @@ the documents, a model is built (a tiny Llama with a tokenizer trained on the tr
 (``model.checkpoint``), trained on the documents when there are any, and asked every probe through the backend
 ``probe.backend`` names; the probe results and the seed's stats are checkpointed in ``seed-N/outcome.json``.
 ``run_seeds`` runs the seeds in turn, or as tasks of an executor (``revcurse.executors``: local processes, Ray
-tasks, SLURM jobs); ``run_experiment`` wraps them in a run folder
-(``records.run_folder``) and writes its records (``records.write_run``). Nothing here knows which experiment it
-runs.
+tasks, SLURM jobs); ``run_experiment`` wraps them in a run folder (``records.run_folder``) and writes its records
+(``records.write_run``). Nothing here knows which experiment it runs.
 """
 
 from __future__ import annotations
