@@ -66,6 +66,19 @@ def test_cli_refuses_an_unknown_executor_before_any_folder_is_made(tmp_path, cap
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["demo"], ["train"], ["compare", "--cures", "bidirectional"], ["sweep", "--grid", GRID], ["families"],
+     ["incontext"], ["instructions"]],
+)
+def test_every_command_that_takes_jobs_takes_the_executor_options(command, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--out", str(tmp_path / "out"), "--executor", "slurm-local", "--address", "10.0.0.1:6379"])
+    assert exit_info.value.code == 2
+    assert "--address joins a Ray cluster: it goes with --executor ray, not slurm-local" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_slurm_options_become_submitit_parameters():
     assert parse_slurm_options(["partition=gpu", " time = 120", "cpus-per-gpu=4"]) == {
         "partition": "gpu", "time": "120", "cpus_per_gpu": "4"}
