@@ -13,7 +13,7 @@ TORCH := torch==2.13.0
 # -qq: pip's errors only (this machine's package mirror prints a warning for every package it does not hold).
 PIP := $(BIN)/pip install -qq
 
-.PHONY: demo test bench lock clean
+.PHONY: demo test test-cluster bench lock clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q
+
+# The tests on real engines alone (also in `make test`): a sweep over a two-node Ray cluster started on this
+# machine with a worker killed mid-cell, and sweeps and seeds as submitit jobs (~1.5 minutes on 2 cores).
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q -m cluster
 
 bench: $(STAMP)
 	$(BIN)/python bench/demo_wall_time.py

@@ -36,7 +36,7 @@ def main() -> None:
         out = args.out or Path(scratch) / "compare"
         start = time.perf_counter()
         outcome = run_compare(config, parse_arms(args.cures), out, show_progress=False, log=lambda *_: None,
-                              processes=args.jobs)
+                              executor=args.jobs)
         wall = time.perf_counter() - start
         tokens = probe_seconds = 0.0
         for arm_folder in sorted(out.glob("cure-*")):

@@ -19,6 +19,7 @@ ONLY_IN = {
     "run_folder(": {"records.py"},
     "train_model(": {"runner.py"},
     "build_tiny_model(": {"runner.py"},
+    "ProcessPoolExecutor(": {"executors.py"},  # sweep cells and seeds run elsewhere through revcurse.executors
 }
 # What an experiment module must not import: it declares data; the runner trains, probes, scores and records.
 FORBIDDEN_IN_EXPERIMENTS = {"train", "probe", "metrics", "records", "report", "runner", "model"}

@@ -16,6 +16,7 @@ from statistics import fmean
 from revcurse.config import RunConfig, dump_config
 from revcurse.cures import CURES
 from revcurse.errors import InputError
+from revcurse.executors import Executor, as_executor
 from revcurse.metrics import t_interval
 from revcurse.model import check_checkpoint
 from revcurse.records import ARMS_FILE, RunOutcome, load_started_config, record_folder, write_run
@@ -87,15 +88,17 @@ def run_compare(
     overwrite: bool = False,
     show_progress: bool = True,
     log: Callable[..., None] = print,
-    processes: int = 1,
+    executor: Executor | int = 1,
     resume: bool = False,
 ) -> CompareOutcome:
     """Run the baseline and every arm; write compare.json (tidy records with ``cure``), compare.md, compare.png.
 
     ``resume=True`` continues an interrupted comparison at ``out`` (same config and arms): finished seeds are
-    kept and training picks up at each seed's last checkpoint.
+    kept and training picks up at each seed's last checkpoint. ``executor`` runs the seeds of every arm
+    (revcurse.executors; an int: that many local processes).
     """
     out = Path(out)
+    executor = as_executor(executor).logging_into(out.parent / f".{out.name}.submitit")
     check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the comparison before any work
     records: list[dict] = []
     all_arms = [BASELINE, *arms]
@@ -105,7 +108,7 @@ def run_compare(
         if not resume:
             (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
             (staging / ARMS_FILE).write_text(json.dumps(arms), encoding="utf-8")
-        outcomes = run_arms({f"cure-{arm}": arm_config(config, arm) for arm in all_arms}, staging, processes,
+        outcomes = run_arms({f"cure-{arm}": arm_config(config, arm) for arm in all_arms}, staging, executor,
                             show_progress, log)
         for arm, outcome in zip(all_arms, outcomes.values()):
             records += [{"cure": arm, **record} for record in outcome.records]
@@ -117,17 +120,18 @@ def run_compare(
     return CompareOutcome(folder=out, records=records)
 
 
-def run_arms(configs: dict[str, RunConfig], staging: Path, processes: int = 1, show_progress: bool = True,
+def run_arms(configs: dict[str, RunConfig], staging: Path, executor: Executor | int = 1, show_progress: bool = True,
              log: Callable[..., None] = print) -> dict[str, RunOutcome]:
-    """Every seed of every arm (``{folder name: config}``) in one process pool, then one run folder per arm
+    """Every seed of every arm (``{folder name: config}``) as tasks of one executor, then one run folder per arm
     inside ``staging`` (resumable: finished seeds are kept)."""
     jobs = []
     for name, config in configs.items():
         (staging / name).mkdir(exist_ok=True)
         jobs += seed_jobs(config, staging / name)
     seeds = {name: config.seeds for name, config in configs.items()}
-    log(f"{len(jobs)} runs: {len(configs)} arms x {max(seeds.values())} seeds, {processes} process(es)")
-    outputs = run_seeds(jobs, processes, show_progress, log)
+    executor = as_executor(executor)
+    log(f"{len(jobs)} runs: {len(configs)} arms x {max(seeds.values())} seeds, {executor.describe()}")
+    outputs = run_seeds(jobs, executor, show_progress, log)
     outcomes, start = {}, 0
     for name, config in configs.items():
         outcomes[name] = write_run(staging / name, config, outputs[start : start + config.seeds])

@@ -4,19 +4,17 @@ Per seed (``run_seed``): the experiment builds its ``Trial`` (documents and prob
 the documents, a model is built (a tiny Llama with a tokenizer trained on the trial's text) or loaded
 (``model.checkpoint``), trained on the documents when there are any, and asked every probe through the backend
 ``probe.backend`` names; the probe results and the seed's stats are checkpointed in ``seed-N/outcome.json``.
-``run_seeds`` runs the seeds in turn or in a process pool; ``run_experiment`` wraps them in a run folder
-(``records.run_folder``) and writes its records (``records.write_run``). Nothing here knows which experiment it
-runs.
+``run_seeds`` runs the seeds in turn, or as tasks of an executor (``revcurse.executors``: local processes, Ray
+tasks, SLURM jobs); ``run_experiment`` wraps them in a run folder (``records.run_folder``) and writes its records
+(``records.write_run``). Nothing here knows which experiment it runs.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import random
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ from revcurse.config import RunConfig
 from revcurse.corpus import Corpus
 from revcurse.cures import CureContext, apply_cures
 from revcurse.errors import InputError, SkippedLine, warn_skipped
+from revcurse.executors import Executor, Finished, Task, as_executor, run_tasks
 from revcurse.experiments import Trial, get_experiment
 from revcurse.model import add_lora, build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
 from revcurse.probe import ProbeResult, run_probes
@@ -205,35 +204,45 @@ def probe_settings(backend, config: RunConfig, corpus: Corpus, world_seed: int, 
 SeedJob = tuple[RunConfig, int, Path]  # (config, seed, folder for that seed)
 
 
-def run_seeds(jobs: list[SeedJob], processes: int = 1, show_progress: bool = True, log=print) -> list[SeedOutput]:
-    """Run seed jobs, one after another or in ``processes`` worker processes.
+def run_seeds(jobs: list[SeedJob], executor: Executor | int = 1, show_progress: bool = True, log=print,
+              ) -> list[SeedOutput]:
+    """Run seed jobs, one after another here, or as tasks of ``executor`` (an int: that many local processes).
 
-    Each worker gets ``train.threads // processes`` threads (at least one). On the 2-core dev machine two
+    Local workers get ``train.threads // jobs`` threads each (at least one). On the 2-core dev machine two
     single-threaded processes measured ~1.04x the throughput of one two-threaded process for the demo model
-    (bench/compare_wall_time.py); on more cores, or with more seeds than cores, the gain is larger.
+    (bench/compare_wall_time.py); on more cores, or with more seeds than cores, the gain is larger. A seed whose
+    worker died is resumed from its checkpoints by the rerun (revcurse.executors).
     """
-    if processes <= 1 or len(jobs) <= 1:
+    executor = as_executor(executor)
+    if executor.runs_here(len(jobs)):
         outputs = []
         for index, (config, seed, folder) in enumerate(jobs):
             log(f"seed {seed} ({index + 1}/{len(jobs)})")
             outputs.append(run_seed(config, seed, folder, show_progress))
         return outputs
-    outputs: list[SeedOutput | None] = [None] * len(jobs)
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch thread state
     # Longest first: the last job to finish then runs beside others, not alone on one thread of an idle machine.
     order = sorted(range(len(jobs)), key=lambda i: -training_work(jobs[i][0], jobs[i][1]))
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        futures = {}
-        for index in order:
-            config, seed, folder = jobs[index]
-            threads = max(1, config.train.threads // processes)
-            job_config = config.model_copy(update={"train": config.train.model_copy(update={"threads": threads})})
-            futures[pool.submit(run_seed, job_config, seed, folder, False)] = index
-        for done, future in enumerate(as_completed(futures), start=1):
-            index = futures[future]
-            outputs[index] = future.result()
-            log(f"finished {jobs[index][2].parent.name}/{jobs[index][2].name} ({done}/{len(jobs)})")
-    return [output for output in outputs if output is not None]
+    tasks = []
+    for index in order:
+        config, seed, folder = jobs[index]
+        threads = executor.threads(config.train.threads)
+        job_config = config.model_copy(update={"train": config.train.model_copy(update={"threads": threads})})
+        tasks.append(Task(run_seed, (job_config, seed, folder.absolute(), False), threads, config.train.device,
+                          f"{folder.parent.name}/{folder.name}"))
+    if executor.kind != "local":
+        log(f"running {len(tasks)} seed job(s), {executor.describe()}")
+
+    def finished(task: Finished, done: int) -> None:
+        place = f", on {task.place()}" if task.where and executor.kind != "local" else ""
+        state = "FAILED" if task.error is not None else "finished"
+        log(f"{state} {tasks[task.index].name} ({done}/{len(jobs)}){place}")
+
+    ended = run_tasks(executor, tasks, finished, log)
+    failed = [task.error for task in ended if task.error is not None]
+    if failed:
+        raise failed[0]
+    outputs: dict[int, SeedOutput] = {order[task.index]: task.result for task in ended}
+    return [outputs[index] for index in range(len(jobs))]
 
 
 def training_work(config: RunConfig, seed: int) -> float:
@@ -269,7 +278,7 @@ def run_experiment(
     overwrite: bool = False,
     show_progress: bool = True,
     log=print,
-    processes: int = 1,
+    executor: Executor | int = 1,
     resume: bool = False,
     resume_command: str | None = None,
 ) -> RunOutcome:
@@ -278,14 +287,17 @@ def run_experiment(
     ``resume=True`` continues an interrupted run of ``out`` with the config it was started with (which must
     equal ``config``): finished seeds are kept and training picks up at its last checkpoint. ``resume_command``
     says how a user resumes it (default ``revcurse train --resume OUT``), for the message of a failed run.
+    ``executor`` runs the seeds (revcurse.executors; an int: that many local processes).
     """
     out = Path(out)
+    executor = as_executor(executor).logging_into(out.parent / f".{out.name}.submitit")
     skipped = check_inputs(config, log)
     state = distributed_state(config.train.device)
     if state.num_processes > 1:
         # Launched by torchrun / accelerate launch: every process trains (DDP), the main one writes the run.
-        if processes > 1:
-            raise InputError("--jobs runs seeds in parallel processes; under torchrun/accelerate use --jobs 1")
+        if executor.kind != "local" or executor.jobs > 1:
+            raise InputError("--jobs and --executor run seeds in other processes; under torchrun/accelerate use "
+                             "--jobs 1 and the local executor")
         if not state.is_main_process:
             # Train beside the main process in its staging folder (checkpoints hold every process's RNG state),
             # once it has made and locked that folder. If the main process fails first, torchrun stops this one.
@@ -297,6 +309,6 @@ def run_experiment(
     def work(staging: Path) -> list[SeedOutput]:
         if state.num_processes > 1:
             state.wait_for_everyone()  # the other processes may now use the staging folder
-        return run_seeds(seed_jobs(config, staging), processes, show_progress, log)
+        return run_seeds(seed_jobs(config, staging), executor, show_progress, log)
 
     return record_run(out, config, work, overwrite, resume, resume_command, skipped, log)

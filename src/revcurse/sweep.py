@@ -20,7 +20,12 @@ Several processes may run the same sweep folder at once (two terminals, two mach
 share the work. Each cell has a lock (``DIR/.locks/<slug>.lock``, filelock); a process claims a cell without
 waiting, skips the cells another process holds, and at the end waits for those (running one itself if its holder
 died). So every cell runs once, and every process ends with the whole table. Setting the folder up and writing
-the tables take the sweep lock (``DIR/.locks/sweep.lock``), and each file is written beside and renamed. Layout::
+the tables take the sweep lock (``DIR/.locks/sweep.lock``), and each file is written beside and renamed.
+
+``--executor ray|slurm`` runs each cell as a Ray task or a SLURM job (``revcurse.executors``), on machines that
+see this folder at the same path. Nothing else changes: a task claims its cell's lock as a local worker does, so a
+worker that dies mid-cell lets go of the lock, and the task's rerun (Ray's retry, a resubmitted job, or the same
+command again) resumes the cell from its checkpoint. Layout::
 
     DIR/sweep.json            grid, resolved base config, seeds
     DIR/cells/<slug>/         one run folder per cell (config.yaml, metrics.json, run.json, seed-N/...)
@@ -28,7 +33,9 @@ the tables take the sweep lock (``DIR/.locks/sweep.lock``), and each file is wri
     DIR/sweep.parquet         the same table (needs pyarrow: pip install 'revcurse[parquet]')
     DIR/sweep.md              one row per cell: accuracy per asked direction, trained or not
     DIR/sweep.png             a metric against a swept key, 95% intervals
+    DIR/attempts/<slug>.jsonl every attempt at a cell: started/resumed, finished/failed, host, pid, Ray node
     DIR/.locks/               the sweep lock and one lock per cell (empty files; safe to delete when idle)
+    DIR/.submitit/            with --executor slurm: submitit's job files (pickles, stdout, stderr)
 
 Three modules: ``sweep_grid`` parses the grid into cells, this one schedules and runs them, ``sweep_tables``
 writes the tables and the plot from the finished cells.
@@ -37,11 +44,9 @@ writes the tables and the plot from the finished cells.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +54,7 @@ from filelock import FileLock, Timeout
 
 from revcurse.config import RunConfig, load_config
 from revcurse.errors import InputError
+from revcurse.executors import Executor, Finished, Task, as_executor, run_tasks, worker_identity
 from revcurse.sweep_grid import CELLS, Cell, build_cells, parse_grid, resolve_plot_x, sweep_identity
 from revcurse.sweep_tables import (
     PLOT_METRICS,
@@ -62,6 +68,7 @@ from revcurse.sweep_tables import (
 
 SWEEP_FILE = "sweep.json"
 LOCKS = ".locks"
+ATTEMPTS = "attempts"
 # What claiming a cell found: this process ran it, another process finished it, another process holds it.
 RAN, DONE_ELSEWHERE, BUSY = "ran", "done elsewhere", "busy"
 
@@ -171,24 +178,34 @@ def cell_cost(config: RunConfig) -> float:
     return training_work(config, config.seed) * config.seeds * per_token
 
 
+def record_attempt(out: Path, slug: str, event: str, **details: object) -> None:
+    """One line of ``DIR/attempts/SLUG.jsonl``: what happened to the cell, when, and on which host, process and
+    Ray node or SLURM job (only the cell's lock holder writes it). A killed worker leaves a start without an end."""
+    line = {"event": event, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **worker_identity(), **details}
+    (out / ATTEMPTS).mkdir(exist_ok=True)
+    with open(out / ATTEMPTS / f"{slug}.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line) + "\n")
+
+
 def run_cell(config: RunConfig, folder: Path, show_progress: bool = False, resume: bool = False) -> float:
     """Run one cell into its own run folder (atomic), or resume its killed run; returns wall seconds."""
     from revcurse.runner import run_experiment
 
     start = time.perf_counter()
-    run_experiment(config, folder, overwrite=False, show_progress=show_progress, log=lambda *_: None, processes=1,
+    run_experiment(config, folder, overwrite=False, show_progress=show_progress, log=lambda *_: None, executor=1,
                    resume=resume, resume_command="running the same revcurse sweep command again")
     return time.perf_counter() - start
 
 
 def claim_and_run(
     config: RunConfig, out: Path, slug: str, wait: bool, show_progress: bool = False,
-    log: Callable[[str], None] | None = None, label: str = "",
+    log: Callable[[str], None] | None = None, label: str = "", executor: str = "local",
 ) -> tuple[str, float, list[str]]:
     """Run a cell if no other process holds it: (RAN | DONE_ELSEWHERE | BUSY, seconds, log lines).
 
     ``wait``: wait for a holder to let go instead of answering BUSY; then the cell is finished, or its holder
     died and this process runs it. A worker process's entry point (its log lines come back in the result).
+    Each attempt is recorded in ``DIR/attempts/SLUG.jsonl``: where it ran and how it ended.
     """
     from revcurse.records import describe_progress, partial_folder
 
@@ -215,11 +232,19 @@ def claim_and_run(
         partial = partial_folder(folder)
         if partial.is_dir() and not (partial / "config.yaml").is_file():  # killed before it had begun
             shutil.rmtree(partial, ignore_errors=True)
-        if partial.is_dir():
+        resume = partial.is_dir()
+        if resume:
             say(f"running {slug}{label}: resuming the interrupted cell ({describe_progress(partial)})")
         else:
             say(f"running {slug}{label}")
-        return RAN, run_cell(config, folder, show_progress, resume=partial.is_dir()), lines
+        record_attempt(out, slug, "resumed" if resume else "started", executor=executor)
+        try:
+            seconds = run_cell(config, folder, show_progress, resume=resume)
+        except BaseException as error:
+            record_attempt(out, slug, "failed", error=f"{type(error).__name__}: {error}")
+            raise
+        record_attempt(out, slug, "finished", seconds=round(seconds, 3))
+        return RAN, seconds, lines
     finally:
         lock.release()
 
@@ -229,22 +254,22 @@ def run_sweep(
     overrides: list[str],
     grid: list[str],
     out: Path,
-    jobs: int = 1,
+    executor: Executor | int = 1,
     overwrite: bool = False,
     show_progress: bool = False,
     log: Callable[[str], None] = print,
     plot_x: str | None = None,
     metric: str = "accuracy",
 ) -> SweepOutcome:
-    """Run every unfinished cell (``jobs`` at a time, longest first), then write the table, Markdown and plot."""
+    """Run every unfinished cell (longest first; ``executor``: where, an int is that many local processes), then
+    write the table, Markdown and plot."""
     out = Path(out)
     dimensions = [parse_grid(spec) for spec in grid]
     cells = build_cells(config_path, overrides, dimensions)
     x_key = resolve_plot_x(plot_x, dimensions)
     if metric not in PLOT_METRICS:
         raise InputError(f"--metric must be one of {', '.join(PLOT_METRICS)}; got {metric!r}")
-    if jobs < 1:
-        raise InputError(f"--jobs must be at least 1, got {jobs}")
+    executor = as_executor(executor).logging_into(out / ".submitit")
     base = load_config(config_path, overrides)
     prepare_folder(out, sweep_identity(dimensions, base), overwrite, log)
     skipped = [cell for cell in cells if is_finished(out / CELLS / cell.slug)]
@@ -252,9 +277,9 @@ def run_sweep(
         log(f"skipping {cell.slug}: finished in an earlier run")
     pending = [cell for cell in cells if cell not in skipped]
     pending.sort(key=lambda cell: -cell_cost(cell.config))  # longest first: the last cell does not run alone
-    log(f"{len(cells)} cells ({len(skipped)} finished earlier, {len(pending)} to run), {jobs} process(es), "
+    log(f"{len(cells)} cells ({len(skipped)} finished earlier, {len(pending)} to run), {executor.describe()}, "
         f"{base.seeds} seed(s) each")
-    status = _run_pending(pending, out, jobs, show_progress, log)
+    status = _run_pending(pending, out, executor, show_progress, log)
     with sweep_lock(out):  # another process of this sweep may be writing the same files
         rows = sweep_rows(out, cells)
         write_tables(rows, out, log)
@@ -266,7 +291,7 @@ def run_sweep(
 
 
 def _run_pending(
-    pending: list[Cell], out: Path, jobs: int, show_progress: bool, log: Callable[[str], None]
+    pending: list[Cell], out: Path, executor: Executor, show_progress: bool, log: Callable[[str], None]
 ) -> dict[str, str]:
     """Run the cells no other process holds, then wait for (or take over) the held ones; slug -> status.
 
@@ -277,12 +302,14 @@ def _run_pending(
     for wait in (False, True):
         failed = {cell.slug for cell, _ in failures}
         todo = [cell for cell in pending if status.get(cell.slug, BUSY) == BUSY and cell.slug not in failed]
-        if wait and todo:
+        if not todo:
+            continue
+        if wait:
             log(f"waiting for {len(todo)} cell(s) another process is running: {', '.join(c.slug for c in todo)}")
-        if jobs <= 1 or len(todo) <= 1:
+        if executor.runs_here(len(todo)):
             _run_here(todo, out, wait, show_progress, log, status, failures)
         else:
-            _run_in_processes(todo, out, jobs, wait, log, status, failures)
+            _run_elsewhere(todo, out, executor, wait, log, status, failures)
     if failures:
         log(f"{len(failures)} cell(s) failed; the finished ones are kept: run the same command again to retry")
         raise failures[0][1]
@@ -314,30 +341,35 @@ def _run_here(
         _report(cell, result, seconds, f"{done}/{len(todo)}", log)
 
 
-def _run_in_processes(
-    todo: list[Cell], out: Path, jobs: int, wait: bool, log: Callable[[str], None], status: dict[str, str],
-    failures: list[tuple[Cell, Exception]],
+def _run_elsewhere(
+    todo: list[Cell], out: Path, executor: Executor, wait: bool, log: Callable[[str], None],
+    status: dict[str, str], failures: list[tuple[Cell, Exception]],
 ) -> None:
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch thread state
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {}
-        for cell in todo:
-            threads = max(1, cell.config.train.threads // jobs)
-            train = cell.config.train.model_copy(update={"threads": threads})
-            config = cell.config.model_copy(update={"train": train})
-            futures[pool.submit(claim_and_run, config, out, cell.slug, wait)] = cell
-        log(f"running {len(todo)} cells, {jobs} at a time: {', '.join(c.slug for c in todo)}")
-        for done, future in enumerate(as_completed(futures), start=1):
-            cell = futures[future]
-            try:
-                result, seconds, lines = future.result()
-            except Exception as error:
-                failures.append((cell, error))
-                log(f"FAILED {cell.slug} ({done}/{len(todo)}): {error}")
-                continue
-            for line in lines:
-                log(line)
-            status[cell.slug] = result
-            _report(cell, result, seconds, f"{done}/{len(todo)}", log)
+    """Each cell a task of the executor (worker processes, Ray, SLURM); their log lines come back with them."""
+    tasks = [Task(claim_and_run, (_with_threads(cell.config, executor), out.absolute(), cell.slug, wait, False, None,
+                                  "", executor.kind), executor.threads(cell.config.train.threads),
+                  cell.config.train.device, cell.slug) for cell in todo]
+    log(f"running {len(todo)} cells, {executor.describe()}: {', '.join(c.slug for c in todo)}")
+
+    def finished(task: Finished, done: int) -> None:
+        cell = todo[task.index]
+        if task.error is not None:
+            failures.append((cell, task.error))
+            log(f"FAILED {cell.slug} ({done}/{len(todo)}){_on(task)}: {task.error}")
+            return
+        result, seconds, lines = task.result
+        for line in lines:
+            log(line)
+        status[cell.slug] = result
+        _report(cell, result, seconds, f"{done}/{len(todo)}{_on(task)}", log)
+
+    run_tasks(executor, tasks, finished, log)
 
 
+def _on(task: Finished) -> str:
+    return f", on {task.place()}" if task.where else ""
+
+
+def _with_threads(config: RunConfig, executor: Executor) -> RunConfig:
+    threads = executor.threads(config.train.threads)
+    return config.model_copy(update={"train": config.train.model_copy(update={"threads": threads})})

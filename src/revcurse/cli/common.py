@@ -123,3 +123,48 @@ def remote_overrides(url: str | None, model_name: str | None, api_key_env: str |
     if api_key_env is not None:
         overrides.append(f"probe.api_key_env={json.dumps(api_key_env)}")
     return overrides
+
+
+EXECUTOR_PANEL = "Where the runs run (local processes, Ray, SLURM)"
+ExecutorOption = Annotated[
+    str,
+    typer.Option(
+        "--executor", rich_help_panel=EXECUTOR_PANEL,
+        help="local: --jobs processes here (default). ray: each run a Ray task asking train.threads CPUs (and a GPU "
+        "with train.device=cuda), on --address or a Ray started here. slurm: each run a SLURM job (submitit). "
+        "slurm-local: the same jobs through submitit on this machine. Folders must be on a shared file system.",
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option("--address", rich_help_panel=EXECUTOR_PANEL,
+                 help="With --executor ray: the cluster to join (HOST:PORT of its head, or ray://HOST:10001); "
+                 "default a Ray started here and stopped at the end."),
+]
+GpusPerTaskOption = Annotated[
+    float | None,
+    typer.Option("--gpus-per-task", min=0, rich_help_panel=EXECUTOR_PANEL,
+                 help="With ray or slurm: GPUs each run asks; default 1 when train.device=cuda (ray: also 'auto' on "
+                 "a cluster with GPUs), else 0."),
+]
+MaxRetriesOption = Annotated[
+    int,
+    typer.Option("--max-retries", min=0, rich_help_panel=EXECUTOR_PANEL,
+                 help="With ray or slurm: times a run whose worker died is started again (it resumes from its "
+                 "checkpoint)."),
+]
+SlurmOption = Annotated[
+    list[str] | None,
+    typer.Option("--slurm", rich_help_panel=EXECUTOR_PANEL,
+                 help="With --executor slurm: a job parameter KEY=VALUE (repeatable): time=MINUTES (default 60), "
+                 "partition=NAME, account=NAME, qos=..., mem_gb=...; other keys pass to submitit as slurm_KEY."),
+]
+
+
+def executor_from(kind: str, jobs: int, address: str | None, gpus_per_task: float | None, max_retries: int,
+                  slurm: list[str] | None):
+    """The --executor options as one ``revcurse.executors.Executor`` (refusing options of another executor)."""
+    from revcurse.executors import Executor, parse_slurm_options
+
+    return Executor(kind=kind, jobs=jobs, address=address, gpus_per_task=gpus_per_task, max_retries=max_retries,
+                    slurm=parse_slurm_options(slurm))

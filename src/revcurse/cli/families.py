@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from revcurse.cli.common import ConfigOption, SetOption, app, console, default_out
+from revcurse.cli.common import (
+    AddressOption,
+    ConfigOption,
+    ExecutorOption,
+    GpusPerTaskOption,
+    MaxRetriesOption,
+    SetOption,
+    SlurmOption,
+    app,
+    console,
+    default_out,
+    executor_from,
+)
 from revcurse.errors import InputError
 from revcurse.experiments.families import DEFAULT_FRACTIONS
 
@@ -30,6 +42,11 @@ def families(
     out: Annotated[Path | None, typer.Option(help="Folder; default runs/families-<date>-<time>.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    gpus_per_task: GpusPerTaskOption = None,
+    max_retries: MaxRetriesOption = 2,
+    slurm: SlurmOption = None,
 ) -> None:
     """Synthetic Experiment 2: how much parent-side text does a model need to name a parent's child?
 
@@ -58,7 +75,8 @@ def families(
         if value is not None:
             overrides.append(f"{key}={value}")
     out = default_out(out, "families")
-    outcome = run_sweep(config, overrides, [f"{FRACTION_KEY}={','.join(values)}"], out, jobs=jobs,
+    outcome = run_sweep(config, overrides, [f"{FRACTION_KEY}={','.join(values)}"], out,
+                        executor=executor_from(executor, jobs, address, gpus_per_task, max_retries, slurm),
                         overwrite=overwrite, show_progress=not quiet, log=console.print)
     experiment = get_experiment("families")
     header, rows = column_grid(outcome.rows, experiment.columns, by=FRACTION_KEY, by_header="r")

@@ -8,15 +8,21 @@ from typing import Annotated
 import typer
 
 from revcurse.cli.common import (
+    AddressOption,
     AllowPickleOption,
     ApiKeyEnvOption,
     ConfigOption,
+    ExecutorOption,
+    GpusPerTaskOption,
+    MaxRetriesOption,
     ModelNameOption,
     SetOption,
+    SlurmOption,
     UrlOption,
     app,
     console,
     default_out,
+    executor_from,
     remote_overrides,
     with_allow_pickle,
 )
@@ -48,6 +54,11 @@ def incontext(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     allow_pickle: AllowPickleOption = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    gpus_per_task: GpusPerTaskOption = None,
+    max_retries: MaxRetriesOption = 2,
+    slurm: SlurmOption = None,
 ) -> None:
     """In-context control: the reverse question with the fact in the prompt, against the same question asked of
     the weights.
@@ -78,7 +89,7 @@ def incontext(
         raise InputError("--no-train needs a model to ask: --set model.checkpoint=DIR, or --url of a server")
     out = default_out(out, "incontext")
     outcome = run_experiment(run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print,
-                             processes=jobs)
+                             executor=executor_from(executor, jobs, address, gpus_per_task, max_retries, slurm))
     if not outcome.records:  # a data-parallel helper process (torchrun): the main process reports
         return
     header, rows = column_grid(outcome.records, get_experiment("incontext").columns)

@@ -7,7 +7,20 @@ from typing import Annotated
 
 import typer
 
-from revcurse.cli.common import ConfigOption, SetOption, app, console, default_out, strict_help
+from revcurse.cli.common import (
+    AddressOption,
+    ConfigOption,
+    ExecutorOption,
+    GpusPerTaskOption,
+    MaxRetriesOption,
+    SetOption,
+    SlurmOption,
+    app,
+    console,
+    default_out,
+    executor_from,
+    strict_help,
+)
 from revcurse.errors import InputError
 
 ORDERS = ("answer_first", "question_first")  # --control: the paper's order, then the control beside it
@@ -44,6 +57,11 @@ def instructions(
             )
         ),
     ] = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    gpus_per_task: GpusPerTaskOption = None,
+    max_retries: MaxRetriesOption = 2,
+    slurm: SlurmOption = None,
 ) -> None:
     """Experiment 3, reversing instructions: guidances give each answer before its question; the realized questions
     are also shown as Q/A examples, the unrealized ones are held out and asked.
@@ -57,6 +75,7 @@ def instructions(
     """
     from revcurse.config import load_config
 
+    where = executor_from(executor, jobs, address, gpus_per_task, max_retries, slurm)
     overrides = ["experiment=instructions", *(set_ or [])]
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
@@ -70,12 +89,12 @@ def instructions(
         return
     out = default_out(out, "instructions")
     if control:
-        _run_control(run_config, out, overwrite, not quiet, jobs)
+        _run_control(run_config, out, overwrite, not quiet, where)
         return
     from revcurse.report import result_table
     from revcurse.runner import run_experiment
 
-    outcome = run_experiment(run_config, out, overwrite, not quiet, console.print, jobs)
+    outcome = run_experiment(run_config, out, overwrite, not quiet, console.print, where)
     console.print(result_table(outcome.records, title=_title(outcome.summary)))
     console.print(f"trained {outcome.summary['train_seconds']:.0f} s, probed {outcome.summary['probe_seconds']:.0f} "
                   f"s; run folder: {out} (report: {out}/report.md)")
@@ -102,7 +121,7 @@ def _write_data(config, folder: Path, overwrite: bool) -> None:
     )
 
 
-def _run_control(config, out: Path, overwrite: bool, show_progress: bool, jobs: int) -> None:
+def _run_control(config, out: Path, overwrite: bool, show_progress: bool, executor) -> None:
     """Both guidance orders over the same seeds (so the same questions), one run folder each, as compare does."""
     from revcurse.compare import run_arms
     from revcurse.config import dump_config
@@ -119,7 +138,7 @@ def _run_control(config, out: Path, overwrite: bool, show_progress: bool, jobs: 
     arms: dict[str, list[dict]] = {}
     with record_folder(out, overwrite) as staging:
         (staging / "config.yaml").write_text(dump_config(config), encoding="utf-8")
-        outcomes = run_arms({ARM_FOLDER.format(order): configs[order] for order in ORDERS}, staging, jobs,
+        outcomes = run_arms({ARM_FOLDER.format(order): configs[order] for order in ORDERS}, staging, executor,
                             show_progress, console.print)
         for order, outcome in zip(ORDERS, outcomes.values()):
             arms[order.replace("_", " ")] = outcome.records

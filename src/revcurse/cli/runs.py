@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from revcurse.cli.common import (
+    AddressOption,
     AllowPickleOption,
     ConfigOption,
+    ExecutorOption,
     ExperimentOption,
+    GpusPerTaskOption,
+    MaxRetriesOption,
     NameOption,
     SetOption,
+    SlurmOption,
     StrictOption,
     app,
     console,
     default_out,
+    executor_from,
     refuse_beside_resume,
     with_allow_pickle,
     with_experiment,
 )
 from revcurse.config import load_config
 from revcurse.errors import InputError
+
+if TYPE_CHECKING:
+    from revcurse.executors import Executor
 
 
 @app.command()
@@ -40,13 +49,19 @@ def demo(
     jobs: Annotated[int, typer.Option(help="Seeds in parallel processes (useful with --seeds 2 or more).")] = 1,
     allow_pickle: AllowPickleOption = False,
     strict: StrictOption = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    gpus_per_task: GpusPerTaskOption = None,
+    max_retries: MaxRetriesOption = 2,
+    slurm: SlurmOption = None,
 ) -> None:
     """Experiment 1 end to end: made-up people -> training text -> a tiny model -> probes forward and reverse.
 
     Prints accuracy per subset and asked direction (95% interval) with the likelihood test, and writes a run
     folder: config.yaml, metrics.json (tidy records), predictions.jsonl, report.md and seed-N/model/.
     """
-    _run_config(config, set_, seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle, None, "demo", strict)
+    where = executor_from(executor, jobs, address, gpus_per_task, max_retries, slurm)
+    _run_config(config, set_, seeds, out, name, paper, overwrite, quiet, where, allow_pickle, None, "demo", strict)
 
 
 @app.command()
@@ -69,6 +84,11 @@ def train(
         typer.Option(help="Continue the interrupted run RUN (the --out it was started with), with its own config."),
     ] = None,
     strict: StrictOption = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    gpus_per_task: GpusPerTaskOption = None,
+    max_retries: MaxRetriesOption = 2,
+    slurm: SlurmOption = None,
 ) -> None:
     """Train and probe an experiment (default Experiment 1, as `demo`), checkpointing so a killed run can resume.
 
@@ -89,8 +109,9 @@ def train(
     """
     if resume is not None:
         refuse_beside_resume(experiment=experiment)
+    where = executor_from(executor, jobs, address, gpus_per_task, max_retries, slurm)
     _run_config(
-        config, with_experiment(set_, experiment), seeds, out, name, paper, overwrite, quiet, jobs, allow_pickle,
+        config, with_experiment(set_, experiment), seeds, out, name, paper, overwrite, quiet, where, allow_pickle,
         resume, "train", strict,
     )
 
@@ -104,7 +125,7 @@ def _run_config(
     paper: Path | None,
     overwrite: bool,
     quiet: bool,
-    jobs: int,
+    executor: Executor,
     allow_pickle: bool,
     resume: Path | None,
     command: str,
@@ -131,7 +152,7 @@ def _run_config(
         out = default_out(out, command, name)
         run_config = load_config(config, overrides)
     outcome = run_experiment(
-        run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print, processes=jobs,
+        run_config, out, overwrite=overwrite, show_progress=not quiet, log=console.print, executor=executor,
         resume=resume is not None,
     )
     if not outcome.records:  # a data-parallel helper process (torchrun): the main process reports
@@ -193,6 +214,11 @@ def compare(
         Path | None,
         typer.Option(help="Continue the interrupted comparison DIR (its --out) with its own config and arms."),
     ] = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    gpus_per_task: GpusPerTaskOption = None,
+    max_retries: MaxRetriesOption = 2,
+    slurm: SlurmOption = None,
 ) -> None:
     """Baseline and cures side by side: accuracy per cure, subset and asked direction, with 95% intervals.
 
@@ -203,6 +229,7 @@ def compare(
     from revcurse.records import resumable_folder
     from revcurse.report_compare import compare_table
 
+    where = executor_from(executor, jobs, address, gpus_per_task, max_retries, slurm)
     overrides = with_allow_pickle(with_experiment(set_, experiment), allow_pickle)
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
@@ -218,7 +245,7 @@ def compare(
         arms = parse_arms(cures)
         run_config = load_config(config, overrides)
     outcome = run_compare(
-        run_config, arms, out, overwrite=overwrite, show_progress=not quiet, log=console.print, processes=jobs,
+        run_config, arms, out, overwrite=overwrite, show_progress=not quiet, log=console.print, executor=where,
         resume=resume is not None,
     )
     console.print(compare_table(outcome.records, title=f"Cures compared over {run_config.seeds} seed(s)"))
@@ -307,6 +334,11 @@ def sweep(
     overwrite: Annotated[bool, typer.Option(help="Replace the folder, finished cells included.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars (with --jobs 1; workers never show them).")] = False,
     allow_pickle: AllowPickleOption = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    gpus_per_task: GpusPerTaskOption = None,
+    max_retries: MaxRetriesOption = 2,
+    slurm: SlurmOption = None,
 ) -> None:
     """Run an experiment over a grid of config values: one run folder per cell, one tidy table, one plot.
 
@@ -335,6 +367,13 @@ def sweep(
     may run the same sweep at once: a lock per cell (DIR/.locks/) shares the
     cells out, each runs once, and each process ends with the whole table.
 
+    \b
+    On a cluster (the folder on a file system every node sees):
+        --executor ray [--address HEAD:6379]   each cell a Ray task
+        --executor slurm --slurm partition=gpu --slurm time=120
+    A cell whose worker dies is started again (--max-retries) and resumes
+    from its checkpoint; DIR/attempts/<slug>.jsonl says where each ran.
+
     Example: revcurse sweep --grid size=xs,s,m,l --seeds 2 --jobs 2 --out runs/sweep-size
     """
     from revcurse.sweep import run_sweep
@@ -343,8 +382,9 @@ def sweep(
     overrides = with_allow_pickle(with_experiment(set_, experiment), allow_pickle)
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
+    where = executor_from(executor, jobs, address, gpus_per_task, max_retries, slurm)
     outcome = run_sweep(
-        config, overrides, list(grid), out, jobs=jobs, overwrite=overwrite, show_progress=not quiet,
+        config, overrides, list(grid), out, executor=where, overwrite=overwrite, show_progress=not quiet,
         log=console.print, plot_x=plot_x, metric=metric,
     )
     summary = summary_rows(outcome.rows, outcome.cells)
