@@ -5,6 +5,7 @@ The flow is one module per step: ``world`` (facts) -> ``corpus`` (training docum
 """
 
 import logging
+import warnings
 
 __version__ = "0.1.0"
 
@@ -14,3 +15,6 @@ __version__ = "0.1.0"
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
     lambda record: not record.getMessage().startswith("Failed to load CPU gemm_4bit_forward")
 )
+# bitsandbytes also calls torch.compile at import, which imports torch's inductor, whose own import uses torch's
+# deprecated torch.jit.script_method (torch 2.13): a DeprecationWarning about torch's code, not ours or the user's.
+warnings.filterwarnings("ignore", "`torch.jit.script_method` is deprecated", DeprecationWarning, "torch.jit._script")
