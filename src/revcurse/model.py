@@ -8,6 +8,7 @@ probes), so every word of a phrasing or a name is known, and decoding gives the 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from transformers import (
 
 from revcurse.config import LoraSection, ModelConfig
 from revcurse.errors import InputError
+from revcurse.sharding import placement, prepare_quantized, quantization_config
 
 # Distinct pad and EOS: a collator that masks pad in the labels must not also mask the end of every document.
 # <mask> is used only by the MLM-U objective.
@@ -37,6 +39,18 @@ SPECIAL_TOKENS = {
     "unk_token": "<unk>",
     "mask_token": "<mask>",
 }
+
+
+class _NoCpuKernelNotice(logging.Filter):
+    """``import peft`` imports bitsandbytes whenever it is installed (the ``qlora`` extra), and bitsandbytes then
+    logs a warning on a machine without the optional ``kernels`` package: "Failed to load CPU gemm_4bit_forward
+    from kernels-community". Its CPU 4-bit kernel is never used here (4-bit runs need CUDA): that line dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to load CPU gemm_4bit_forward")
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_NoCpuKernelNotice())
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -117,6 +131,8 @@ def load_checkpoint(
             trust_remote_code=config.trust_remote_code,
             dtype=getattr(torch, config.dtype),
             attn_implementation=config.attention,
+            device_map=placement(config),  # model.device_map; a 4-bit model on this process's GPU
+            quantization_config=quantization_config(config),
         )
     except (OSError, ValueError) as error:  # the hub's errors are OSErrors (HTTP) and ValueErrors (validation)
         raise InputError(f"{what}: could not load {source!r}: {' '.join(str(error).split())}") from None
@@ -323,6 +339,7 @@ def add_lora(model: PreTrainedModel, config: LoraSection) -> PreTrainedModel:
         # GPT-2's layers are Conv1D, whose weight is stored transposed (in x out): peft must know (else it warns)
         fan_in_fan_out=any(isinstance(module, Conv1D) for module in model.modules()),
     )
+    model = prepare_quantized(model)  # QLoRA: a 4-bit base (model.quantization) readied for adapters
     try:
         with _peft_wrapping():
             return get_peft_model(model, lora)
