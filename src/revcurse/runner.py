@@ -173,6 +173,7 @@ def _train(config: RunConfig, seed: int, folder: Path, show_progress: bool, corp
     if gathered is not None:  # the sharded model cannot run in one process: the saved one, whole, is probed
         saved = config.model.model_copy(update={"checkpoint": str(folder / "model")})
         model = load_checkpoint(saved)[0].to(state.device)
+        stats["fsdp_processes"] = state.num_processes
     stats.update(
         train_steps=trained.steps, train_tokens=trained.tokens, train_seconds=trained.seconds,
         tokens_per_second=trained.tokens_per_second, final_loss=trained.final_loss,

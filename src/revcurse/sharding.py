@@ -133,7 +133,7 @@ def quantization_config(config: ModelConfig) -> BitsAndBytesConfig | None:
     )
 
 
-def placement(config: ModelConfig) -> str | dict[str, int] | None:
+def placement(config: ModelConfig) -> str | dict[str, str | int] | None:
     """``device_map`` for ``from_pretrained``: the setting; for 4-bit weights (which bitsandbytes quantizes on the
     GPU) this process's GPU unless set; else None (loaded on CPU, moved by training or probing)."""
     if config.device_map is not None:
