@@ -263,8 +263,8 @@ def test_the_qlora_path_imports_and_leaves_other_models_alone(tiny_model_and_tok
 
 def test_bitsandbytes_cpu_kernel_notice_is_dropped_and_its_other_lines_kept(caplog):
     """``import peft`` imports bitsandbytes when installed; on CPU it logs a notice about an optional kernel
-    package that no run here uses (revcurse.model filters that line alone)."""
-    import revcurse.model  # noqa: F401  (installs the filter)
+    package that no run here uses (the revcurse package filters that line alone)."""
+    import revcurse  # noqa: F401  (installs the filter)
 
     logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
     with caplog.at_level(logging.WARNING):

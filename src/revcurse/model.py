@@ -8,7 +8,6 @@ probes), so every word of a phrasing or a name is known, and decoding gives the 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import warnings
 from collections.abc import Iterator
@@ -39,18 +38,6 @@ SPECIAL_TOKENS = {
     "unk_token": "<unk>",
     "mask_token": "<mask>",
 }
-
-
-class _NoCpuKernelNotice(logging.Filter):
-    """``import peft`` imports bitsandbytes whenever it is installed (the ``qlora`` extra), and bitsandbytes then
-    logs a warning on a machine without the optional ``kernels`` package: "Failed to load CPU gemm_4bit_forward
-    from kernels-community". Its CPU 4-bit kernel is never used here (4-bit runs need CUDA): that line dropped."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Failed to load CPU gemm_4bit_forward")
-
-
-logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_NoCpuKernelNotice())
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -325,7 +312,9 @@ def add_lora(model: PreTrainedModel, config: LoraSection) -> PreTrainedModel:
     """Wrap ``model`` with LoRA adapters (peft); only the adapters train.
 
     With no ``target_modules`` peft picks the architecture's usual ones (its per-model-type table: q_proj and
-    v_proj for Llama, c_attn for GPT-2, ...).
+    v_proj for Llama, c_attn for GPT-2, ...). On a bfloat16/float16 base the adapters are float32 (peft's
+    ``autocast_adapter_dtype``): half the memory for the frozen weights, full precision for the trained ones.
+    A 4-bit base (``model.quantization``) is first readied for k-bit training.
     """
     from peft import LoraConfig, get_peft_model
     from transformers.pytorch_utils import Conv1D

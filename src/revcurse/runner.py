@@ -171,6 +171,7 @@ def _train(config: RunConfig, seed: int, folder: Path, show_progress: bool, corp
     model.save_pretrained(folder / "model", safe_serialization=True, state_dict=gathered)
     tokenizer.save_pretrained(folder / "model")
     if gathered is not None:  # the sharded model cannot run in one process: the saved one, whole, is probed
+        del model, gathered  # its shards leave the GPU before the whole model comes in
         saved = config.model.model_copy(update={"checkpoint": str(folder / "model")})
         model = load_checkpoint(saved)[0].to(state.device)
         stats["fsdp_processes"] = state.num_processes

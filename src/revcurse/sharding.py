@@ -146,8 +146,8 @@ def placement(config: ModelConfig) -> str | dict[str, str | int] | None:
 
 
 def prepare_quantized(model: PreTrainedModel) -> PreTrainedModel:
-    """A 4-bit model made ready for LoRA training (peft): its norms and head in float32, inputs that carry
-    gradients into the adapters. Other models are returned as they are."""
+    """A 4-bit model made ready for LoRA training (peft): its weights that are not quantized (norms, embeddings,
+    head) in float32, inputs that carry gradients into the adapters. Other models are returned as they are."""
     if not getattr(model, "is_loaded_in_4bit", False):
         return model
     from peft import prepare_model_for_kbit_training
