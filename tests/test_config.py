@@ -27,6 +27,10 @@ def test_every_preset_loads():
             from revcurse.facts_file import read_templates
 
             assert read_templates(preset)
+        elif preset.name.startswith("accelerate-"):  # for `accelerate launch --config_file`, not a run config
+            from accelerate.commands.config.config_args import load_config_from_file
+
+            assert load_config_from_file(str(preset)).distributed_type
         else:
             load_config(preset)
 

@@ -103,3 +103,36 @@ def test_gradient_checkpointing_recomputes_and_gives_the_same_losses(architectur
         calls.append(counter.calls)
     assert curves[1] == pytest.approx(curves[0], rel=1e-5) and curves[0][-1] < curves[0][0]
     assert calls[1] == 2 * calls[0] == 2 * len(curves[0])  # each step's block runs again in backward
+
+
+def test_lora_on_a_bfloat16_base_trains_float32_adapters_and_leaves_the_base_alone(folders, corpus, tmp_path):
+    """model.dtype=bfloat16 with LoRA: the frozen base stays bfloat16 (half the memory), peft keeps the adapters
+    in float32 (its autocast_adapter_dtype), training moves the adapters only and lowers the loss; merged weights
+    are bfloat16 again, a saved adapter float32."""
+    model, tokenizer = load_checkpoint(ModelConfig(checkpoint=str(folders["llama"]), dtype="bfloat16"))
+    torch.manual_seed(0)
+    model = add_lora(model, LoraSection(rank=4))
+    base = {name: p.detach().clone() for name, p in model.named_parameters() if "lora_" not in name}
+    adapters = {name: p.detach().clone() for name, p in model.named_parameters() if "lora_" in name}
+    assert {p.dtype for p in base.values()} == {torch.bfloat16} and {p.dtype for p in adapters.values()} == {
+        torch.float32}
+    config = TrainConfig(epochs=6, batch_size=16, learning_rate=3e-2, threads=1)
+    curve = [e["loss"] for e in train_model(model, tokenizer, corpus.documents, config, 0, show_progress=False).log]
+    exact, _ = load_checkpoint(ModelConfig(checkpoint=str(folders["llama"])))
+    torch.manual_seed(0)  # the same adapters on the float32 base
+    exact = add_lora(exact, LoraSection(rank=4))
+    reference = [e["loss"] for e in train_model(exact, tokenizer, corpus.documents, config, 0, show_progress=False).log]
+    # the float32 base's curve up to bfloat16's rounding, and it goes down
+    assert curve == pytest.approx(reference, rel=0.01) and curve != reference
+    assert sum(curve[-3:]) < sum(curve[:3]) - 0.15  # a random base: the adapters alone bring it down slowly
+    after = dict(model.named_parameters())
+    assert all(
+        torch.equal(after[name], frozen) and after[name].dtype == torch.bfloat16 for name, frozen in base.items()
+    )
+    assert all(after[name].dtype == torch.float32 for name in adapters)
+    assert not all(torch.equal(after[name], weight) for name, weight in adapters.items())
+    model.save_pretrained(tmp_path / "adapter", safe_serialization=True)
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(tmp_path / "adapter" / "adapter_model.safetensors").values()} == {torch.float32}
+    assert {p.dtype for p in model.merge_and_unload().parameters()} == {torch.bfloat16}

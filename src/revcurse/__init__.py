@@ -9,12 +9,13 @@ import warnings
 
 __version__ = "0.1.0"
 
-# bitsandbytes (the `qlora` extra) is imported by transformers and peft whenever it is installed, and on a CPU with
-# AVX512-BF16 it then tries to fetch a 4-bit kernel from the model hub and logs that it could not. Nothing here
-# uses that kernel (4-bit QLoRA runs on CUDA only), so that one message is dropped; the logger stays as it was.
+# With bitsandbytes installed (the ``qlora`` extra), every process that trains imports it, chosen or not:
+# transformers' scheduler module imports peft, and peft imports bitsandbytes. That import makes two lines of noise
+# no call of ours can avoid: bitsandbytes' torch.compile imports torch's inductor, which calls torch's own
+# deprecated ``torch.jit.script_method`` (a DeprecationWarning, shown with ``-W default``); and on a CPU with
+# AVX512-BF16 and without the optional ``kernels`` package bitsandbytes logs that its CPU 4-bit kernel is missing
+# (never used here: 4-bit runs need CUDA). Both dropped by their exact message, before anything imports them.
+warnings.filterwarnings("ignore", "`torch.jit.script_method` is deprecated", DeprecationWarning, "torch.jit._script")
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
     lambda record: not record.getMessage().startswith("Failed to load CPU gemm_4bit_forward")
 )
-# bitsandbytes also calls torch.compile at import, which imports torch's inductor, whose own import uses torch's
-# deprecated torch.jit.script_method (torch 2.13): a DeprecationWarning about torch's code, not ours or the user's.
-warnings.filterwarnings("ignore", "`torch.jit.script_method` is deprecated", DeprecationWarning, "torch.jit._script")

@@ -27,6 +27,7 @@ from transformers import (
 
 from revcurse.config import LoraSection, ModelConfig
 from revcurse.errors import InputError
+from revcurse.sharding import placement, prepare_quantized, quantization_config
 
 # Distinct pad and EOS: a collator that masks pad in the labels must not also mask the end of every document.
 # <mask> is used only by the MLM-U objective.
@@ -117,6 +118,8 @@ def load_checkpoint(
             trust_remote_code=config.trust_remote_code,
             dtype=getattr(torch, config.dtype),
             attn_implementation=config.attention,
+            device_map=placement(config),  # model.device_map; a 4-bit model on this process's GPU
+            quantization_config=quantization_config(config),
         )
     except (OSError, ValueError) as error:  # the hub's errors are OSErrors (HTTP) and ValueErrors (validation)
         raise InputError(f"{what}: could not load {source!r}: {' '.join(str(error).split())}") from None
@@ -309,7 +312,9 @@ def add_lora(model: PreTrainedModel, config: LoraSection) -> PreTrainedModel:
     """Wrap ``model`` with LoRA adapters (peft); only the adapters train.
 
     With no ``target_modules`` peft picks the architecture's usual ones (its per-model-type table: q_proj and
-    v_proj for Llama, c_attn for GPT-2, ...).
+    v_proj for Llama, c_attn for GPT-2, ...). On a bfloat16/float16 base the adapters are float32 (peft's
+    ``autocast_adapter_dtype``): half the memory for the frozen weights, full precision for the trained ones.
+    A 4-bit base (``model.quantization``) is first readied for k-bit training.
     """
     from peft import LoraConfig, get_peft_model
     from transformers.pytorch_utils import Conv1D
@@ -323,6 +328,7 @@ def add_lora(model: PreTrainedModel, config: LoraSection) -> PreTrainedModel:
         # GPT-2's layers are Conv1D, whose weight is stored transposed (in x out): peft must know (else it warns)
         fan_in_fan_out=any(isinstance(module, Conv1D) for module in model.modules()),
     )
+    model = prepare_quantized(model)  # QLoRA: a 4-bit base (model.quantization) readied for adapters
     try:
         with _peft_wrapping():
             return get_peft_model(model, lora)

@@ -42,6 +42,7 @@ from revcurse.records import (
     write_seed_metrics,
 )
 from revcurse.sampling import SAMPLE_TOKENS
+from revcurse.sharding import check_big_model, full_state_dict, is_sharded
 from revcurse.trackers import TrackerRun, check_trackers, log_seed_metrics, seed_trackers
 from revcurse.train import distributed_state, train_model
 
@@ -159,12 +160,20 @@ def _train(config: RunConfig, seed: int, folder: Path, show_progress: bool, corp
         model, tokenizer, corpus.documents, train_config, seed, folder / "train_log.jsonl", show_progress,
         checkpoint_dir=folder / "checkpoints", tracking=tracking,
     )
-    if not distributed_state(config.train.device).is_main_process:
+    gathered = full_state_dict(model) if is_sharded(model) else None  # FSDP: every process sends its shard
+    state = distributed_state(config.train.device)
+    if not state.is_main_process:
         return None
     if config.lora.enabled and config.lora.merge_on_save:
         model = model.merge_and_unload()  # plain weights: loads anywhere, probes as fast as the base model
-    model.save_pretrained(folder / "model", safe_serialization=True)  # LoRA unmerged: the adapter alone
+    # LoRA unmerged: the adapter alone
+    model.save_pretrained(folder / "model", safe_serialization=True, state_dict=gathered)
     tokenizer.save_pretrained(folder / "model")
+    if gathered is not None:  # the sharded model cannot run in one process: the saved one, whole, is probed
+        del model, gathered  # its shards leave the GPU before the whole model comes in
+        saved = config.model.model_copy(update={"checkpoint": str(folder / "model")})
+        model = load_checkpoint(saved)[0].to(state.device)
+        stats["fsdp_processes"] = state.num_processes
     stats.update(
         train_steps=trained.steps, train_tokens=trained.tokens, train_seconds=trained.seconds,
         tokens_per_second=trained.tokens_per_second, final_loss=trained.final_loss,
@@ -262,6 +271,7 @@ def check_inputs(config: RunConfig, log=print) -> list[SkippedLine]:
         check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the run before any work
     check_trackers(config.train.report_to)  # a tracker's package missing: say which extra installs it
     corpus = build_trial(config, config.seed, cured=False).corpus
+    check_big_model(config, trains=config.train.enabled and bool(corpus.documents))
     if config.model.dtype == "float16" and config.train.enabled and corpus.documents and not config.lora.enabled:
         raise InputError(
             "model.dtype=float16 weights cannot be fine-tuned in full: AdamW's steps underflow in float16 and the "

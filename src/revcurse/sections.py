@@ -55,6 +55,14 @@ class ModelConfig(Section):
         "float32", description="weights' dtype, loaded or built: bfloat16/float16 halve memory (train.precision is "
         "autocast, apart); float16 weights probe and take LoRA but are not fine-tuned in full (refused: NaN)"
     )
+    device_map: str | dict[str, str | int] | None = Field(
+        None, description="probing only (train.enabled=false): where from_pretrained places model.checkpoint; 'auto' "
+        "spreads a big one over every GPU (then CPU, then disk), 'cuda:0', or {module: device}; None: whole on CPU"
+    )
+    quantization: Literal["none", "4bit"] = Field(
+        "none", description="'4bit': load model.checkpoint in 4-bit NF4 (bitsandbytes, bf16 compute, double "
+        "quantization); training it needs lora.enabled (QLoRA); CUDA only, pip install 'revcurse[qlora]'"
+    )
 
 
 class LoraSection(Section):

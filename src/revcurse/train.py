@@ -29,6 +29,7 @@ from revcurse.config import TrainConfig
 from revcurse.corpus import Document
 from revcurse.errors import InputError, NonFiniteLoss
 from revcurse.model import enable_gradient_checkpointing
+from revcurse.sharding import check_fsdp, local_weights
 from revcurse.trackers import TrackerRun, step_metrics
 
 IGNORE_INDEX = -100  # label value that cross-entropy skips
@@ -349,7 +350,7 @@ def write_train_log(path: Path, log: list[dict]) -> None:
 
 def weights_finite(model: PreTrainedModel, accelerator: Accelerator) -> bool:
     """Whether every trained weight is finite (one sync; with several processes, all of them agree)."""
-    trained = [p.detach() for p in model.parameters() if p.requires_grad]
+    trained = [local_weights(p.detach()) for p in model.parameters() if p.requires_grad]  # FSDP: own shard
     finite = torch.stack([torch.isfinite(p).all() for p in trained]).all() if trained else torch.tensor(True)
     if accelerator.num_processes > 1:
         bad = accelerator.reduce((~finite).float().to(accelerator.device), reduction="sum")
@@ -459,10 +460,14 @@ def make_accelerator(config: TrainConfig, trackers: list | None = None) -> Accel
     precision = config.precision
     if precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION"):
         # `accelerate launch --mixed_precision/--config_file` decides
-        return Accelerator(cpu=not on_gpu, log_with=trackers)
-    if precision == "auto":
-        precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
-    return Accelerator(cpu=not on_gpu, mixed_precision="no" if precision == "fp32" else precision, log_with=trackers)
+        accelerator = Accelerator(cpu=not on_gpu, log_with=trackers)
+    else:
+        if precision == "auto":
+            precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
+        mixed = "no" if precision == "fp32" else precision
+        accelerator = Accelerator(cpu=not on_gpu, mixed_precision=mixed, log_with=trackers)
+    check_fsdp(accelerator)  # an FSDP launch that accelerate would quietly run as DDP is refused
+    return accelerator
 
 
 def fused_adamw(device: torch.device) -> dict:
