@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
+from torch._dynamo.utils import counters
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
 from revcurse.config import TrainConfig, load_config
@@ -235,6 +236,7 @@ def loop_row(variant: str, shape: Shape, documents: list[Document], batch: int, 
     model = build_llama(shape, attention, max(lengths), device)
     config = TrainConfig(epochs=1, batch_size=batch, learning_rate=3e-4, warmup_fraction=0, threads=2,
                          checkpoint_minutes=0, compile=compile_, packing=packing)
+    graphs = counters["stats"]["unique_graphs"]
     result = train_model(model, tokenizer, documents, config, seed=0, show_progress=False)
     seq = sum(lengths) / len(lengths)
     row = {"variant": variant, "attention": attention, "compile": compile_, "packing": packing, "batch": batch,
@@ -242,7 +244,8 @@ def loop_row(variant: str, shape: Shape, documents: list[Document], batch: int, 
            "steps": result.steps, "warmup_steps": WARMUP_STEPS, "seconds": result.seconds,
            "first_loss": result.log[0]["loss"], "last_loss": result.log[-1]["loss"],
            "peak_memory_gib": memory_gib(device),
-           **speed(result.tokens_per_second_after(WARMUP_STEPS), flops_per_token(model, shape, seq), environment_)}
+           **speed(result.tokens_per_second_after(WARMUP_STEPS), flops_per_token(model, shape, seq), environment_),
+           "compiled_graphs": counters["stats"]["unique_graphs"] - graphs}  # > 0: torch.compile really ran
     del model
     return row
 

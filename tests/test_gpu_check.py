@@ -41,6 +41,8 @@ def test_the_dry_run_runs_every_step_and_follows_the_schema(dry_run):
 def test_compiled_and_packed_training_start_from_the_same_loss_as_their_plain_runs(dry_run):
     """Same model init and the same first batch: torch.compile and packing change speed, not the numbers."""
     rows = {row["variant"]: row for row in dry_run["throughput"]}
+    # compiled for real, though uncompiled runs came first in the process (accelerate keeps its first settings)
+    assert rows["revcurse-sdpa-compile"]["compiled_graphs"] >= 1 and rows["revcurse-sdpa"]["compiled_graphs"] == 0
     assert rows["revcurse-sdpa-compile"]["first_loss"] == pytest.approx(rows["revcurse-sdpa"]["first_loss"], rel=1e-4)
     assert rows["revcurse-eager"]["first_loss"] == pytest.approx(rows["revcurse-sdpa"]["first_loss"], rel=1e-4)
     assert rows["revcurse-short-packed"]["first_loss"] == pytest.approx(
@@ -59,3 +61,11 @@ def test_the_lora_row_fine_tunes_the_full_runs_model_on_new_people(dry_run):
     assert (full["world_seed"], lora["world_seed"]) == (0, 1)
     assert lora["trained_parameters"] < full["trained_parameters"] == full["parameters"]
     assert any(o.startswith("model.checkpoint=") and o.endswith("experiment1-full/model") for o in lora["overrides"])
+
+
+def test_the_committed_h200_figures_follow_the_schema():
+    """docs/gpu-check-h200.json is what the README's GPU tables are read from."""
+    schema = json.loads((ROOT / "docs" / "gpu_check.schema.json").read_text(encoding="utf-8"))
+    figures = json.loads((ROOT / "docs" / "gpu-check-h200.json").read_text(encoding="utf-8"))
+    jsonschema.validate(figures, schema)
+    assert not figures["dry_run"] and figures["errors"] == [] and figures["environment"]["device"] == "NVIDIA H200"

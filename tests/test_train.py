@@ -252,18 +252,3 @@ def test_packing_is_refused_with_the_masked_objective():
     with pytest.raises(ValueError, match="train.packing needs train.objective=causal"):
         TrainConfig(packing=64, objective="mlm-u")
 
-
-@pytest.mark.slow
-def test_compile_compiles_even_after_an_uncompiled_run_in_the_same_process(tiny_model_and_tokenizer):
-    """accelerate keeps the first Accelerator's settings per process; train.compile must not depend on them."""
-    from torch._dynamo.utils import counters
-
-    _, tokenizer = tiny_model_and_tokenizer
-    documents = [Document(text, Subset.BACKGROUND) for text in SENTENCES]
-    config = TrainConfig(epochs=2, batch_size=len(documents), threads=1, checkpoint_minutes=0)
-    _, plain = _train_copy(tokenizer, documents, config)
-    torch._dynamo.reset()
-    counters.clear()
-    _, compiled = _train_copy(tokenizer, documents, config.model_copy(update={"compile": True}))
-    assert counters["stats"]["unique_graphs"] >= 1  # dynamo traced the model: it really ran compiled
-    assert [e["loss"] for e in compiled.log] == pytest.approx([e["loss"] for e in plain.log], rel=1e-4)
