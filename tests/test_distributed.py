@@ -3,17 +3,15 @@ killed one resumes from its checkpoint."""
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from revcurse.cli import main
+from tests.processes import kill_at_first_checkpoint
 
 TINY = [
     "world.facts_per_subset=3", "world.background=6", "corpus.train_phrasings=4", "corpus.held_out_phrasings=2",
@@ -85,21 +83,9 @@ def test_a_killed_two_process_run_resumes_to_the_same_result(tmp_path):
     whole = subprocess.run([*torchrun_command(), "train", "--quiet", "--out", str(tmp_path / "whole"), *sets],
                            env=env, capture_output=True, text=True, timeout=300)
     assert whole.returncode == 0, whole.stderr[-3000:]
-    killed = subprocess.Popen([*torchrun_command(), "train", "--quiet", "--out", str(tmp_path / "killed"), *sets],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoints = tmp_path / ".killed.partial" / "seed-0" / "checkpoints"
-    deadline = time.monotonic() + 240
-    while not list(checkpoints.glob("step-*[0-9]")) and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    # torchrun starts each worker in its own session: kill the launcher and every worker, as a lost node would.
-    launch = psutil.Process(killed.pid)
-    victims = [*launch.children(recursive=True), launch]
-    for process in victims:
-        process.send_signal(signal.SIGKILL)
-    psutil.wait_procs(victims, timeout=30)
-    killed.wait()
-    assert not (tmp_path / "killed").exists(), "the run finished before it could be killed"
-    (checkpoint,) = checkpoints.glob("step-*[0-9]")
+    # torchrun starts each worker in its own session: the launcher and every worker are killed, as a lost node would
+    checkpoint = kill_at_first_checkpoint(
+        [*torchrun_command(), "train", "--quiet", "--out", str(tmp_path / "killed"), *sets], env, tmp_path / "killed")
     assert {p.name for p in checkpoint.glob("random_states_*.pkl")} == {"random_states_0.pkl", "random_states_1.pkl"}
 
     resumed = subprocess.run([*torchrun_command(), "train", "--quiet", "--resume", str(tmp_path / "killed")],

@@ -7,14 +7,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 import torch
 
@@ -26,6 +23,7 @@ from revcurse.model import load_checkpoint
 from revcurse.probe import HFBackend
 from revcurse.runner import build_trial, check_inputs
 from revcurse.tiny_checkpoints import TinySize, build_tiny_checkpoint
+from tests.processes import kill_at_first_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 FSDP_CONFIG = ROOT / "configs" / "accelerate-fsdp.yaml"
@@ -89,20 +87,9 @@ def test_fsdp_on_two_cpu_processes_matches_one_process_and_resumes_after_a_kill(
     assert weights["fsdp"].keys() == weights["one"].keys()
     assert all(torch.allclose(weights["fsdp"][k], weights["one"][k], atol=1e-4) for k in weights["one"])
 
-    killed = subprocess.Popen([*launch(FSDP_ON_CPU), "train", "--quiet", "--out", str(tmp_path / "killed"),
-                               *options], env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoints = tmp_path / ".killed.partial" / "seed-0" / "checkpoints"
-    deadline = time.monotonic() + 240
-    while not list(checkpoints.glob("step-*[0-9]")) and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    launcher = psutil.Process(killed.pid)
-    victims = [*launcher.children(recursive=True), launcher]
-    for process in victims:
-        process.send_signal(signal.SIGKILL)
-    psutil.wait_procs(victims, timeout=30)
-    killed.wait()
-    assert not (tmp_path / "killed").exists(), "the run finished before it could be killed"
-    (checkpoint,) = checkpoints.glob("step-*[0-9]")
+    checkpoint = kill_at_first_checkpoint(
+        [*launch(FSDP_ON_CPU), "train", "--quiet", "--out", str(tmp_path / "killed"), *options], environment(),
+        tmp_path / "killed")
     # Sharded: each process wrote its part of the weights and of the optimizer state.
     assert {p.name for p in (checkpoint / "pytorch_model_fsdp_0").glob("*.distcp")} == {"__0_0.distcp", "__1_0.distcp"}
     resumed = subprocess.run([*launch(FSDP_ON_CPU), "train", "--quiet", "--resume", str(tmp_path / "killed")],
