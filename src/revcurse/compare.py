@@ -19,6 +19,7 @@ from revcurse.errors import InputError
 from revcurse.executors import Executor, as_executor
 from revcurse.metrics import t_interval
 from revcurse.model import check_checkpoint
+from revcurse.paths import job_files_folder
 from revcurse.records import ARMS_FILE, RunOutcome, load_started_config, record_folder, write_run
 from revcurse.report_compare import BASELINE, markdown_compare, plot_compare
 from revcurse.report_page import write_report_after_run
@@ -98,7 +99,7 @@ def run_compare(
     (revcurse.executors; an int: that many local processes).
     """
     out = Path(out)
-    executor = as_executor(executor).logging_into(out.parent / f".{out.name}.submitit")
+    executor = as_executor(executor).logging_into(job_files_folder(out))
     check_checkpoint(config.model)  # a refused folder (pickle, own code) stops the comparison before any work
     records: list[dict] = []
     all_arms = [BASELINE, *arms]

@@ -79,6 +79,11 @@ class Executor:
         """The threads a task gets of ``train.threads``: local processes share this machine's cores."""
         return max(1, threads // self.jobs) if self.kind == "local" else threads
 
+    def task_config(self, config: Any) -> Any:
+        """``config`` (a RunConfig) as one task runs it: with the threads that task gets (``threads``)."""
+        train = config.train.model_copy(update={"threads": self.threads(config.train.threads)})
+        return config.model_copy(update={"train": train})
+
     def logging_into(self, folder: Path) -> Executor:
         """This executor with submitit's job files in ``folder`` unless the user chose a folder."""
         return self if self.log_folder is not None else replace(self, log_folder=folder)

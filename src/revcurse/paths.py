@@ -63,6 +63,12 @@ def partial_folder(destination: Path) -> Path:
     return destination.parent / f".{destination.name}{PARTIAL_SUFFIX}"
 
 
+def job_files_folder(destination: Path) -> Path:
+    """Where submitit keeps a run's SLURM job files (pickles, stdout, stderr): a hidden sibling, as the partial
+    folder is, so the run folder holds the run alone and the files outlive a failed run for reading."""
+    return destination.parent / f".{destination.name}.submitit"
+
+
 def is_partial(folder: Path) -> bool:
     return folder.name.startswith(".") and folder.name.endswith(PARTIAL_SUFFIX)
 

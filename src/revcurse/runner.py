@@ -30,6 +30,7 @@ from revcurse.errors import InputError, SkippedLine, warn_skipped
 from revcurse.executors import Executor, Finished, Task, as_executor, run_tasks
 from revcurse.experiments import Trial, get_experiment
 from revcurse.model import add_lora, build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
+from revcurse.paths import job_files_folder
 from revcurse.probe import ProbeResult, run_probes
 from revcurse.records import (
     SEED_OUTCOME,
@@ -234,10 +235,9 @@ def run_seeds(jobs: list[SeedJob], executor: Executor | int = 1, show_progress: 
     tasks = []
     for index in order:
         config, seed, folder = jobs[index]
-        threads = executor.threads(config.train.threads)
-        job_config = config.model_copy(update={"train": config.train.model_copy(update={"threads": threads})})
-        tasks.append(Task(run_seed, (job_config, seed, folder.absolute(), False), threads, config.train.device,
-                          f"{folder.parent.name}/{folder.name}"))
+        job_config = executor.task_config(config)
+        tasks.append(Task(run_seed, (job_config, seed, folder.absolute(), False), job_config.train.threads,
+                          config.train.device, f"{folder.parent.name}/{folder.name}"))
     if executor.kind != "local":
         log(f"running {len(tasks)} seed job(s), {executor.describe()}")
 
@@ -300,7 +300,7 @@ def run_experiment(
     ``executor`` runs the seeds (revcurse.executors; an int: that many local processes).
     """
     out = Path(out)
-    executor = as_executor(executor).logging_into(out.parent / f".{out.name}.submitit")
+    executor = as_executor(executor).logging_into(job_files_folder(out))
     skipped = check_inputs(config, log)
     state = distributed_state(config.train.device)
     if state.num_processes > 1:

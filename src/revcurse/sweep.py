@@ -346,7 +346,7 @@ def _run_elsewhere(
     status: dict[str, str], failures: list[tuple[Cell, Exception]],
 ) -> None:
     """Each cell a task of the executor (worker processes, Ray, SLURM); their log lines come back with them."""
-    tasks = [Task(claim_and_run, (_with_threads(cell.config, executor), out.absolute(), cell.slug, wait, False, None,
+    tasks = [Task(claim_and_run, (executor.task_config(cell.config), out.absolute(), cell.slug, wait, False, None,
                                   "", executor.kind), executor.threads(cell.config.train.threads),
                   cell.config.train.device, cell.slug) for cell in todo]
     log(f"running {len(todo)} cells, {executor.describe()}: {', '.join(c.slug for c in todo)}")
@@ -368,8 +368,3 @@ def _run_elsewhere(
 
 def _on(task: Finished) -> str:
     return f", on {task.place()}" if task.where else ""
-
-
-def _with_threads(config: RunConfig, executor: Executor) -> RunConfig:
-    threads = executor.threads(config.train.threads)
-    return config.model_copy(update={"train": config.train.model_copy(update={"threads": threads})})
