@@ -12,6 +12,7 @@ from revcurse.config import ModelConfig, TrainConfig
 from revcurse.corpus import Document
 from revcurse.errors import NonFiniteLoss
 from revcurse.model import build_tiny_model
+from revcurse.objectives import mask_uniformly
 from revcurse.train import (
     IGNORE_INDEX,
     PROGRESS_FILE,
@@ -20,7 +21,6 @@ from revcurse.train import (
     encode_documents,
     epoch_batches,
     latest_checkpoint,
-    mask_uniformly,
     pack,
     train_model,
 )

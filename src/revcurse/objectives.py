@@ -1,0 +1,52 @@
+"""Training objectives: what one micro-batch's loss is. ``train.py`` runs the loop; this says what it minimises.
+
+- ``causal``: next-token cross-entropy, summed over the micro-batch's label tokens and divided by the whole
+  step's, so one step's gradient is the mean over the batch however it is split;
+- ``mlm-u`` (Kitouni et al. 2024): a bidirectional model predicts tokens masked at a rate drawn per sequence
+  from U(0, 1).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+IGNORE_INDEX = -100  # label value that cross-entropy skips
+
+
+def mask_uniformly(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, mask_id: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MLM-U masking (Kitouni et al. 2024): per sequence a rate r ~ U(0, 1), each token but BOS masked with
+    probability r, at least one per sequence. Returns (masked input ids, labels: the original at masked places)."""
+    rows, width = input_ids.shape
+    rate = torch.rand(rows, 1, generator=generator)
+    maskable = attention_mask.bool().clone()
+    maskable[:, 0] = False  # BOS stays: it marks where the text starts
+    chosen = (torch.rand(rows, width, generator=generator) < rate) & maskable
+    for row in torch.nonzero(~chosen.any(-1)).flatten().tolist():
+        candidates = torch.nonzero(maskable[row]).flatten()
+        pick = torch.randint(len(candidates), (1,), generator=generator)
+        chosen[row, candidates[pick]] = True
+    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+    return torch.where(chosen, torch.full_like(input_ids, mask_id), input_ids), labels
+
+
+def masked_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor], mask_id: int, generator: torch.Generator):
+    """Cross-entropy on masked positions of a bidirectional model; each position predicts its own token."""
+    masked, labels = mask_uniformly(batch["input_ids"], batch["attention_mask"], mask_id, generator)
+    logits = model(input_ids=masked, attention_mask=batch["attention_mask"], use_cache=False).logits
+    return torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX
+    )
+
+
+def objective_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor], objective: str,
+                   tokenizer: PreTrainedTokenizerBase, generator: torch.Generator, step_items: int,
+                   micro_batches: int) -> torch.Tensor:
+    """One micro-batch's share of the step's loss under ``objective`` (``train.objective``)."""
+    if objective == "mlm-u":
+        # Random masks: the targets are not known ahead, so micro-batches weigh equally.
+        return masked_loss(model, batch, tokenizer.mask_token_id, generator) / micro_batches
+    # Sum over this micro-batch's tokens / the whole step's tokens (x N: DDP averages).
+    return model(**batch, num_items_in_batch=step_items, use_cache=False).loss
