@@ -20,13 +20,14 @@ def mask_uniformly(
     """MLM-U masking (Kitouni et al. 2024): per sequence a rate r ~ U(0, 1), each token but BOS masked with
     probability r, at least one per sequence. Returns (masked input ids, labels: the original at masked places)."""
     rows, width = input_ids.shape
-    rate = torch.rand(rows, 1, generator=generator)
+    # Drawn on the CPU generator (the same draws on any device), then moved to the batch's device.
+    rate = torch.rand(rows, 1, generator=generator).to(input_ids.device)
     maskable = attention_mask.bool().clone()
     maskable[:, 0] = False  # BOS stays: it marks where the text starts
-    chosen = (torch.rand(rows, width, generator=generator) < rate) & maskable
+    chosen = (torch.rand(rows, width, generator=generator).to(input_ids.device) < rate) & maskable
     for row in torch.nonzero(~chosen.any(-1)).flatten().tolist():
         candidates = torch.nonzero(maskable[row]).flatten()
-        pick = torch.randint(len(candidates), (1,), generator=generator)
+        pick = int(torch.randint(len(candidates), (1,), generator=generator))
         chosen[row, candidates[pick]] = True
     labels = torch.where(chosen, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
     return torch.where(chosen, torch.full_like(input_ids, mask_id), input_ids), labels
