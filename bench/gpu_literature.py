@@ -37,6 +37,7 @@ from revcurse.sweep import run_sweep
 SCHEMA = "revcurse.gpu_literature/1"
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE_EPOCHS = 5  # the demo's train.epochs: the compute sweep's 1x
+ONE_WAY = {"NameToDescription", "DescriptionToName"}
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,46 @@ def per_seed_costs(folder: Path) -> list[dict]:
     return costs
 
 
+def plot_compute(data: dict, path: Path) -> None:
+    """Accuracy against training compute (multiples of the baseline's epochs) for each one-way subset and
+    direction, 95% intervals as error bars; the causal baseline at 1x as open markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep, reference = data["sections"].get("mlmu_compute"), data["sections"].get("causal_reference")
+    if sweep is None:
+        return
+    figure, axis = plt.subplots(figsize=(7, 4.4))
+    groups = sorted({(r["subset"], r["asked"], r["trained"]) for r in sweep["accuracy"] if r["subset"] in ONE_WAY})
+    for index, (subset, asked, trained) in enumerate(groups):
+        rows = sorted((r for r in sweep["accuracy"] if (r["subset"], r["asked"], r["trained"]) == (subset, asked,
+                       trained)), key=lambda r: r["train.epochs"])
+        xs = [r["train.epochs"] / BASELINE_EPOCHS for r in rows]
+        means = [r["accuracy"] for r in rows]
+        errors = [[m - max(r["ci95_low"], 0) for m, r in zip(means, rows)],
+                  [min(r["ci95_high"], 1) - m for m, r in zip(means, rows)]]
+        label = f"{subset}, {asked.replace('_', ' ')} ({'trained' if trained else 'reverse'})"
+        axis.errorbar(xs, means, yerr=errors, fmt="-o" if trained else "--s", color=f"C{index}", capsize=3,
+                      label=f"MLM-U: {label}")
+        for r in (reference or {}).get("accuracy", []):
+            if (r["subset"], r["asked"], r["trained"]) == (subset, asked, trained):
+                axis.plot([1], [r["accuracy"]], "o" if trained else "s", mfc="none", color=f"C{index}", ms=10)
+    axis.plot([], [], "o", mfc="none", color="gray", ms=10, label="causal baseline at 1x (open markers)")
+    axis.set_xscale("log")
+    axis.set_xticks(MULTIPLES, [f"{m}x" for m in MULTIPLES])
+    axis.set_ylim(-0.03, 1.05)
+    axis.set_xlabel(f"training compute (x the baseline's {BASELINE_EPOCHS} epochs)")
+    axis.set_ylabel("accuracy (held-out phrasings)")
+    axis.set_title("Experiment 1 under MLM-U: accuracy against compute (95% intervals over seeds)", fontsize=9)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="center", bbox_to_anchor=(0.45, 0.62))
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def write(out: Path, data: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     temporary = out / "gpu_literature.json.tmp"
@@ -119,7 +160,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget-s", type=float, default=420, help="start no section after this many seconds")
     parser.add_argument("--sections", default="mlmu_compute,paper_configs")
+    parser.add_argument("--plot", type=Path, help="only draw the compute curve of an existing gpu_literature.json")
     args = parser.parse_args()
+    if args.plot:
+        plot_compute(json.loads(args.plot.read_text(encoding="utf-8")), args.plot.with_name("mlmu_compute.png"))
+        return
     if args.dry_run:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     start = time.perf_counter()
@@ -148,6 +193,7 @@ def main() -> None:
         data["seconds"] = time.perf_counter() - start
         write(args.out, data)
     write(args.out, data)
+    plot_compute(data, args.out / "mlmu_compute.png")
     print(f"wrote {args.out / 'gpu_literature.json'} in {time.perf_counter() - start:.0f} s; "
           f"{len(data['errors'])} error(s), {len(data['skipped'])} skipped")
 
