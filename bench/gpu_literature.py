@@ -8,7 +8,7 @@ Each section is one revcurse sweep (``sweep.run_sweep``, one run folder per cell
 whose grid also holds ``seed``, so that every (setting, seed) is its own task and ``--jobs`` processes run them at
 once, sharing the GPU (a tiny model leaves it mostly idle: its steps are bound by kernel launches, not FLOPs).
 The per-seed accuracies of each setting are then pooled per probe group into a mean and a 95% Student-t interval
-over the seeds (``metrics.t_interval``), beside the steps, wall time and final loss of each seed, in
+over the seeds (``metrics.interval``, clipped to [0, 1]), beside the steps, wall time and final loss of each seed, in
 ``OUT/gpu_literature.json`` (rewritten after every section, so a cut-short run keeps what it measured).
 
 Sections (``--sections``):
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
 
-from revcurse.metrics import t_interval
+from revcurse.metrics import interval
 from revcurse.sweep import run_sweep
 
 SCHEMA = "revcurse.gpu_literature/1"
@@ -85,7 +85,7 @@ def pooled(rows: list[dict], setting_keys: list[str]) -> list[dict]:
         groups[key].append(float(row["mean"]))
     table = []
     for key, values in sorted(groups.items(), key=lambda item: [str(part) for part in item[0]]):
-        low, high = t_interval(values) if len(values) > 1 else (values[0], values[0])
+        low, high = interval(values, [], proportion=True)  # Student-t over seeds, within [0, 1]
         *setting, subset, asked, setting_name, trained = key
         table.append({**dict(zip(setting_keys, setting)), "subset": subset, "asked": asked,
                       "setting": setting_name, "trained": trained, "accuracy": fmean(values),
@@ -123,8 +123,7 @@ def plot_compute(data: dict, path: Path) -> None:
                        trained)), key=lambda r: r["train.epochs"])
         xs = [r["train.epochs"] / BASELINE_EPOCHS for r in rows]
         means = [r["accuracy"] for r in rows]
-        errors = [[m - max(r["ci95_low"], 0) for m, r in zip(means, rows)],
-                  [min(r["ci95_high"], 1) - m for m, r in zip(means, rows)]]
+        errors = [[m - r["ci95_low"] for m, r in zip(means, rows)], [r["ci95_high"] - m for m, r in zip(means, rows)]]
         label = f"{subset}, {asked.replace('_', ' ')} ({'trained' if trained else 'reverse'})"
         axis.errorbar(xs, means, yerr=errors, fmt="-o" if trained else "--s", color=f"C{index}", capsize=3,
                       label=f"MLM-U: {label}")
