@@ -26,6 +26,7 @@ from revcurse.chat import render_as_chat, render_conversations
 from revcurse.config import RunConfig
 from revcurse.corpus import Corpus
 from revcurse.cures import CureContext, apply_cures
+from revcurse.curve import CURVE_FILE, CurveRecorder, curve_sample
 from revcurse.errors import InputError, SkippedLine, warn_skipped
 from revcurse.executors import Executor, Finished, Task, as_executor, run_tasks
 from revcurse.experiments import Trial, get_experiment
@@ -160,6 +161,7 @@ def _train(config: RunConfig, seed: int, folder: Path, show_progress: bool, corp
     trained = train_model(
         model, tokenizer, corpus.documents, train_config, seed, folder / "train_log.jsonl", show_progress,
         checkpoint_dir=folder / "checkpoints", tracking=tracking,
+        on_step=curve_recorder(config, corpus, tokenizer, folder, stats["world_seed"]),
     )
     gathered = full_state_dict(model) if is_sharded(model) else None  # FSDP: every process sends its shard
     state = distributed_state(config.train.device)
@@ -183,6 +185,18 @@ def _train(config: RunConfig, seed: int, folder: Path, show_progress: bool, corp
         checkpoint_seconds=trained.checkpoint_seconds,
     )
     return model
+
+
+def curve_recorder(config: RunConfig, corpus: Corpus, tokenizer, folder: Path, world_seed: int,
+                   ) -> CurveRecorder | None:
+    """The likelihood curve's recorder (revcurse.curve) for a run that probes in this process; none for a
+    data-parallel launch (the model is split over processes) or with ``probe.curve_points=0``."""
+    if config.probe.curve_points == 0 or distributed_state(config.train.device).num_processes > 1:
+        return None
+    sample = curve_sample(corpus.probes, config.probe.curve_facts, world_seed)
+    # the final probes' distractors (drawn from the world seed), among the sample's facts
+    return CurveRecorder(sample, lambda model: BACKENDS["hf"](config, model, tokenizer), folder / CURVE_FILE,
+                         config.probe.curve_points, config.probe.distractors, world_seed)
 
 
 def probe_settings(backend, config: RunConfig, corpus: Corpus, world_seed: int, show_progress: bool,
