@@ -27,14 +27,17 @@ groups under test.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import transformers
 from scipy import stats
 
 from revcurse import vocabulary
@@ -131,8 +134,10 @@ class SeedPredictions:
     placebo: list[list[tuple[np.ndarray, np.ndarray]]]  # per layer, per draw
 
 
-def probe_seed(model, tokenizer, facts: list[Fact], seed: int, placebo_draws: int) -> SeedPredictions:
-    """Fit the probe on the background people of one seed's world and predict every group's classes."""
+def probe_seed(states_of: Callable[[list[str]], np.ndarray], facts: list[Fact], seed: int, placebo_draws: int,
+               ) -> SeedPredictions:
+    """Fit the probe on the background people of one seed's world and predict every group's classes;
+    ``states_of(names)`` gives the names' hidden states, (layers, names, hidden) (``name_states``)."""
     background = [f for f in facts if f.subset is Subset.BACKGROUND]
     tested = {s.value: [f for f in facts if f.subset is s] for s in
               (Subset.NAME_TO_DESCRIPTION, Subset.BOTH, Subset.DESCRIPTION_TO_NAME)}
@@ -146,7 +151,7 @@ def probe_seed(model, tokenizer, facts: list[Fact], seed: int, placebo_draws: in
     placebo_names = [unseen_names(facts, len(reverse), rng) for _ in range(placebo_draws)]
     everyone = [f.name for f in background] + [f.name for group in tested.values() for f in group]
     everyone += [n for draw in placebo_names for n in draw]
-    states = name_states(model, tokenizer, everyone)
+    states = states_of(everyone)
     at = {name: i for i, name in enumerate(everyone)}
     train_y = np.array([index[description_class(f.description)] for f in background])
     order = list(range(len(background)))
@@ -216,6 +221,7 @@ def run_hidden_probe(run: Path, placebo_draws: int = 40) -> dict:
     if not config_path.is_file():
         raise InputError("not a run folder: expected config.yaml", run)
     config: RunConfig = load_config(config_path)
+    transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar per seed
     seeds = []
     for seed in range(config.seed, config.seed + config.seeds):
         folder = run / f"seed-{seed}" / "model"
@@ -227,7 +233,8 @@ def run_hidden_probe(run: Path, placebo_draws: int = 40) -> dict:
                              "has no background facts)", config_path)
         torch.set_num_threads(config.train.threads)
         model, tokenizer = load_checkpoint(config.model.model_copy(update={"checkpoint": str(folder)}))
-        seeds.append(probe_seed(model, tokenizer, facts, seed, placebo_draws))
+        states_of = functools.partial(name_states, model, tokenizer)
+        seeds.append(probe_seed(states_of, facts, seed, placebo_draws))
     result = summarise(seeds)
     (run / HIDDEN_PROBE_FILE).write_text(json.dumps(result, indent=1, allow_nan=False), encoding="utf-8")
     return result
