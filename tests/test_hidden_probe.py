@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+import torch
 
 from revcurse import vocabulary
 from revcurse.cli import main
@@ -23,6 +24,15 @@ from revcurse.runner import run_experiment
 from revcurse.world import Fact, Subset
 
 ROLES = ("composer", "director", "architect", "poet")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The probe's fits are tiny: on a loaded 2-core machine a second torch thread only waits (5x the wall)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_the_label_is_the_first_content_word():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections import defaultdict
 from pathlib import Path
 from statistics import fmean
@@ -107,10 +108,12 @@ class CurveRecorder:
         self.points = points
         self.distractors = distractors
         self.seed = seed
+        self.seconds = 0.0  # spent scoring: the curve's cost, apart from training's (run.json: curve_seconds)
 
     def __call__(self, step: int, total_steps: int, model: torch.nn.Module) -> None:
         if step not in curve_steps(total_steps, self.points) or not self.probes.probes:
             return
+        began = time.perf_counter()
         was_training = model.training
         settings: dict[str, list[Probe]] = defaultdict(list)
         for probe in self.probes.probes:  # as the final probes: each setting draws its distractors among itself
@@ -126,3 +129,4 @@ class CurveRecorder:
         kept = [row for row in read_curve(self.path) if row["step"] < step]
         text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in kept + curve_rows(step, results))
         self.path.write_text(text, encoding="utf-8")
+        self.seconds += time.perf_counter() - began

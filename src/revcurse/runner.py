@@ -158,10 +158,10 @@ def _train(config: RunConfig, seed: int, folder: Path, show_progress: bool, corp
     if config.lora.enabled:
         model = add_lora(model, config.lora)
     train_config = config.train.model_copy(update={"epochs": epochs_for(config, seed, len(corpus.documents))})
+    curve = curve_recorder(config, corpus, tokenizer, folder, stats["world_seed"])
     trained = train_model(
         model, tokenizer, corpus.documents, train_config, seed, folder / "train_log.jsonl", show_progress,
-        checkpoint_dir=folder / "checkpoints", tracking=tracking,
-        on_step=curve_recorder(config, corpus, tokenizer, folder, stats["world_seed"]),
+        checkpoint_dir=folder / "checkpoints", tracking=tracking, on_step=curve,
     )
     gathered = full_state_dict(model) if is_sharded(model) else None  # FSDP: every process sends its shard
     state = distributed_state(config.train.device)
@@ -184,6 +184,8 @@ def _train(config: RunConfig, seed: int, folder: Path, show_progress: bool, corp
         resumed_at_step=trained.resumed_at_step, checkpoints=trained.checkpoints,
         checkpoint_seconds=trained.checkpoint_seconds,
     )
+    if curve is not None:  # scoring the curve's sample: not in train_seconds (this process's share, after a resume)
+        stats["curve_seconds"] = curve.seconds
     return model
 
 
