@@ -29,7 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=float, default=None)
     parser.add_argument("--points", type=int, default=20)
-    parser.add_argument("--facts", type=int, default=8)
+    parser.add_argument("--facts", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     config, corpus, tokenizer = demo_setup(args.threads)

@@ -177,7 +177,8 @@ class ProbeConfig(Section):
         "group's mean log p of the correct target and of its distractors, revcurse.curve); 0: no curve"
     )
     curve_facts: int = Field(
-        8, ge=2, description="facts per probe group the curve follows (2 phrasings each, the same at every point)"
+        4, ge=2, description="facts per probe group the curve follows (2 phrasings each, the same at every point; "
+        "bench/curve_overhead.py: 4 costs the demo < 5% of its training time)"
     )
 
 
