@@ -3,12 +3,13 @@ trained gap rising, the same curve from the same seed, training untouched by it)
 its figure in the report."""
 
 import json
+import math
 
 import pytest
 
 from revcurse.config import load_config
 from revcurse.corpus import Probe
-from revcurse.curve import CURVE_FILE, CurveRecorder, curve_sample, curve_steps, read_curve
+from revcurse.curve import CURVE_FILE, CurveRecorder, curve_sample, curve_steps, curve_summary, read_curve
 from revcurse.probe import HFBackend
 from revcurse.runner import run_experiment
 
@@ -98,3 +99,27 @@ def test_curve_of_a_tiny_run(tmp_path):
     section = page.split("Likelihood gap while training", 1)[1]
     assert section.split("<h", 1)[0].count("data:image/png;base64,") == 1
     assert "Likelihood gap while training" not in (runs["off"] / "report.html").read_text()
+
+
+def test_curve_summary_and_command(tmp_path, capsys):
+    from revcurse.cli import main
+
+    for seed, rise in enumerate((2.0, 2.5, 3.0)):
+        rows = [{"step": step, "subset": "S", "asked": "name_to_description", "trained": trained,
+                 "gap": rise * step / 10 if trained else 0.01 * seed}  # the reverse gap never moves
+                for step in (0, 5, 10) for trained in (True, False)]
+        (tmp_path / f"seed-{seed}").mkdir()
+        (tmp_path / f"seed-{seed}" / CURVE_FILE).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    curves = {f"seed-{s}": read_curve(tmp_path / f"seed-{s}" / CURVE_FILE) for s in range(3)}
+    trained, reverse = curve_summary(curves)
+    assert trained["gap_start"] == 0 and trained["gap_end"] == pytest.approx(2.5) and trained["peak_step"] == 10
+    assert trained["gap_end_ci95"][0] < 2.5 < trained["gap_end_ci95"][1]
+    assert trained["moved_p"] < 0.05 and trained["seeds"] == 3
+    assert reverse["gap_end"] == pytest.approx(0.01) and math.isnan(reverse["moved_p"])  # no change: no t
+    with pytest.raises(SystemExit) as exit_info:
+        main(["curve", str(tmp_path)])
+    assert exit_info.value.code == 0
+    assert "+2.50" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["curve", str(tmp_path / "seed-0")])  # no seed folders below: refused with a message
+    assert exit_info.value.code == 2

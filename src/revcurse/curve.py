@@ -15,6 +15,7 @@ from a checkpoint rewrites exactly the points the killed process recorded after 
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections import defaultdict
@@ -130,3 +131,30 @@ class CurveRecorder:
         text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in kept + curve_rows(step, results))
         self.path.write_text(text, encoding="utf-8")
         self.seconds += time.perf_counter() - began
+
+
+def curve_summary(curves: dict[str, list[dict]]) -> list[dict]:
+    """Per probe group over seeds: the gap before training, at its peak (the step where the seeds' mean is
+    highest) and at the end, with a 95% t-interval over seeds, and whether it moved (paired t, end vs start)."""
+    from revcurse.metrics import paired_test, t_interval
+
+    groups = list(dict.fromkeys((r.get("setting", ""), r["subset"], r["asked"], r["trained"])
+                                for rows in curves.values() for r in rows))
+    summary = []
+    for group in groups:
+        per_seed = [{r["step"]: r["gap"] for r in rows if (r.get("setting", ""), r["subset"], r["asked"],
+                                                           r["trained"]) == group} for rows in curves.values()]
+        per_seed = [gaps for gaps in per_seed if gaps]
+        steps = sorted(set.intersection(*(set(gaps) for gaps in per_seed)))
+        if not steps:
+            continue
+        means = {step: fmean(gaps[step] for gaps in per_seed) for step in steps}
+        peak = max(steps, key=means.__getitem__)
+        start, end = [gaps[steps[0]] for gaps in per_seed], [gaps[steps[-1]] for gaps in per_seed]
+        t, p = paired_test(end, start)
+        summary.append({"setting": group[0], "subset": group[1], "asked": group[2], "trained": group[3],
+                        "seeds": len(per_seed), "first_step": steps[0], "last_step": steps[-1],
+                        "gap_start": means[steps[0]], "gap_peak": means[peak], "peak_step": peak,
+                        "gap_end": means[steps[-1]], "gap_end_ci95": t_interval(end) if len(end) > 1 else (
+                            math.nan, math.nan), "moved_t": t, "moved_p": p})
+    return summary
