@@ -108,6 +108,7 @@ def run_cli(args: list[str]) -> int:
     return exit_info.value.code
 
 
+@pytest.mark.slow
 def test_probe_hidden_command_writes_its_records(tmp_path, capsys):
     run = tmp_path / "run"
     run_experiment(load_config(None, TINY), run, show_progress=False, log=lambda *_: None)
