@@ -264,7 +264,7 @@ def train_model(
         nonlocal start
         if on_step is not None:
             began = time.perf_counter()
-            on_step(result.steps, total_steps, accelerator.unwrap_model(model))
+            on_step(result.steps, total_steps, accelerator.unwrap_model(model, keep_torch_compile=False))  # eager
             start += time.perf_counter() - began
 
     observe()
