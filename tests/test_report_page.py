@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("error::revcurse.report_page.ReportPageW
 
 TINY = [*SMALL, "--set", "train.threads=1"]
 RUN_SECTIONS = ("Run facts", "Accuracy forward and reverse", "Likelihood of the correct vs random targets",
-                "Training loss", "Per-fact results")
+                "Likelihood gap while training", "Training loss", "Per-fact results")
 HOSTILE = "<script>alert('pwned')</script> & <b>bold</b>"
 
 
@@ -76,7 +76,7 @@ def test_run_page_has_every_section_and_is_self_contained(demo_run, tmp_path):
     page = page_path.read_text()
     for heading in RUN_SECTIONS:
         assert f">{heading}</h3>" in page, heading
-    assert page.count('src="data:image/png;base64,') == 3  # accuracy, likelihood, loss
+    assert page.count('src="data:image/png;base64,') == 4  # accuracy, likelihood, likelihood curve, loss
     assert "<script" not in page and "<link" not in page and "http://" not in page and "https://" not in page
     assert "config.yaml</summary>" in page and "tiny Llama from scratch" in page
     assert page.count('<details class="subset">') == 3  # one per subset
@@ -104,7 +104,7 @@ def test_compare_page_shows_the_cures_and_each_arm(compare_run, tmp_path):
     assert "Arm: none" in page and "Arm: bidirectional" in page
     for heading in RUN_SECTIONS:  # each arm's run sections, one level down
         assert page.count(f">{heading}</h4>") == 2, heading
-    assert page.count('src="data:image/png;base64,') == 2 + 2 * 3  # cures, training time; three per arm
+    assert page.count('src="data:image/png;base64,') == 2 + 2 * 4  # cures, training time; four per arm
     summary = (tmp_path / "cmp.md").read_text()
     assert "| cure | train seconds per seed [95% CI] |" in summary and "- bidirectional:" in summary
 
@@ -207,7 +207,7 @@ def test_page_renders_in_chromium(browser, both_page, tmp_path):
         assert heading in headings, heading
     assert any(h.startswith("Run: ") for h in headings) and any(h.startswith("Compare: ") for h in headings)
     widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
-    assert len(widths) == 3 + 2 + 2 * 3 and all(width > 0 for width in widths)
+    assert len(widths) == 4 + 2 + 2 * 4 and all(width > 0 for width in widths)
     fact_rows = page.eval_on_selector_all("details.subset table tr.fail", "rows => rows.length")
     assert fact_rows > 0
     visible = page.eval_on_selector("details.subset table tr.fail", "row => row.getBoundingClientRect().height")

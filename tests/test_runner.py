@@ -123,7 +123,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_metrics(tmp_path):
     assert "resuming" in resumed.stdout and "from step" in resumed.stdout
     run = json.loads((tmp_path / "killed" / "run.json").read_text())
     assert run["per_seed"][0]["resumed_at_step"] > 0
-    for name in ["metrics.json", "predictions.jsonl", "seed-0/train_log.jsonl"]:
+    for name in ["metrics.json", "predictions.jsonl", "seed-0/train_log.jsonl", "seed-0/curve.jsonl"]:
         assert (tmp_path / "killed" / name).read_text() == (tmp_path / "whole" / name).read_text(), name
     assert run_status(tmp_path / "killed") == "finished" and not (tmp_path / ".killed.partial").exists()
     assert not list((tmp_path / "killed").glob("seed-0/checkpoints"))  # removed once the seed was done

@@ -29,6 +29,7 @@ class RunData:
     predictions: list[dict]
     train_logs: dict[str, list[dict]] = field(default_factory=dict)  # seed folder name -> log lines
     calibration: list[dict] = field(default_factory=list)  # calibration.json: the tests' placebo rejection rates
+    curves: dict[str, list[dict]] = field(default_factory=dict)  # seed folder name -> curve.jsonl rows
 
 
 @dataclass
@@ -72,6 +73,10 @@ def read_run(folder: Path) -> RunData:
         seed_folder.name: [e for e in _read_jsonl(seed_folder / "train_log.jsonl") if "loss" in e and "step" in e]
         for seed_folder in sorted(folder.glob("seed-*"), key=lambda p: _seed_number(p.name))
     }
+    curves = {  # the likelihood curve while training (revcurse.curve)
+        seed_folder.name: [e for e in _read_jsonl(seed_folder / "curve.jsonl") if {"step", "gap"} <= e.keys()]
+        for seed_folder in sorted(folder.glob("seed-*"), key=lambda p: _seed_number(p.name))
+    }
     return RunData(
         folder=folder,
         records=records,
@@ -80,6 +85,7 @@ def read_run(folder: Path) -> RunData:
         predictions=_read_jsonl(folder / "predictions.jsonl"),
         train_logs={name: log for name, log in logs.items() if log},
         calibration=_calibration(folder / "calibration.json"),
+        curves={name: rows for name, rows in curves.items() if rows},
     )
 
 

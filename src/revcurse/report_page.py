@@ -25,7 +25,14 @@ from revcurse.report import ASKED_LABEL, calibration_lines, markdown_report, res
 from revcurse.report_compare import COLUMNS as COMPARE_COLUMNS
 from revcurse.report_compare import compare_rows, markdown_compare
 from revcurse.report_data import CompareData, FactRow, RunData, fact_rows, failure_counts, read_folder
-from revcurse.report_plots import plot_accuracy, plot_compare_accuracy, plot_likelihood, plot_loss, plot_train_time
+from revcurse.report_plots import (
+    plot_accuracy,
+    plot_compare_accuracy,
+    plot_curve,
+    plot_likelihood,
+    plot_loss,
+    plot_train_time,
+)
 from revcurse.versions import version_differences
 
 FAILING_ROWS_PER_GROUP = 25  # per (subset, asked direction): enough to see the pattern, small enough to read
@@ -199,6 +206,9 @@ def run_section_html(run: RunData, level: int) -> str:
         parts.append(_img(plot_likelihood(run.predictions), "log p of correct and other targets"))
     else:
         parts.append('<p class="note">No predictions.jsonl in this folder.</p>')
+    if run.curves:  # revcurse.curve: does training move the reverse direction's likelihood at all?
+        parts.append(f"<h{h}>Likelihood gap while training</h{h}>")
+        parts.append(_img(plot_curve(run.curves), "likelihood gap of each probe group against the training step"))
     parts.append(f"<h{h}>Training loss</h{h}>")
     if run.train_logs:
         parts.append(_img(plot_loss(run.train_logs), "training loss per seed"))

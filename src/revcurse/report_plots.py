@@ -172,3 +172,38 @@ def plot_train_time(records: list[dict]) -> str:
     height = figure.get_figheight()
     figure.subplots_adjust(left=0.22, right=0.95, bottom=0.9 / height, top=1 - 0.45 / height)
     return _png(figure)
+
+
+def plot_curve(curves: dict[str, list[dict]]) -> str:
+    """The likelihood curve (revcurse.curve): each probe group's log p of the correct target minus its distractors'
+    against the training step; trained directions solid, reverse dashed; each seed a thin line, their mean thick."""
+    plt = _pyplot()
+    import numpy as np
+
+    groups = list(dict.fromkeys((r.get("setting", ""), r["subset"], r["asked"], bool(r["trained"]))
+                                for rows in curves.values() for r in rows))
+    figure, axis = plt.subplots(figsize=(8.5, 3.8))
+    colours = plt.get_cmap("tab10")
+    for number, (setting, subset, asked, trained) in enumerate(groups):
+        colour, style = colours(number % 10), "-" if trained else "--"
+        per_seed = {}
+        for seed, rows in curves.items():
+            points = {r["step"]: r["gap"] for r in rows if (r.get("setting", ""), r["subset"], r["asked"],
+                                                            bool(r["trained"])) == (setting, subset, asked, trained)}
+            if points:
+                per_seed[seed] = points
+                axis.plot(sorted(points), [points[s] for s in sorted(points)], style, color=colour, linewidth=0.6,
+                          alpha=0.45)
+        steps = sorted(set.intersection(*(set(p) for p in per_seed.values()))) if per_seed else []
+        if steps:
+            mean = [float(np.mean([p[s] for p in per_seed.values()])) for s in steps]
+            direction = "trained" if trained else "reverse"
+            name = ", ".join(filter(None, (setting, subset, f"asked {ASKED_LABEL.get(asked, asked)}", direction)))
+            axis.plot(steps, mean, style, color=colour, linewidth=2, label=name)
+    axis.axhline(0, color="#999999", linewidth=0.8)
+    axis.set_xlabel("training step")
+    axis.set_ylabel("log p(target) - mean log p(distractors)")
+    axis.set_title(f"Likelihood gap while training ({len(curves)} seed(s): thin lines; mean: thick)")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.subplots_adjust(left=0.09, right=0.62, bottom=0.14, top=0.9)
+    return _png(figure)

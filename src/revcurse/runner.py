@@ -26,6 +26,7 @@ from revcurse.chat import render_as_chat, render_conversations
 from revcurse.config import RunConfig
 from revcurse.corpus import Corpus
 from revcurse.cures import CureContext, apply_cures
+from revcurse.curve import CURVE_FILE, CurveRecorder, curve_sample
 from revcurse.errors import InputError, SkippedLine, warn_skipped
 from revcurse.executors import Executor, Finished, Task, as_executor, run_tasks
 from revcurse.experiments import Trial, get_experiment
@@ -157,9 +158,10 @@ def _train(config: RunConfig, seed: int, folder: Path, show_progress: bool, corp
     if config.lora.enabled:
         model = add_lora(model, config.lora)
     train_config = config.train.model_copy(update={"epochs": epochs_for(config, seed, len(corpus.documents))})
+    curve = curve_recorder(config, corpus, tokenizer, folder, stats["world_seed"])
     trained = train_model(
         model, tokenizer, corpus.documents, train_config, seed, folder / "train_log.jsonl", show_progress,
-        checkpoint_dir=folder / "checkpoints", tracking=tracking,
+        checkpoint_dir=folder / "checkpoints", tracking=tracking, on_step=curve,
     )
     gathered = full_state_dict(model) if is_sharded(model) else None  # FSDP: every process sends its shard
     state = distributed_state(config.train.device)
@@ -182,7 +184,21 @@ def _train(config: RunConfig, seed: int, folder: Path, show_progress: bool, corp
         resumed_at_step=trained.resumed_at_step, checkpoints=trained.checkpoints,
         checkpoint_seconds=trained.checkpoint_seconds,
     )
+    if curve is not None:  # scoring the curve's sample: not in train_seconds (this process's share, after a resume)
+        stats["curve_seconds"] = curve.seconds
     return model
+
+
+def curve_recorder(config: RunConfig, corpus: Corpus, tokenizer, folder: Path, world_seed: int,
+                   ) -> CurveRecorder | None:
+    """The likelihood curve's recorder (revcurse.curve) for a run that probes in this process; none for a
+    data-parallel launch (the model is split over processes) or with ``probe.curve_points=0``."""
+    if config.probe.curve_points == 0 or distributed_state(config.train.device).num_processes > 1:
+        return None
+    sample = curve_sample(corpus.probes, config.probe.curve_facts, world_seed)
+    # the final probes' distractors (drawn from the world seed), among the sample's facts
+    return CurveRecorder(sample, lambda model: BACKENDS["hf"](config, model, tokenizer), folder / CURVE_FILE,
+                         config.probe.curve_points, config.probe.distractors, world_seed)
 
 
 def probe_settings(backend, config: RunConfig, corpus: Corpus, world_seed: int, show_progress: bool,

@@ -172,6 +172,14 @@ class ProbeConfig(Section):
         15, ge=1,
         description="other facts' targets (same phrasing) each correct target is ranked against; cost is linear in it",
     )
+    curve_points: int = Field(
+        20, ge=0, description="points of the likelihood curve recorded while training (seed-N/curve.jsonl: each "
+        "group's mean log p of the correct target and of its distractors, revcurse.curve); 0: no curve"
+    )
+    curve_facts: int = Field(
+        4, ge=2, description="facts per probe group the curve follows (2 phrasings each, the same at every point; "
+        "bench/curve_overhead.py: 4 costs the demo < 5% of its training time)"
+    )
 
 
 class CureConfig(Section):

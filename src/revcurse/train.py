@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +191,7 @@ def train_model(
     show_progress: bool = True,
     checkpoint_dir: Path | None = None,
     tracking: TrackerRun | None = None,
+    on_step: Callable[[int, int, PreTrainedModel], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``documents``; the data order is drawn from ``seed``.
 
@@ -209,6 +211,9 @@ def train_model(
 
     With ``tracking`` (``train.report_to``), the Accelerator starts those trackers and logs each step into them;
     the caller finishes them (after the final metrics: see revcurse.trackers).
+
+    ``on_step(steps_done, total_steps, model)`` is called before the first step and after each one (one process
+    only: the runner passes none to a data-parallel launch); its time is not counted as training time.
     """
     torch.set_num_threads(config.threads)
     accelerator = make_accelerator(config, tracking.trackers if tracking else None)
@@ -253,6 +258,16 @@ def train_model(
 
     start = time.perf_counter() - result.seconds
     last_save = time.perf_counter()
+
+    def observe() -> None:
+        """Let ``on_step`` look at the model (revcurse.curve), off the training clock."""
+        nonlocal start
+        if on_step is not None:
+            began = time.perf_counter()
+            on_step(result.steps, total_steps, accelerator.unwrap_model(model, keep_torch_compile=False))  # eager
+            start += time.perf_counter() - began
+
+    observe()
     with _progress(show_progress and accelerator.is_main_process) as progress:
         task = progress.add_task("train", total=total_steps, completed=result.steps, loss=math.nan, speed=0.0)
         for step in range(result.steps, total_steps):
@@ -293,6 +308,7 @@ def train_model(
             )
             progress.update(task, advance=1, loss=loss_value, speed=result.tokens_per_second)
             accelerator.log(step_metrics(result.log[-1], result.tokens_per_second), step=result.steps)
+            observe()
             if checkpoint_dir is not None and result.steps < total_steps and checkpoint_due(
                 config, result.steps, time.perf_counter() - last_save, accelerator
             ):

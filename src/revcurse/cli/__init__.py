@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from revcurse.cli import audit, data, families, incontext, instructions, parents, runs, serving  # noqa: F401
+from revcurse.cli import audit, data, families, incontext, instructions, parents, runs, serving, why  # noqa: F401
 from revcurse.cli.common import app
 from revcurse.errors import InputError, NonFiniteLoss
 
