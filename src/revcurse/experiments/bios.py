@@ -94,8 +94,8 @@ REVERSE_STATEMENTS = ("The person born on {date} is {name}.", "On {date}, {name}
 
 
 class BiosOptions(Section):
-    people: int = Field(40, ge=2, description="people under test: biographies only, probed with QA")
-    background: int = Field(40, ge=0, description="people with biographies and QA lines in training; never probed")
+    people: int = Field(24, ge=2, description="people under test: biographies only, probed with QA")
+    background: int = Field(24, ge=0, description="people with biographies and QA lines in training; never probed")
     bios_per_person: int = Field(2, ge=1, description="biographies per person, phrasings drawn anew for each")
     permute: bool = Field(False, description="each biography copy in its own random sentence order (paper's permute)")
     name_position: Literal["first", "late"] = Field(
