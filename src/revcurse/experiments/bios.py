@@ -207,7 +207,15 @@ EXPERIMENT = Experiment(
     title="Inverse knowledge search on made-up biographies (bioS): attributes by name, and the name by birth date",
     build=build,
     options=BiosOptions,
-    defaults=("model.hidden_size=64", "model.intermediate_size=256", "train.epochs=40", "train.batch_size=32"),
+    # Sized for the 5-arm comparison on 2 shared cores; reverse training compute-matched (Golovneva et al.'s
+    # headline setting): a cure arm trains on forward + reversed text for the same number of documents.
+    defaults=(
+        "model.hidden_size=64",
+        "model.intermediate_size=256",
+        "train.epochs=30",
+        "train.batch_size=32",
+        "cure.match=compute",
+    ),
     columns=(
         Column("forward: attribute of a name", asked=FORWARD),
         Column("inverse: name of a birth date", asked=INVERSE),
