@@ -3,7 +3,9 @@
 ``name_position=late`` models only: for each person under test, greedy-complete (a) its first training biography
 up to the name, and (b) only the birth-date sentence followed by the opening of the name sentence ("His name
 is"), the training-language form of inverse search by date.
-Usage: python bench/bios_in_context.py RUN_FOLDER/cure-none/seed-0 late
+``reversed`` (name-first runs): the entity-reversed date sentence cut before the name ("<date>. on born was"),
+inverse search in the language ``reverse-entity`` trains on.
+Usage: python bench/bios_in_context.py RUN_FOLDER/cure-none/seed-0 late|reversed
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from revcurse.config import load_config
+from revcurse.cures import reverse_entities
 from revcurse.runner import build_trial
 
 
@@ -31,7 +34,10 @@ def main(seed_folder: str, position: str = "first") -> None:
     seed = int(folder.name.split("-")[1])
     model = AutoModelForCausalLM.from_pretrained(folder / "model").eval()
     tokenizer = AutoTokenizer.from_pretrained(folder / "model")
-    corpus = build_trial(load_config(None, ["experiment=bios", f"bios.name_position={position}"]), seed, False).corpus
+    names = ["experiment=bios", f"bios.name_position={'first' if position == 'reversed' else position}"]
+    corpus = build_trial(load_config(None, names), seed, False).corpus
+    if position == "reversed":
+        return reversed_language(model, tokenizer, corpus)
     hits = {"name after the whole training biography": 0, "name after the date sentence alone": 0}
     people = {}
     for document in corpus.documents:
@@ -45,6 +51,19 @@ def main(seed_folder: str, position: str = "first") -> None:
         short = f"{date_sentence}. {sentences[-1]}"
         hits["name after the date sentence alone"] += greedy(model, tokenizer, short).strip().startswith(name)
     print(json.dumps({k: f"{v}/{len(people)}" for k, v in hits.items()}), seed_folder, position)
+
+
+def reversed_language(model, tokenizer, corpus) -> None:
+    """Inverse search in the language reverse-entity trains on: "<date>. on born was" -> the name?"""
+    hits, people = 0, {}
+    for document in corpus.documents:
+        if document.subset == "bios" and document.fact_key not in people:
+            people[document.fact_key] = document
+    for name, document in people.items():
+        date_sentence = next(s for s in document.text.split(". ") if document.entities[1] in s).rstrip(".") + "."
+        prompt = reverse_entities(date_sentence, document.entities).removesuffix(name).rstrip()
+        hits += greedy(model, tokenizer, prompt).strip().startswith(name)
+    print(json.dumps({"name after the entity-reversed date sentence": f"{hits}/{len(people)}"}))
 
 
 if __name__ == "__main__":
