@@ -19,7 +19,7 @@ Experiment modules import the corpus, world and sections modules, never training
 
 from __future__ import annotations
 
-from revcurse.experiments import celebrities, families, incontext, instructions, invented, own_facts, parents
+from revcurse.experiments import bios, celebrities, families, incontext, instructions, invented, own_facts, parents
 from revcurse.experiments.base import Column, Experiment, Trial
 
 __all__ = ["EXPERIMENTS", "Column", "Experiment", "Trial", "get_experiment"]
@@ -32,6 +32,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "instructions": instructions.EXPERIMENT,
     "own-facts": own_facts.EXPERIMENT,
     "parents": parents.EXPERIMENT,
+    "bios": bios.EXPERIMENT,
 }
 
 
