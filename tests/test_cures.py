@@ -22,8 +22,9 @@ from revcurse.cures import (
     reverse_words,
 )
 from revcurse.errors import InputError
+from revcurse.experiments.invented import REVERSE
 from revcurse.objectives import IGNORE_INDEX
-from revcurse.runner import build_trial
+from revcurse.runner import build_trial, run_experiment
 from revcurse.train import encode_documents
 from revcurse.world import Subset, make_celebrities
 
@@ -241,3 +242,14 @@ def test_new_cures_work_on_another_experiment_and_a_refusal_is_an_input_error():
     )
     with pytest.raises(InputError, match="identity-bridge"):
         build_trial(load_config(None, ["experiment=instructions", "cures=[identity-bridge]"]), seed=0)
+
+
+@pytest.mark.slow
+def test_a_tiny_masked_finetune_run_recalls_the_reverse_direction(tmp_path):
+    """The invented experiment's tiny run (test_invented: reverse accuracy <= 0.1 without a cure) with the masked
+    copies: the never-stated reverse answer now ranks first far above chance (1 in 10 candidates)."""
+    tiny = ["experiment=invented", "invented.inventors=12", "invented.background=40", "train.epochs=60",
+            "model.hidden_size=64", "model.intermediate_size=256", "train.threads=1", "cures=[masked-finetune]"]
+    outcome = run_experiment(load_config(None, tiny), tmp_path / "run", show_progress=False, log=lambda *_: None)
+    reverse = {r["metric"]: r["mean"] for r in outcome.records if r["asked"] == REVERSE}
+    assert reverse["rank1"] >= 0.5 and reverse["likelihood_diff"] > 1.0, reverse
