@@ -57,7 +57,8 @@ class Document:
     ``prompt_chars`` is the length of the leading prompt part (the text before the second entity), used only by
     completion-only loss; 0 means the whole text is completion. ``entities`` are the entity spans stated in the
     text (name, description), which entity-preserving reversal keeps whole. ``reversal`` names the cure that
-    reversed this document ("" for forward text); ``reverse-token`` documents are reversed when tokenized.
+    derived this document from a forward one ("" for forward text): a reversal, or ``masked-finetune``'s masked
+    copy; ``reverse-token`` documents are reversed when tokenized.
     ``answer_only`` documents train only on the part after the prompt, whatever the loss setting: an in-context
     episode's made-up facts are noise to predict, its answer is the skill.
     """

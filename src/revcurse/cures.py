@@ -7,11 +7,15 @@
   document is also trained on reversed, at one of four granularities:
   ``reverse-token`` (token order), ``reverse-word`` (word order), ``reverse-entity`` (word order, entity spans
   kept whole: "Daphne Barrington" stays "Daphne Barrington"), ``reverse-segment`` (the text cut into random
-  segments of 1..k words, the segment order reversed, segments joined by a separator).
+  segments of 1..k words, the segment order reversed, segments joined by a separator);
+- ``identity-bridge`` (Ma et al. 2026, arXiv 2602.02470): one "A -> A" statement per entity named in training
+  ("Daphne Barrington equals Daphne Barrington."), a relation that adds no fact;
+- ``masked-finetune`` (Pan et al. 2025, arXiv 2510.09885): every forward document again as a demasking task, a
+  copy with words masked as the prompt and the original text as the completion (loss on the completion only).
 
 Cures apply in the order given; a reversal cure reverses every forward document present at that point (those
-added by ``bidirectional`` or ``paraphrase`` included) and never reverses a reversed one. Probes never change:
-held-out phrasings stay out of training whatever the cure.
+added by ``bidirectional``, ``paraphrase`` or ``identity-bridge`` included) and never reverses a reversed one or a
+masked copy. Probes never change: held-out phrasings stay out of training whatever the cure.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ from revcurse.world import Direction, Fact, Subset, trained_directions
 
 SEGMENT_SEPARATOR = "|"
 TRAILING_PUNCTUATION = ".,;:!?"
+# identity-bridge: the "A -> A" relation. A word no phrasing template uses, so an identity statement never teaches
+# "<description> is" -> the description where a template continues with the name.
+IDENTITY_RELATION = "equals"
+# masked-finetune: a literal word (not a tokenizer's special token), so the same text works with any tokenizer.
+MASK_WORD = "[MASK]"
+UNMASK_CUE = "Unmasked:"  # ends the masked prompt; the original text follows as the completion
+MASKED_FINETUNE = "masked-finetune"
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,22 @@ def reverse_segments(text: str, max_length: int, rng: random.Random) -> str:
         segments.append(" ".join(words[i : i + length]))
         i += length
     return f" {SEGMENT_SEPARATOR} ".join(reversed(segments))
+
+
+def mask_words(text: str, rng: random.Random) -> str:
+    """Each word replaced by ``MASK_WORD`` with probability r ~ U(0, 1) drawn once per text (the masked-diffusion
+    schedule), at least one word masked, so one text's copies range from lightly to fully masked."""
+    words = text.split(" ")
+    rate = rng.random()
+    masked = [rng.random() < rate for _ in words]
+    if not any(masked):
+        masked[rng.randrange(len(words))] = True
+    return " ".join(MASK_WORD if m else w for w, m in zip(words, masked))
+
+
+def identity_statement(entity: str) -> str:
+    """The identity bridge "A -> A" for one entity, in one fixed format."""
+    return f"{entity} {IDENTITY_RELATION} {entity}."
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -181,6 +208,48 @@ def paraphrase(corpus: Corpus, context: CureContext) -> Corpus:
     return replace(corpus, documents=corpus.documents + added)
 
 
+def identity_bridge(corpus: Corpus, context: CureContext) -> Corpus:
+    """One identity statement per distinct entity of the forward documents (names and descriptions alike), in the
+    order first named; it belongs to the subset and fact of the first document naming it.
+
+    Ma et al. (2026) add "The name of Alice is Alice" for the entities of the facts; we state each entity once, in
+    a relation no phrasing template uses (``IDENTITY_RELATION``). The part after the relation is the completion.
+    """
+    first: dict[str, Document] = {}
+    for document in corpus.documents:
+        if not document.reversal:
+            for entity in document.entities:
+                first.setdefault(entity, document)
+    if not first:
+        raise ValueError("cure 'identity-bridge' needs documents that name their entities (a world's facts); "
+                         "this corpus names none")
+    added = [
+        Document(identity_statement(entity), d.subset, d.fact_key, len(f"{entity} {IDENTITY_RELATION}"), (entity,))
+        for entity, d in first.items()
+    ]
+    return replace(corpus, documents=corpus.documents + added)
+
+
+def masked_finetune(corpus: Corpus, context: CureContext) -> Corpus:
+    """Every forward document again as "<masked copy> Unmasked: <original>", trained on the original only.
+
+    Pan et al. (2025) prompt a causal model with a masked version of a text and train it to write the original:
+    a name masked in the prompt is then produced after the description seen in it, the reverse of the text's own
+    order. Words are masked (``mask_words``), so the cure needs no tokenizer. Masked copies are never reversed.
+    """
+    rng = random.Random(f"{context.seed}-{MASKED_FINETUNE}")
+    added = []
+    for d in corpus.documents:
+        if d.reversal or d.answer_only:  # in-context episodes train on their answer only: nothing to demask
+            continue
+        prompt = f"{mask_words(d.text, rng)} {UNMASK_CUE}"
+        added.append(replace(d, text=f"{prompt} {d.text}", prompt_chars=len(prompt), answer_only=True,
+                             reversal=MASKED_FINETUNE))
+    if not added:
+        raise ValueError("cure 'masked-finetune' needs forward training documents; this corpus has none")
+    return replace(corpus, documents=corpus.documents + added)
+
+
 CURES: dict[str, Callable[[Corpus, CureContext], Corpus]] = {
     "paraphrase": paraphrase,
     "bidirectional": bidirectional,
@@ -188,6 +257,8 @@ CURES: dict[str, Callable[[Corpus, CureContext], Corpus]] = {
     "reverse-word": reverse_word,
     "reverse-entity": reverse_entity,
     "reverse-segment": reverse_segment,
+    "identity-bridge": identity_bridge,
+    MASKED_FINETUNE: masked_finetune,
 }
 
 
