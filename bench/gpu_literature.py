@@ -15,8 +15,13 @@ Sections (``--sections``):
 
 - ``mlmu_compute``: Experiment 1 (the demo's world and model) with ``train.objective=mlm-u`` at 1x, 2x, 5x, 10x
   and 20x the baseline's 5 epochs, and the causal baseline at 1x beside it.
-- ``paper_configs``: the bigger settings of the new experiments, each ``configs/*.yaml`` named in
-  ``PAPER_CONFIGS`` that exists, over its arms (``cures`` as a grid dimension, as in ``revcurse compare``).
+- ``cheap_cures``: the cheap cures (``identity-bridge``, ``masked-finetune``) beside ``bidirectional`` and
+  ``reverse-entity`` on the demo's world, data-matched, then compute-matched (``cure.match=compute``).
+- ``paper_configs``: the bigger settings of the new experiments (``PAPER_CONFIGS``: a ``configs/*.yaml`` and its
+  arms).
+
+Arms are a grid dimension (``cures=none,reverse-entity,...``), as in ``revcurse compare``; a dry run keeps the
+first two arms of each.
 """
 
 from __future__ import annotations
@@ -55,8 +60,11 @@ DRY_OVERRIDES = ("world.facts_per_subset=3", "world.background=6", "corpus.train
                  "corpus.held_out_phrasings=2", "corpus.background_phrasings=2", "model.hidden_size=32",
                  "model.layers=1", "model.heads=2", "model.intermediate_size=64", "model.vocab_size=400",
                  "train.batch_size=16", "train.threads=1", "probe.distractors=3")
-# name -> (config file, arms); a missing file is skipped with a note
-PAPER_CONFIGS: dict[str, tuple[str, str]] = {}
+CHEAP_CURES = "none,identity-bridge,masked-finetune,bidirectional,reverse-entity"
+# name -> (config file, arms)
+PAPER_CONFIGS: dict[str, tuple[str, str]] = {
+    "bios_paper": ("configs/bios-paper.yaml", "none,reverse-token,reverse-word,reverse-entity,reverse-segment"),
+}
 
 
 def sweeps(dry_run: bool, seeds: int, sections: set[str]) -> list[Sweep]:
@@ -69,9 +77,16 @@ def sweeps(dry_run: bool, seeds: int, sections: set[str]) -> list[Sweep]:
         planned.append(Sweep("mlmu_compute", None, ("train.objective=mlm-u", *extra),
                              (f"train.epochs={epochs}", seed_grid)))
         planned.append(Sweep("causal_reference", None, (f"train.epochs={BASELINE_EPOCHS}", *extra), (seed_grid,)))
+    def arms(names: str) -> str:
+        return ",".join(names.split(",")[:2]) if dry_run else names
+
+    if "cheap_cures" in sections:
+        planned.append(Sweep("cheap_cures_data", None, extra, (f"cures={arms(CHEAP_CURES)}", seed_grid)))
+        planned.append(Sweep("cheap_cures_compute", None, ("cure.match=compute", *extra),
+                             (f"cures={arms(CHEAP_CURES)}", seed_grid)))
     if "paper_configs" in sections:
-        for name, (config, arms) in PAPER_CONFIGS.items():
-            planned.append(Sweep(name, ROOT / config, extra, (f"cures={arms}", seed_grid)))
+        for name, (config, names) in PAPER_CONFIGS.items():
+            planned.append(Sweep(name, ROOT / config, extra, (f"cures={arms(names)}", seed_grid)))
     return planned
 
 
@@ -158,7 +173,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=15, help="processes running cells at once")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget-s", type=float, default=420, help="start no section after this many seconds")
-    parser.add_argument("--sections", default="mlmu_compute,paper_configs")
+    parser.add_argument("--sections", default="mlmu_compute,cheap_cures,paper_configs")
     parser.add_argument("--plot", type=Path, help="only draw the compute curve of an existing gpu_literature.json")
     args = parser.parse_args()
     if args.plot:
