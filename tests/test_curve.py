@@ -123,3 +123,16 @@ def test_curve_summary_and_command(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["curve", str(tmp_path / "seed-0")])  # no seed folders below: refused with a message
     assert exit_info.value.code == 2
+
+
+def test_a_diverged_model_scores_null_not_nan():
+    """NaN log-probs (a diverged model, stopped right after by NonFiniteLoss) are written as null: valid JSON."""
+    from types import SimpleNamespace
+
+    from revcurse.curve import curve_rows
+
+    result = SimpleNamespace(setting="", subset="S", asked="a", trained=True, logprob_correct=math.nan,
+                             logprob_random=-3.0, distractor_logprobs=[-3.0])
+    (row,) = curve_rows(7, [result])
+    assert row["logprob_target"] is None and row["gap"] is None and row["logprob_distractor"] == -3.0
+    json.dumps(row, allow_nan=False)

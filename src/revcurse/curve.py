@@ -69,6 +69,11 @@ def curve_steps(total_steps: int, points: int) -> set[int]:
     return {round(i * total_steps / points) for i in range(points + 1)}
 
 
+def finite_or_none(value: float) -> float | None:
+    """A diverged model scores NaN: null in the JSON file (the run stops with NonFiniteLoss right after)."""
+    return value if math.isfinite(value) else None
+
+
 def curve_rows(step: int, results) -> list[dict]:
     """One row per probe group: the mean log p of the correct targets and of their distractors."""
     groups: dict[tuple[str, str, str, bool], list] = defaultdict(list)
@@ -81,8 +86,9 @@ def curve_rows(step: int, results) -> list[dict]:
             continue
         target, distractor = fmean(r.logprob_correct for r in scored), fmean(r.logprob_random for r in scored)
         rows.append({"step": step, **({"setting": setting} if setting else {}), "subset": subset, "asked": asked,
-                     "trained": trained, "logprob_target": target, "logprob_distractor": distractor,
-                     "gap": target - distractor, "probes": len(scored)})
+                     "trained": trained, "logprob_target": finite_or_none(target),
+                     "logprob_distractor": finite_or_none(distractor), "gap": finite_or_none(target - distractor),
+                     "probes": len(scored)})
     return rows
 
 
@@ -142,8 +148,8 @@ def curve_summary(curves: dict[str, list[dict]]) -> list[dict]:
                                 for rows in curves.values() for r in rows))
     summary = []
     for group in groups:
-        per_seed = [{r["step"]: r["gap"] for r in rows if (r.get("setting", ""), r["subset"], r["asked"],
-                                                           r["trained"]) == group} for rows in curves.values()]
+        per_seed = [{r["step"]: r["gap"] for r in rows if r["gap"] is not None and (
+            r.get("setting", ""), r["subset"], r["asked"], r["trained"]) == group} for rows in curves.values()]
         per_seed = [gaps for gaps in per_seed if gaps]
         steps = sorted(set.intersection(*(set(gaps) for gaps in per_seed)))
         if not steps:

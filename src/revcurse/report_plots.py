@@ -188,8 +188,8 @@ def plot_curve(curves: dict[str, list[dict]]) -> str:
         colour, style = colours(number % 10), "-" if trained else "--"
         per_seed = {}
         for seed, rows in curves.items():
-            points = {r["step"]: r["gap"] for r in rows if (r.get("setting", ""), r["subset"], r["asked"],
-                                                            bool(r["trained"])) == (setting, subset, asked, trained)}
+            points = {r["step"]: r["gap"] for r in rows if r["gap"] is not None and (
+                r.get("setting", ""), r["subset"], r["asked"], bool(r["trained"])) == (setting, subset, asked, trained)}
             if points:
                 per_seed[seed] = points
                 axis.plot(sorted(points), [points[s] for s in sorted(points)], style, color=colour, linewidth=0.6,
