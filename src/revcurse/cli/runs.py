@@ -197,7 +197,8 @@ def compare(
         str | None,
         typer.Option(
             help="Comma-separated arms: paraphrase, bidirectional, reverse-token, reverse-word, reverse-entity, "
-            "reverse-segment, mlm-u; join with + to compose (reverse-entity+paraphrase). The baseline runs too."
+            "reverse-segment, mlm-u, mlm-P (masked-LM at a fixed P%, e.g. mlm-15); join with + to compose "
+            "(reverse-entity+paraphrase). The baseline runs too."
         ),
     ] = None,
     experiment: ExperimentOption = None,
