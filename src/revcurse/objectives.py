@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from revcurse.sections import MASKED_OBJECTIVES
+
 IGNORE_INDEX = -100  # label value that cross-entropy skips
-MASKED_OBJECTIVES = ("mlm-u", "mlm")  # the objectives of a bidirectional model that fills masks
 DEFAULT_MASK_RATE = 0.15  # train.objective=mlm without train.mask_rate: BERT's rate
 
 

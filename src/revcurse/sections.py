@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+MASKED_OBJECTIVES = ("mlm-u", "mlm")  # train.objective values that train a bidirectional mask-filling model
+
 
 class Section(BaseModel):
     # allow_inf_nan=False: a learning rate of "inf" (a string YAML leaves to pydantic) trains at loss NaN.

@@ -19,7 +19,17 @@ Experiment modules import the corpus, world and sections modules, never training
 
 from __future__ import annotations
 
-from revcurse.experiments import celebrities, families, incontext, instructions, invented, own_facts, parents
+from revcurse.experiments import (
+    celebrities,
+    families,
+    incontext,
+    instructions,
+    invented,
+    nonreciprocal,
+    own_facts,
+    parents,
+    retrieval,
+)
 from revcurse.experiments.base import Column, Experiment, Trial
 
 __all__ = ["EXPERIMENTS", "Column", "Experiment", "Trial", "get_experiment"]
@@ -32,6 +42,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     "instructions": instructions.EXPERIMENT,
     "own-facts": own_facts.EXPERIMENT,
     "parents": parents.EXPERIMENT,
+    "retrieval": retrieval.EXPERIMENT,
+    "nonreciprocal": nonreciprocal.EXPERIMENT,
 }
 
 
