@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
 
+from pydantic import ValidationError
+
 from revcurse.config import RunConfig, dump_config
 from revcurse.cures import CURES
 from revcurse.errors import InputError
@@ -102,8 +104,9 @@ def arm_config(config: RunConfig, arm: str) -> RunConfig:
         if update is not None:
             try:  # validated: e.g. train.packing needs the causal objective
                 train = type(train).model_validate({**train.model_dump(), **update})
-            except ValueError as error:
-                raise InputError(f"arm {arm!r}: {error}") from None
+            except ValidationError as error:
+                reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+                raise InputError(f"arm {arm!r}: {reasons}") from None
     cures = [*config.cures, *(name for name in names if objective_update(name) is None)]
     return config.model_copy(update={"cures": cures, "train": train})
 
