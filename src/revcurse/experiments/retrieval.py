@@ -34,7 +34,7 @@ SEPARATOR = "="
 
 
 class RetrievalOptions(Section):
-    pairs: int = Field(200, ge=2, description="key -> value pairs, each trained forward only and asked both ways")
+    pairs: int = Field(100, ge=2, description="key -> value pairs, each trained forward only and asked both ways")
     key_words: int = Field(3, ge=1, description="random words in each key")
     value_words: int = Field(3, ge=1, description="random words in each value")
     words: int = Field(100, ge=4, description="made-up words keys and values are drawn from")
