@@ -49,7 +49,7 @@ def test_fill_blanks_is_the_greedy_fill_the_scorer_checks(tiny_model_and_tokeniz
     assert filled == [backend.fill_blanks([r])[0] for r in requests]  # batching and left padding change nothing
     # greedy fill is exact: it reproduces a target exactly when the scorer calls the target greedy
     scores = backend.loglikelihood([(c, t, a) for c, t, a in requests])
-    for (context, answer, _), text, (_, greedy) in zip(requests, filled, scores):
+    for (_, answer, _), text, (_, greedy) in zip(requests, filled, scores):
         assert greedy == (text.strip() == answer.strip())
 
 
