@@ -34,7 +34,7 @@ SEPARATOR = "="
 
 
 class RetrievalOptions(Section):
-    pairs: int = Field(100, ge=2, description="key -> value pairs, each trained forward only and asked both ways")
+    pairs: int = Field(60, ge=2, description="key -> value pairs, each trained forward only and asked both ways")
     key_words: int = Field(3, ge=1, description="random words in each key")
     value_words: int = Field(3, ge=1, description="random words in each value")
     words: int = Field(100, ge=4, description="made-up words keys and values are drawn from")
@@ -78,5 +78,5 @@ EXPERIMENT = Experiment(
     title="Key -> value retrieval of random words, asked both ways (Kitouni et al. 2024)",
     build=build,
     options=RetrievalOptions,
-    defaults=("train.epochs=300", "train.batch_size=32", "train.learning_rate=3e-3", "probe.distractors=15"),
+    defaults=("train.epochs=250", "train.batch_size=32"),
 )
