@@ -71,4 +71,4 @@ def test_run_probes_gives_the_text_after_the_blank_only_to_a_backend_that_reads_
     results = run_probes(masked, Corpus([], probes), max_new_tokens=4, show_progress=False, distractors=1)
     assert ("", "abc", " = xyz") in masked.requests and ("", "def", " = xyz") in masked.requests
     assert masked.filled == [("", "abc", " = xyz"), ("", "def", " = uvw")]
-    assert all(result.correct for result in results)
+    assert all(result.correct for result in results) and results[0].after == " = xyz"

@@ -277,13 +277,14 @@ class ProbeResult:
     samples_correct: list[bool] = field(default_factory=list)  # each names the answer or an accepted one
     accepted: list[str] = field(default_factory=list)
     not_given: str = ""  # the numbers this backend could not give (then NaN), and why
+    after: str = ""  # text after the blank the model filled (Probe.after, given to a masked model only)
 
     def to_json(self) -> dict:
         """The result as a JSON object; the optional fields only when set (older records stay as they were)."""
         return {k: v for k, v in asdict(self).items() if k not in OPTIONAL_FIELDS or v}
 
 
-OPTIONAL_FIELDS = ("setting", "samples", "samples_correct", "accepted", "not_given")
+OPTIONAL_FIELDS = ("setting", "samples", "samples_correct", "accepted", "not_given", "after")
 
 
 def rank_among(correct: float, others: list[float]) -> float:
@@ -403,6 +404,7 @@ def run_probes(
                 samples_correct=[names_any(a, [probe.expected_answer, *probe.accepted]) for a in answers],
                 accepted=list(probe.accepted),
                 not_given=note,
+                after=probe.after if both_ways else "",
             )
         )
     return results
