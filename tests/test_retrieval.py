@@ -54,3 +54,20 @@ def test_a_tiny_causal_run_retrieves_forward_only(tmp_path):
     outcome = run_experiment(load_config(None, TINY), tmp_path / "run", show_progress=False, log=lambda *_: None)
     accuracy = {r["asked"]: r["mean"] for r in outcome.records if r["metric"] == "accuracy"}
     assert accuracy[FORWARD] >= 0.8 and accuracy[BACKWARD] <= 0.1, accuracy
+
+
+def test_the_pairs_are_the_same_in_every_process():
+    """The words are drawn in an order that does not depend on string hashing (PYTHONHASHSEED), so every arm
+    and every worker process of a comparison trains on the same pairs."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from revcurse.config import load_config; from revcurse.runner import build_trial; "
+            "print([d.text for d in build_trial(load_config(None, ['experiment=retrieval']), 5).corpus.documents])")
+    outputs = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": os.pathsep.join(sys.path)}
+        outputs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                   check=True, timeout=120).stdout)
+    assert len(outputs) == 1

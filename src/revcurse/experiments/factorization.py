@@ -24,10 +24,10 @@ def made_up_words(count: int, rng: random.Random) -> list[str]:
     syllables = [c + v for c in CONSONANTS for v in VOWELS]
     if count > len(syllables) ** 2:
         raise ValueError(f"{count} made-up words asked for; at most {len(syllables) ** 2}")
-    words: set[str] = set()
+    words: dict[str, None] = {}  # insertion-ordered: a set's order follows the process's string hashing
     while len(words) < count:
-        words.add("".join(rng.choices(syllables, k=rng.choice((2, 3)))))
-    return sorted(words, key=lambda w: rng.random())
+        words["".join(rng.choices(syllables, k=rng.choice((2, 3))))] = None
+    return list(words)
 
 
 def backward_probe(config: RunConfig, fact_key: str, subset: str, asked: str, phrasing: str,
