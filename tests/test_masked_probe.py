@@ -54,8 +54,6 @@ def test_fill_blanks_is_the_greedy_fill_the_scorer_checks(tiny_model_and_tokeniz
 
 
 def test_run_probes_gives_the_text_after_the_blank_only_to_a_backend_that_reads_both_ways():
-    """...and a masked model answers into the target's length of masks (measured: with target + 2 masks an MLM-U
-    model that ranks the right answer first 87% of the time filled them all with a longer name, 0% accuracy)."""
     probes = [Probe("k", "Pairs", "value_to_key", False, "vk", "", "abc", after=" = xyz"),
               Probe("m", "Pairs", "value_to_key", False, "vk", "", "def", after=" = uvw")]
     causal = FakeBackend(default=-1.0)
@@ -74,6 +72,6 @@ def test_run_probes_gives_the_text_after_the_blank_only_to_a_backend_that_reads_
     results = run_probes(masked, Corpus([], [*probes, forward]), max_new_tokens=4, show_progress=False,
                          distractors=1)
     assert ("", "abc", " = xyz") in masked.requests and ("", "def", " = xyz") in masked.requests
-    # every answer of a masked model fills as many masks as its target has tokens, text after the blank or none
-    assert masked.filled == [("", "abc", " = xyz"), ("", "def", " = uvw"), ("abc =", " xyz", "")]
+    # a blank before text is filled with as many masks as the target has tokens; a plain prompt is generated
+    assert masked.filled == [("", "abc", " = xyz"), ("", "def", " = uvw")]
     assert all(result.correct for result in results) and results[0].after == " = xyz"

@@ -21,12 +21,11 @@ class MaskedLMBackend(HFBackend):
     (then the request's text after the blank, if any) for k = 0..n-1 and predicts token k at the first mask; the
     log-probs add up as for a causal model (the number of masks is the candidate's length, as in masked-LM
     scoring). Generation appends ``max_new_tokens`` masks and fills the first one greedily, then the next, until
-    end of text. ``run_probes`` asks for a probe's answer with ``fill_blanks`` instead: as many masks as the
-    expected answer has tokens (then the text after the blank, if any, where it stood in training), the length
-    its scorer gives each candidate; with more masks the model fills them all, with a longer, wrong answer.
+    end of text; a blank with text after it (``fill_blanks``) has as many masks as the expected answer's tokens,
+    so the text after it stands where it stood in training.
     """
 
-    greedy_check_is_exact = False  # fill_blanks is exact, but run_probes records the filled text itself
+    greedy_check_is_exact = False  # scoring sees len(candidate) masks, generation max_new_tokens: they can differ
     reads_both_ways = True  # run_probes passes Probe.after (text after the blank) to this backend
 
     def encode_after(self, requests: Sequence[tuple[str, ...]]) -> list[list[int]]:

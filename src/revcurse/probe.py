@@ -364,9 +364,7 @@ def run_probes(
         if max_new_tokens is None:
             max_new_tokens = generation_budget(probes, getattr(backend, "tokenizer", None))
         completions = [probe.target for probe in probes]
-        # A masked model answers into as many masks as the target has tokens (as it is scored, and as masked-LM
-        # evaluation asks); given more, it fills them all with a longer answer (measured: README, factorization).
-        blanks = [i for i in to_generate if both_ways]
+        blanks = [i for i in to_generate if both_ways and probes[i].after]
         to_generate = [i for i in to_generate if i not in set(blanks)]
         generated = backend.generate([probes[i].prompt for i in to_generate], max_new_tokens) if to_generate else []
         if blanks:
