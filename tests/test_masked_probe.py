@@ -67,7 +67,7 @@ def test_run_probes_gives_the_text_after_the_blank_only_to_a_backend_that_reads_
             self.filled = requests
             return [answer for _, answer, _ in requests]
 
-    masked = BothWays(default=-1.0)
+    masked = BothWays(default=-1.0, completions={"abc =": " xyz"})
     forward = Probe("k", "Pairs", "key_to_value", True, "kv", "abc =", " xyz")
     results = run_probes(masked, Corpus([], [*probes, forward]), max_new_tokens=4, show_progress=False,
                          distractors=1)
