@@ -93,8 +93,8 @@ def test_run_probes_ranks_the_correct_target_among_its_subset(tiny_model_and_tok
 
 def test_masked_backend_scores_left_to_right_one_mask_at_a_time(tiny_model_and_tokenizer):
     from revcurse.config import ModelConfig
+    from revcurse.masked_probe import MaskedLMBackend
     from revcurse.model import build_tiny_model
-    from revcurse.probe import MaskedLMBackend
 
     _, tokenizer = tiny_model_and_tokenizer
     torch.manual_seed(1)

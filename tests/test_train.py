@@ -12,7 +12,7 @@ from revcurse.config import ModelConfig, TrainConfig
 from revcurse.corpus import Document
 from revcurse.errors import NonFiniteLoss
 from revcurse.model import build_tiny_model
-from revcurse.objectives import mask_uniformly
+from revcurse.objectives import mask_tokens
 from revcurse.train import (
     IGNORE_INDEX,
     PROGRESS_FILE,
@@ -60,7 +60,7 @@ def test_mlm_u_masking():
     input_ids = torch.randint(10, 50, (400, 12))
     attention_mask = torch.ones_like(input_ids)
     attention_mask[:, 9:] = 0  # padding
-    masked, labels = mask_uniformly(input_ids, attention_mask, mask_id=3, generator=generator)
+    masked, labels = mask_tokens(input_ids, attention_mask, mask_id=3, generator=generator)
     chosen = masked == 3
     assert not chosen[:, 0].any()  # BOS kept
     assert not chosen[:, 9:].any()  # padding never a target

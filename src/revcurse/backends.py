@@ -22,9 +22,11 @@ REQUESTS_PER_CALL = 16  # openai: prompts in one HTTP request (servers cap a req
 
 def hf_backend(config: RunConfig, model: Any, tokenizer: Any) -> ProbeBackend:
     """The model in this process; any-order (MLM-U) models score and generate by filling masks."""
-    from revcurse.probe import HFBackend, MaskedLMBackend
+    from revcurse.masked_probe import MaskedLMBackend
+    from revcurse.objectives import is_masked
+    from revcurse.probe import HFBackend
 
-    masked = config.train.objective == "mlm-u"
+    masked = is_masked(config.train.objective)
     return (MaskedLMBackend if masked else HFBackend)(model, tokenizer, config.probe.batch_size)
 
 

@@ -1,17 +1,21 @@
 """Compare: the baseline and chosen cures over the same seeds and worlds, side by side.
 
 Each arm is one run folder (``cure-<arm>/``) of ``runner.run_experiment``; an arm is a cure name, several
-joined by ``+`` (applied in that order), ``mlm-u`` (the any-order objective) or ``none`` (the baseline, always
-run first). Seed i of every arm draws the same world, so arms differ only by the cure.
+joined by ``+`` (applied in that order), an objective -- ``mlm-u`` (the any-order objective) or ``mlm-P``, masked-LM
+at a fixed P% of tokens (``mlm-15``: ``train.objective=mlm``, ``train.mask_rate=0.15``; P from 1 to 99) -- or
+``none`` (the baseline, always run first). Seed i of every arm draws the same world, so arms differ only by the cure.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
+
+from pydantic import ValidationError
 
 from revcurse.config import RunConfig, dump_config
 from revcurse.cures import CURES
@@ -26,6 +30,7 @@ from revcurse.report_page import write_report_after_run
 from revcurse.runner import run_seeds, seed_jobs
 
 OBJECTIVES = {"mlm-u"}
+FIXED_RATE_ARM = re.compile(r"mlm-(\d+)")  # mlm-15: masked-LM at a fixed 15% (objective_update)
 
 
 @dataclass
@@ -68,17 +73,41 @@ def check_arm(arm: str, where: str) -> None:
                              "reverse-entity+paraphrase)")
         if name == BASELINE:
             raise InputError(f"{where}: arm {arm!r}: '{BASELINE}' is the baseline; it cannot join a cure with '+'")
-        if name not in CURES and name not in OBJECTIVES:
-            raise InputError(f"unknown cure {name!r} in {where}; known: {', '.join([*CURES, *OBJECTIVES])}")
+        if name not in CURES and objective_update(name, where) is None:
+            raise InputError(f"unknown cure {name!r} in {where}; known: {', '.join([*CURES, *OBJECTIVES])}, "
+                             "mlm-P (masked-LM at a fixed P% of tokens, e.g. mlm-15)")
+    if sum(objective_update(name, where) is not None for name in arm.split("+")) > 1:
+        raise InputError(f"{where}: arm {arm!r} names two objectives; an arm trains with one")
+
+
+def objective_update(name: str, where: str = "--cures") -> dict | None:
+    """The ``train`` fields an objective arm sets (``mlm-u``; ``mlm-P``: fixed rate P%), None for a cure name.
+    ``mlm-`` followed by digits outside 1..99 is refused (0% masks nothing; 100% leaves nothing to read)."""
+    if name in OBJECTIVES:
+        return {"objective": name, "mask_rate": None}
+    fixed = FIXED_RATE_ARM.fullmatch(name)
+    if fixed is None:
+        return None
+    percent = int(fixed.group(1))
+    if not 1 <= percent <= 99:
+        raise InputError(f"{where}: arm {name!r}: mlm-P masks P% of tokens, P a whole number from 1 to 99 "
+                         "(e.g. mlm-15)")
+    return {"objective": "mlm", "mask_rate": percent / 100}
 
 
 def arm_config(config: RunConfig, arm: str) -> RunConfig:
     """The config of one arm: the base config with that arm's cures (and objective)."""
     names = [] if arm == BASELINE else arm.split("+")
     train = config.train
-    if any(name in OBJECTIVES for name in names):
-        train = train.model_copy(update={"objective": "mlm-u"})
-    cures = [*config.cures, *(name for name in names if name not in OBJECTIVES)]
+    for name in names:
+        update = objective_update(name)
+        if update is not None:
+            try:  # validated: e.g. train.packing needs the causal objective
+                train = type(train).model_validate({**train.model_dump(), **update})
+            except ValidationError as error:
+                reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+                raise InputError(f"arm {arm!r}: {reasons}") from None
+    cures = [*config.cures, *(name for name in names if objective_update(name) is None)]
     return config.model_copy(update={"cures": cures, "train": train})
 
 

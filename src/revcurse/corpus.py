@@ -101,6 +101,9 @@ their groups with plain strings (e.g. subset "families
     # A conversation to ask instead of a bare prompt: (role, content) turns ending in a user turn; the runner
     # renders it (chat.render_conversations) or sends it to a chat endpoint. ``prompt`` is then the last turn.
     messages: tuple[tuple[str, str], ...] = ()
+    # Text after the target, a blank to fill between the prompt and it (retrieval: the key before a value). Only a
+    # backend that reads both ways (a masked model) sees it; a causal one is asked the prompt alone.
+    after: str = ""
 
     @property
     def expected_answer(self) -> str:

@@ -16,7 +16,6 @@ asks only for the answer inside a target that runs on after it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -243,104 +242,6 @@ class HFBackend:
         return answers
 
 
-class MaskedLMBackend(HFBackend):
-    """A bidirectional model trained with MLM-U, answering left to right, one mask at a time.
-
-    To score a continuation of n tokens after a context, the model sees ``context + c[:k] + <mask> * (n - k)``
-    for k = 0..n-1 and predicts token k at the first mask; the log-probs add up as for a causal model (the
-    number of masks is the candidate's length, as in masked-LM scoring). Generation appends ``max_new_tokens``
-    masks and fills the first one greedily, then the next, until end of text.
-    """
-
-    greedy_check_is_exact = False  # scoring sees len(candidate) masks, generation max_new_tokens: they can differ
-
-    @torch.inference_mode()
-    def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
-        mask = self.tokenizer.mask_token_id
-        pairs = self.encode_pairs(requests)
-        steps = [
-            (index, k, context + continuation[:k] + [mask] * (len(continuation) - k), len(context) + k)
-            for index, (context, continuation) in enumerate(pairs)
-            for k in range(len(continuation))
-        ]
-        totals = [0.0] * len(pairs)
-        greedy = [True] * len(pairs)
-        for start in range(0, len(steps), self.batch_size):
-            chunk = steps[start : start + self.batch_size]
-            input_ids, attention_mask = self._left_pad([sequence for _, _, sequence, _ in chunk])
-            offsets = input_ids.shape[1] - attention_mask.sum(-1)  # left padding shifts every row
-            logits = self.model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
-            ).logits
-            rows = torch.arange(len(chunk), device=self.device)
-            positions = offsets + torch.tensor([position for _, _, _, position in chunk], device=self.device)
-            tokens = torch.tensor([pairs[index][1][k] for index, k, _, _ in chunk], device=self.device)
-            scores = logits[rows, positions].float()
-            token_logprobs = (scores[rows, tokens] - scores.logsumexp(-1)).tolist()
-            hits = (scores.argmax(-1) == tokens).tolist()
-            for (index, _, _, _), logprob, hit in zip(chunk, token_logprobs, hits):
-                totals[index] += logprob
-                greedy[index] &= hit
-        return list(zip(totals, greedy))
-
-    @torch.inference_mode()
-    def generate(self, contexts: list[str], max_new_tokens: int) -> list[str]:
-        encoded = [self.encode(c) for c in contexts]
-        return self._fill_masks(encoded, max_new_tokens, lambda logits: logits.argmax(-1))
-
-    @torch.inference_mode()
-    def sample(
-        self, contexts: list[str], n: int, max_new_tokens: int, temperature: float = 1.0, seed: int = 0
-    ) -> list[list[str]]:
-        """As ``generate``, but each mask is filled by a draw from the softmax at ``temperature`` (``n`` answers
-        per context, each cut at its first newline); the draws come from a generator seeded with ``seed``."""
-        if n < 1:
-            raise ValueError("n must be at least 1")
-        if temperature <= 0:
-            raise ValueError("temperature must be > 0; greedy answers come from generate()")
-        generator = torch.Generator().manual_seed(seed)
-        encoded = [self.encode(c) for c in contexts]
-        rows = [ids for ids in encoded for _ in range(n)]  # context 0's n rows, then context 1's
-
-        def draw(logits: torch.Tensor) -> torch.Tensor:
-            probabilities = torch.softmax(logits.float() / temperature, -1)
-            return torch.multinomial(probabilities, 1, generator=generator)[:, 0]
-
-        flat = [text.split("\n", 1)[0].strip() for text in self._fill_masks(rows, max_new_tokens, draw)]
-        return [flat[row : row + n] for row in range(0, len(flat), n)]
-
-    def _fill_masks(
-        self, encoded: list[list[int]], max_new_tokens: int, choose: Callable[[torch.Tensor], torch.Tensor]
-    ) -> list[str]:
-        """Append ``max_new_tokens`` masks to each row and fill them left to right with ``choose(logits)``,
-        until end of text."""
-        mask, eos = self.tokenizer.mask_token_id, self.tokenizer.eos_token_id
-        completions: list[str] = []
-        for start in range(0, len(encoded), self.batch_size):
-            chunk = encoded[start : start + self.batch_size]
-            input_ids, attention_mask = self._left_pad([ids + [mask] * max_new_tokens for ids in chunk])
-            first = input_ids.shape[1] - max_new_tokens
-            done = torch.zeros(len(chunk), dtype=torch.bool, device=self.device)
-            for step in range(max_new_tokens):
-                logits = self.model(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
-                ).logits
-                chosen = choose(logits[:, first + step])
-                input_ids[:, first + step] = torch.where(done, torch.full_like(chosen, eos), chosen)
-                done |= chosen == eos
-                if done.all():
-                    break
-            for row in range(len(chunk)):
-                new = input_ids[row, first:].tolist()
-                new = new[: new.index(eos)] if eos in new else new
-                completions.append(self.tokenizer.decode([t for t in new if t != mask], skip_special_tokens=True))
-        return completions
-
-
 @dataclass
 class ProbeResult:
     """One probe's outcome: the model's greedy answer, and the likelihood of the correct target and of its
@@ -376,13 +277,14 @@ class ProbeResult:
     samples_correct: list[bool] = field(default_factory=list)  # each names the answer or an accepted one
     accepted: list[str] = field(default_factory=list)
     not_given: str = ""  # the numbers this backend could not give (then NaN), and why
+    after: str = ""  # text after the blank the model filled (Probe.after, given to a masked model only)
 
     def to_json(self) -> dict:
         """The result as a JSON object; the optional fields only when set (older records stay as they were)."""
         return {k: v for k, v in asdict(self).items() if k not in OPTIONAL_FIELDS or v}
 
 
-OPTIONAL_FIELDS = ("setting", "samples", "samples_correct", "accepted", "not_given")
+OPTIONAL_FIELDS = ("setting", "samples", "samples_correct", "accepted", "not_given", "after")
 
 
 def rank_among(correct: float, others: list[float]) -> float:
@@ -434,10 +336,14 @@ def run_probes(
     sample_tokens = max_new_tokens or SAMPLE_TOKENS
     drawn = draw_distractors(probes, distractors, seed)
     chat = [bool(p.messages) and hasattr(backend, "sample_chat") for p in probes]
-    requests: list[tuple[str, str]] = []
+    # Text after the blank (Probe.after) goes only to a backend that reads both ways; a causal one is asked the
+    # prompt alone, as it is in training: it cannot see later tokens.
+    both_ways = getattr(backend, "reads_both_ways", False)
+    requests: list[tuple[str, ...]] = []
     for probe, chosen, asked_by_chat in zip(probes, drawn, chat):
         if not asked_by_chat:
-            requests += [(probe.prompt, target) for target in (probe.target, *chosen.targets)]
+            after = (probe.after,) if both_ways and probe.after else ()
+            requests += [(probe.prompt, target, *after) for target in (probe.target, *chosen.targets)]
     not_given = ["log-probs: a chat endpoint gives none for a given answer" if c else "" for c in chat]
     with Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task("probe", total=2)
@@ -458,8 +364,12 @@ def run_probes(
         if max_new_tokens is None:
             max_new_tokens = generation_budget(probes, getattr(backend, "tokenizer", None))
         completions = [probe.target for probe in probes]
+        blanks = [i for i in to_generate if both_ways and probes[i].after]
+        to_generate = [i for i in to_generate if i not in set(blanks)]
         generated = backend.generate([probes[i].prompt for i in to_generate], max_new_tokens) if to_generate else []
-        for i, completion in zip(to_generate, generated):
+        if blanks:
+            generated += backend.fill_blanks([(probes[i].prompt, probes[i].target, probes[i].after) for i in blanks])
+        for i, completion in zip(to_generate + blanks, generated):
             completions[i] = completion
         in_chat = [i for i in range(len(probes)) if chat[i]]
         for i, answers in zip(in_chat, draw(backend, [probes[i] for i in in_chat], 1, 0.0, 0, sample_tokens)):
@@ -494,6 +404,7 @@ def run_probes(
                 samples_correct=[names_any(a, [probe.expected_answer, *probe.accepted]) for a in answers],
                 accepted=list(probe.accepted),
                 not_given=note,
+                after=probe.after if both_ways else "",
             )
         )
     return results

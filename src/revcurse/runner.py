@@ -31,6 +31,7 @@ from revcurse.errors import InputError, SkippedLine, warn_skipped
 from revcurse.executors import Executor, Finished, Task, as_executor, run_tasks
 from revcurse.experiments import Trial, get_experiment
 from revcurse.model import add_lora, build_tiny_model, check_checkpoint, load_checkpoint, train_tokenizer
+from revcurse.objectives import is_masked
 from revcurse.paths import job_files_folder
 from revcurse.probe import ProbeResult, run_probes
 from revcurse.records import (
@@ -79,7 +80,7 @@ def epochs_for(config: RunConfig, seed: int, documents: int) -> float:
 
 def build_model(config: RunConfig, corpus: Corpus):
     """(model, tokenizer): a tiny Llama with a tokenizer trained on everything it will read, or the checkpoint."""
-    masked = config.train.objective == "mlm-u"
+    masked = is_masked(config.train.objective)
     if config.model.checkpoint is None:
         if not corpus.documents or not config.train.enabled:
             raise InputError("nothing to train and no model to ask: set model.checkpoint, or probe.backend=openai")
@@ -91,7 +92,8 @@ def build_model(config: RunConfig, corpus: Corpus):
         generated = max(longest, config.probe.max_new_tokens or SAMPLE_TOKENS)
         return build_tiny_model(config.model, tokenizer, longest + generated, bidirectional=masked), tokenizer
     if masked:
-        raise InputError("train.objective=mlm-u trains the tiny model from scratch; unset model.checkpoint")
+        raise InputError(f"train.objective={config.train.objective} trains the tiny model from scratch; unset "
+                         "model.checkpoint")
     return load_checkpoint(config.model)
 
 

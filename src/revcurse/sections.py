@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+MASKED_OBJECTIVES = ("mlm-u", "mlm")  # train.objective values that train a bidirectional mask-filling model
+
 
 class Section(BaseModel):
     # allow_inf_nan=False: a learning rate of "inf" (a string YAML leaves to pydantic) trains at loss NaN.
@@ -111,9 +113,14 @@ class TrainConfig(Section):
         "tensorboard, wandb, mlflow, trackio (comma-separated or a list); offline, in RUN/trackers/ (trackio: its own)",
     )
     threads: int = Field(2, ge=1, description="CPU threads for torch")
-    objective: Literal["causal", "mlm-u"] = Field(
+    objective: Literal["causal", "mlm-u", "mlm"] = Field(
         "causal",
-        description="'causal': next token; 'mlm-u': any-order masked tokens, rate ~ U(0,1) (Kitouni et al. 2024)",
+        description="'causal': next token; 'mlm-u': any-order masked tokens, rate ~ U(0,1) (Kitouni et al. 2024); "
+        "'mlm': masked tokens at the fixed rate train.mask_rate",
+    )
+    mask_rate: float | None = Field(
+        None, gt=0, lt=1, description="objective=mlm: the fraction of tokens masked in every sequence (None: "
+        "BERT's 0.15); refused with any other objective"
     )
     gradient_accumulation: int = Field(
         1, ge=1, description="micro-batches per optimizer step (same update as one batch, less memory)"
@@ -145,7 +152,11 @@ class TrainConfig(Section):
     @model_validator(mode="after")
     def _packing_is_causal(self) -> TrainConfig:
         if self.packing and self.objective != "causal":
-            raise ValueError("train.packing needs train.objective=causal (mlm-u attends both ways, across documents)")
+            raise ValueError("train.packing needs train.objective=causal (a masked model attends both ways, across "
+                             "documents)")
+        if self.mask_rate is not None and self.objective != "mlm":
+            raise ValueError(f"train.mask_rate is the rate of train.objective=mlm; objective={self.objective} "
+                             "masks no tokens (causal) or draws its rate (mlm-u): unset train.mask_rate")
         return self
 
 

@@ -285,7 +285,7 @@ def train_model(
                 last = index == len(micro_batches) - 1
                 with accelerator.no_sync(model) if not last else nullcontext(), accelerator.autocast():
                     loss = objective_loss(model, batch, config.objective, tokenizer, generator, step_items,
-                                          len(micro_batches))
+                                          len(micro_batches), config.mask_rate)
                     accelerator.backward(loss * (processes if config.objective == "causal" else 1))
                 step_loss += loss.detach()
             optimizer.step()
@@ -293,7 +293,7 @@ def train_model(
             optimizer.zero_grad(set_to_none=True)
             if processes > 1:
                 step_loss = accelerator.reduce(step_loss, reduction="sum")
-                if config.objective == "mlm-u":
+                if config.objective != "causal":
                     step_loss = step_loss / processes
             loss_value = step_loss.item()  # the same on every process (reduced): all of them stop together
             if not math.isfinite(loss_value):

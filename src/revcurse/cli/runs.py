@@ -197,7 +197,8 @@ def compare(
         str | None,
         typer.Option(
             help="Comma-separated arms: paraphrase, bidirectional, reverse-token, reverse-word, reverse-entity, "
-            "reverse-segment, identity-bridge, masked-finetune, mlm-u; join with + to compose "
+            "reverse-segment, identity-bridge, masked-finetune, mlm-u, mlm-P (masked-LM at a fixed P%, e.g. "
+            "mlm-15); join with + to compose "
             "(reverse-entity+paraphrase). The baseline runs too."
         ),
     ] = None,

@@ -19,7 +19,18 @@ Experiment modules import the corpus, world and sections modules, never training
 
 from __future__ import annotations
 
-from revcurse.experiments import bios, celebrities, families, incontext, instructions, invented, own_facts, parents
+from revcurse.experiments import (
+    bios,
+    celebrities,
+    families,
+    incontext,
+    instructions,
+    invented,
+    nonreciprocal,
+    own_facts,
+    parents,
+    retrieval,
+)
 from revcurse.experiments.base import Column, Experiment, Trial
 
 __all__ = ["EXPERIMENTS", "Column", "Experiment", "Trial", "get_experiment"]
@@ -33,6 +44,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     "own-facts": own_facts.EXPERIMENT,
     "parents": parents.EXPERIMENT,
     "bios": bios.EXPERIMENT,
+    "retrieval": retrieval.EXPERIMENT,
+    "nonreciprocal": nonreciprocal.EXPERIMENT,
 }
 
 
