@@ -57,3 +57,12 @@ def no_library_log_warnings(request):
     if unexpected:
         lines = "\n".join(f"[{record.name}] {record.getMessage()}" for record in unexpected)
         pytest.fail(f"a library logged a warning during the test:\n{lines}")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny fits and runs on a loaded 2-core machine: a second torch thread only waits (5x the wall, measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -7,14 +7,12 @@ import random
 
 import numpy as np
 import pytest
-import torch
 
 from revcurse import vocabulary
 from revcurse.cli import main
 from revcurse.config import load_config
 from revcurse.hidden_probe import (
     PLACEBO,
-    accuracy_test,
     description_class,
     fit_logistic,
     probe_seed,
@@ -26,13 +24,7 @@ from revcurse.world import Fact, Subset
 ROLES = ("composer", "director", "architect", "poet")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The probe's fits are tiny: on a loaded 2-core machine a second torch thread only waits (5x the wall)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_the_label_is_the_first_content_word():
@@ -48,16 +40,6 @@ def test_logistic_regression_generalises_to_new_points():
     points = centres[labels] + rng.normal(size=(200, 6))
     predict = fit_logistic(points[:150], labels[:150], 3)
     assert np.mean(predict(points[150:]) == labels[150:]) > 0.9
-
-
-def test_accuracy_test_tells_a_read_out_from_chance():
-    truth = np.arange(60) % 4
-    perfect = accuracy_test([(truth.copy(), truth)], 999, 0)
-    assert perfect["accuracy"] == 1.0 and perfect["p_value"] < 0.01
-    assert perfect["chance"] == pytest.approx(0.25)
-    assert perfect["ci95_low"] > 0.9
-    shuffled = accuracy_test([(np.random.default_rng(1).permutation(truth), truth)], 999, 0)
-    assert shuffled["p_value"] > 0.05
 
 
 def world(rng: random.Random) -> list[Fact]:

@@ -9,7 +9,14 @@ import pytest
 from scipy import stats
 
 import revcurse
-from revcurse.metrics import RandomizationTest, aggregate, interval, lookup, placebo_rejections
+from revcurse.metrics import (
+    RandomizationTest,
+    aggregate,
+    interval,
+    label_accuracy_test,
+    lookup,
+    placebo_rejections,
+)
 from revcurse.probe import ProbeResult, is_correct
 
 REVERSE = {("NameToDescription", "description_to_name"), ("DescriptionToName", "name_to_description")}
@@ -167,3 +174,13 @@ def test_randomization_p_is_exact_on_a_tiny_case():
     assert test.null_mean == pytest.approx(1.0)
     assert test.p_value(2.0) == pytest.approx(0.5, abs=0.02)  # |2-1| reached by sums 2 and 0: half the draws
     assert test.p_value(1.0) == pytest.approx(1.0, abs=0.001)
+
+
+def test_label_accuracy_test_tells_a_read_out_from_chance():
+    truth = np.arange(60) % 4
+    perfect = label_accuracy_test([(truth.copy(), truth)], 999, 0)
+    assert perfect["accuracy"] == 1.0 and perfect["p_value"] < 0.01
+    assert perfect["chance"] == pytest.approx(0.25)
+    assert perfect["ci95_low"] > 0.9
+    shuffled = label_accuracy_test([(np.random.default_rng(1).permutation(truth), truth)], 999, 0)
+    assert shuffled["p_value"] > 0.05

@@ -40,12 +40,7 @@ def run_cli(args):
     return exit_info.value.code
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def probe(backend, corpus: Corpus, distractors: int = 15):

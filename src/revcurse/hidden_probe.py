@@ -20,7 +20,7 @@ Design, so that the probe learns a property shared across facts rather than memo
 
 Per group: accuracy (pooled over seeds and facts) with a Wilson 95% interval, the chance level (the accuracy a
 read-out independent of the labels reaches with these predicted and true class frequencies), and a one-sided
-permutation test (scipy.stats.permutation_test: labels re-paired with predictions at random; statistic the
+permutation test (``metrics.label_accuracy_test``: labels re-paired with predictions at random; statistic the
 accuracy). The layer reported as the headline is chosen on the background cross-validation alone, never on the
 groups under test.
 """
@@ -38,12 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-from scipy import stats
 
 from revcurse import vocabulary
 from revcurse.config import RunConfig, load_config
 from revcurse.errors import InputError
-from revcurse.metrics import wilson_interval
+from revcurse.metrics import label_accuracy_test, wilson_interval
 from revcurse.world import Fact, Subset
 
 HIDDEN_PROBE_FILE = "hidden_probe.json"
@@ -175,30 +174,14 @@ def probe_seed(states_of: Callable[[list[str]], np.ndarray], facts: list[Fact], 
     return SeedPredictions(seed, layers, placebo)
 
 
-def accuracy_test(pairs: list[tuple[np.ndarray, np.ndarray]], resamples: int, seed: int) -> dict:
-    """Accuracy pooled over seeds, its Wilson 95% interval, chance, and the one-sided permutation test."""
-    predicted = np.concatenate([p for p, _ in pairs])
-    truth = np.concatenate([t for _, t in pairs])
-    correct = int((predicted == truth).sum())
-    low, high = wilson_interval(correct, len(truth))
-    classes = np.union1d(predicted, truth)
-    chance = float(sum(np.mean(predicted == c) * np.mean(truth == c) for c in classes))
-    test = stats.permutation_test(
-        (predicted, truth), lambda p, t, axis: np.mean(p == t, axis=axis), permutation_type="pairings",
-        alternative="greater", n_resamples=resamples, random_state=np.random.default_rng(seed), vectorized=True,
-    )
-    return {"accuracy": correct / len(truth), "ci95_low": low, "ci95_high": high, "n_items": len(truth),
-            "correct": correct, "chance": chance, "statistic": float(test.statistic), "p_value": float(test.pvalue)}
-
-
 def summarise(seeds: list[SeedPredictions], alpha: float = 0.05) -> dict:
     """Records per layer and group, the placebo's false-positive rate, and the headline layer."""
     layers = []
     for layer in range(len(seeds[0].layers)):
-        groups = {group: accuracy_test([s.layers[layer][group] for s in seeds], PERMUTATIONS, layer)
+        groups = {group: label_accuracy_test([s.layers[layer][group] for s in seeds], PERMUTATIONS, layer)
                   for group in seeds[0].layers[layer]}
         draws = len(seeds[0].placebo[layer])
-        placebo = [accuracy_test([s.placebo[layer][d] for s in seeds], PLACEBO_PERMUTATIONS, 1000 + d)
+        placebo = [label_accuracy_test([s.placebo[layer][d] for s in seeds], PLACEBO_PERMUTATIONS, 1000 + d)
                    for d in range(draws)]
         rejected = sum(p["p_value"] < alpha for p in placebo)
         low, high = wilson_interval(rejected, draws)

@@ -467,3 +467,21 @@ def lookup(records: list[dict], subset: str, asked: str, metric: str, setting: s
         ):
             return record
     raise KeyError((setting, subset, asked, metric))
+
+
+def label_accuracy_test(pairs: list[tuple[np.ndarray, np.ndarray]], resamples: int, seed: int) -> dict:
+    """Predicted against true labels, pooled over seeds (``pairs``: one (predicted, truth) per seed): accuracy,
+    its Wilson 95% interval, the chance level of these label frequencies, and a one-sided permutation test
+    (labels re-paired with predictions at random; statistic: the accuracy). Used by ``hidden_probe``."""
+    predicted = np.concatenate([p for p, _ in pairs])
+    truth = np.concatenate([t for _, t in pairs])
+    correct = int((predicted == truth).sum())
+    low, high = wilson_interval(correct, len(truth))
+    classes = np.union1d(predicted, truth)
+    chance = float(sum(np.mean(predicted == c) * np.mean(truth == c) for c in classes))
+    test = stats.permutation_test(
+        (predicted, truth), lambda p, t, axis: np.mean(p == t, axis=axis), permutation_type="pairings",
+        alternative="greater", n_resamples=resamples, random_state=np.random.default_rng(seed), vectorized=True,
+    )
+    return {"accuracy": correct / len(truth), "ci95_low": low, "ci95_high": high, "n_items": len(truth),
+            "correct": correct, "chance": chance, "statistic": float(test.statistic), "p_value": float(test.pvalue)}
