@@ -26,6 +26,7 @@ import torch
 
 from revcurse.corpus import Corpus, Probe, label
 from revcurse.probe import run_probes
+from revcurse.records import write_record
 
 CURVE_FILE = "curve.jsonl"
 CURVE_PHRASINGS = 2  # phrasing slots per group: matched distractors need other facts in the same slot
@@ -135,7 +136,7 @@ class CurveRecorder:
             model.train(was_training)
         kept = [row for row in read_curve(self.path) if row["step"] < step]
         text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in kept + curve_rows(step, results))
-        self.path.write_text(text, encoding="utf-8")
+        write_record(self.path, text)
         self.seconds += time.perf_counter() - began
 
 

@@ -42,7 +42,8 @@ import transformers
 from revcurse import vocabulary
 from revcurse.config import RunConfig, load_config
 from revcurse.errors import InputError
-from revcurse.metrics import label_accuracy_test, wilson_interval
+from revcurse.metrics import label_accuracy_test, rejection_rate
+from revcurse.records import write_record
 from revcurse.world import Fact, Subset
 
 HIDDEN_PROBE_FILE = "hidden_probe.json"
@@ -183,13 +184,11 @@ def summarise(seeds: list[SeedPredictions], alpha: float = 0.05) -> dict:
         draws = len(seeds[0].placebo[layer])
         placebo = [label_accuracy_test([s.placebo[layer][d] for s in seeds], PLACEBO_PERMUTATIONS, 1000 + d)
                    for d in range(draws)]
-        rejected = sum(p["p_value"] < alpha for p in placebo)
-        low, high = wilson_interval(rejected, draws)
+        rate, low, high = rejection_rate(sum(p["p_value"] < alpha for p in placebo), draws)
         groups[PLACEBO] = {
             "accuracy": float(np.mean([p["accuracy"] for p in placebo])) if placebo else math.nan,
             "chance": float(np.mean([p["chance"] for p in placebo])) if placebo else math.nan,
-            "draws": draws, "false_positive_rate": rejected / draws if draws else math.nan,
-            "fpr_ci95_low": low, "fpr_ci95_high": high, "alpha": alpha}
+            "draws": draws, "false_positive_rate": rate, "fpr_ci95_low": low, "fpr_ci95_high": high, "alpha": alpha}
         layers.append({"layer": layer, "groups": groups})
     best = max(layers, key=lambda entry: entry["groups"]["Background (5-fold cross-validation)"]["accuracy"])
     return {"seeds": [s.seed for s in seeds], "headline_layer": best["layer"], "layers": layers}
@@ -219,7 +218,7 @@ def run_hidden_probe(run: Path, placebo_draws: int = 40) -> dict:
         states_of = functools.partial(name_states, model, tokenizer)
         seeds.append(probe_seed(states_of, facts, seed, placebo_draws))
     result = summarise(seeds)
-    (run / HIDDEN_PROBE_FILE).write_text(json.dumps(result, indent=1, allow_nan=False), encoding="utf-8")
+    write_record(run / HIDDEN_PROBE_FILE, json.dumps(result, indent=1, allow_nan=False))
     return result
 
 

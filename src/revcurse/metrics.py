@@ -430,15 +430,20 @@ def placebo_counts(facts: list[tuple[FactCandidates, str]], draws: int, alpha: f
         rejections["rank"] += int(tests["rank"].p_value(ranks) < alpha)
     records = []
     for name, count in rejections.items():
-        low, high = (math.nan, math.nan)
-        if done:
-            ci = stats.binomtest(count, done).proportion_ci(0.95, method="exact")
-            low, high = float(ci.low), float(ci.high)
+        rate, low, high = rejection_rate(count, done)
         records.append({
             "test": name, "statistic": TESTS[name], "alpha": alpha, "draws": done, "rejections": count,
-            "rate": count / done if done else math.nan, "ci95_low": low, "ci95_high": high, "n_facts": len(usable),
+            "rate": rate, "ci95_low": low, "ci95_high": high, "n_facts": len(usable),
         })
     return records
+
+
+def rejection_rate(rejections: int, draws: int) -> tuple[float, float, float]:
+    """How often a test rejected under a placebo: the rate and its Clopper-Pearson 95% interval (NaN, no draws)."""
+    if not draws:
+        return math.nan, math.nan, math.nan
+    ci = stats.binomtest(rejections, draws).proportion_ci(0.95, method="exact")
+    return rejections / draws, float(ci.low), float(ci.high)
 
 
 def _group_fields(key: Group, trained: bool) -> dict:

@@ -236,11 +236,17 @@ def record_folder(out: Path, overwrite: bool = False, resume: bool = False, resu
 SEED_OUTCOME = "outcome.json"  # a finished seed: its world seed, stats and every probe result
 
 
-def save_seed_outcome(path: Path, world_seed: int, results: list[ProbeResult], stats: dict) -> None:
+def write_record(path: Path, text: str) -> None:
+    """Write one file of a run folder beside it, then rename: a reader never sees half of it (a seed's outcome,
+    its curve while it trains, an analysis added to a finished run)."""
     temporary = path.with_name(f".{path.name}.tmp")
-    record = {"world_seed": world_seed, "stats": stats, "results": [r.to_json() for r in results]}
-    temporary.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+    temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
+
+
+def save_seed_outcome(path: Path, world_seed: int, results: list[ProbeResult], stats: dict) -> None:
+    record = {"world_seed": world_seed, "stats": stats, "results": [r.to_json() for r in results]}
+    write_record(path, json.dumps(record, ensure_ascii=False))
 
 
 def load_seed_outcome(path: Path) -> tuple[int, list[ProbeResult], dict]:
@@ -361,6 +367,6 @@ CALIBRATION_FILE = "calibration.json"  # the placebo rejection rate of each test
 
 def write_calibration(folder: Path, records: list[dict]) -> None:
     """Record how often each test rejected under the placebo (``metrics.placebo_rejections``) beside metrics."""
-    (folder / CALIBRATION_FILE).write_text(json.dumps(records, indent=1), encoding="utf-8")
+    write_record(folder / CALIBRATION_FILE, json.dumps(records, indent=1))
 
 

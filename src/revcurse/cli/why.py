@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from revcurse.cli.common import app, console
+from revcurse.records import write_record
 
 HEADER = ["layer", "group", "accuracy [95% CI]", "chance", "permutation test"]
 
@@ -32,7 +33,7 @@ def probe_hidden(
     rows = hidden_probe_rows(result)
     title = (f"Linear probe on the name's hidden state: description class, {len(result['seeds'])} seed(s) "
              f"(headline layer {result['headline_layer']}: best background cross-validation)")
-    (run / "hidden_probe.md").write_text(grid_markdown(title, HEADER, rows), encoding="utf-8")
+    write_record(run / "hidden_probe.md", grid_markdown(title, HEADER, rows))
     console.print(grid_table(title, HEADER, rows))
     console.print(f"written: {run / 'hidden_probe.json'}, {run / 'hidden_probe.md'}")
 
